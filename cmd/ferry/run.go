@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/ferry-gateway/ferry/admin"
+	"github.com/ferry-gateway/ferry/examples"
+	"github.com/ferry-gateway/ferry/internal/conf"
+	"github.com/ferry-gateway/ferry/router"
+)
+
+// stopTimeout bounds a graceful shutdown: sources stop, in-flight batches
+// drain to the sinks, sinks close.
+const stopTimeout = 15 * time.Second
+
+func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flags("run", stderr)
+	file := fs.String("c", "", "config file (default: the embedded demo)")
+	dataDir := fs.String("data-dir", "", "data directory (overrides data_dir)")
+	adminAddr := fs.String("admin-addr", "", `admin HTTP address host:port, or "off" (overrides admin.addr)`)
+	var lf logFlags
+	lf.register(fs)
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	logger, err := lf.logger(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "ferry run:", err)
+		return 2
+	}
+
+	var cfg *router.Config
+	if *file == "" {
+		logger.Info("no -c given: running the embedded demo (examples/demo.yaml)")
+		cfg, err = router.Load("demo.yaml (embedded)", examples.Demo, conf.Resolver{})
+	} else {
+		cfg, err = router.LoadFile(*file)
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if *dataDir != "" {
+		cfg.DataDir = *dataDir
+	}
+	if *adminAddr != "" {
+		cfg.Admin.Addr = *adminAddr
+	}
+
+	p, err := router.New(cfg, logger)
+	if err != nil {
+		fmt.Fprintln(stderr, "ferry run:", err)
+		return 1
+	}
+	var srv *admin.Server
+	if cfg.Admin.Addr != "off" {
+		srv, err = admin.Listen(cfg.Admin.Addr, admin.Handler(p), logger)
+		if err != nil {
+			fmt.Fprintln(stderr, "ferry run:", err)
+			return 1
+		}
+	}
+	if err := p.Start(ctx); err != nil {
+		fmt.Fprintln(stderr, "ferry run:", err)
+		return 1
+	}
+	logger.Info("ferry running", "site", cfg.Site, "data_dir", cfg.DataDir, "modules", len(cfg.Modules), "routes", len(cfg.Routes))
+
+	<-ctx.Done()
+	logger.Info("shutting down")
+	stopCtx, cancel := context.WithTimeout(context.Background(), stopTimeout)
+	defer cancel()
+	code := 0
+	if err := p.Stop(stopCtx); err != nil {
+		logger.Error("shutdown", "error", err)
+		code = 1
+	}
+	if srv != nil {
+		_ = srv.Close(stopCtx)
+	}
+	return code
+}

@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/ferry-gateway/ferry/internal/conf"
+	"github.com/ferry-gateway/ferry/router"
+)
+
+func validateCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flags("validate", stderr)
+	file := fs.String("c", "", "config file to check (required)")
+	verbose := fs.Bool("v", false, "also print what the config builds: modules and routes")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if *file == "" {
+		fmt.Fprintln(stderr, "ferry validate: -c FILE is required")
+		return 2
+	}
+	cfg, err := router.LoadFile(*file)
+	if err != nil {
+		var errs conf.Errors
+		if errors.As(err, &errs) {
+			for _, e := range errs {
+				fmt.Fprintln(stdout, e)
+			}
+		} else {
+			fmt.Fprintln(stdout, err)
+		}
+		return 1
+	}
+	if *verbose {
+		for _, m := range cfg.Modules {
+			fmt.Fprintf(stdout, "module %s: type %s, %s\n", m.Name, m.Type, m.Roles())
+		}
+		for _, r := range cfg.CompiledRoutes() {
+			fmt.Fprintf(stdout, "route %s: to %v, priority %d\n", r.Name, r.To, r.Priority)
+		}
+	}
+	fmt.Fprintln(stdout, "ok")
+	return 0
+}

@@ -1,0 +1,7 @@
+// Package all registers every connector that ships with ferry.
+package all
+
+import (
+	_ "github.com/ferry-gateway/ferry/connectors/file"
+	_ "github.com/ferry-gateway/ferry/connectors/generator"
+)

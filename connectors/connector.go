@@ -1,0 +1,83 @@
+package connectors
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/ferry-gateway/ferry/bus"
+)
+
+// Role is what a connector can do; a connector may have several.
+type Role uint8
+
+const (
+	RoleSource Role = 1 << iota
+	RoleSink
+	RoleWriter
+)
+
+func (r Role) String() string {
+	var parts []string
+	for _, x := range []struct {
+		r Role
+		n string
+	}{{RoleSource, "source"}, {RoleSink, "sink"}, {RoleWriter, "writer"}} {
+		if r&x.r != 0 {
+			parts = append(parts, x.n)
+		}
+	}
+	return strings.Join(parts, "+")
+}
+
+// Connector is what every connector implements. See the package doc for the
+// lifecycle.
+type Connector interface {
+	Validate() error
+	Start(ctx context.Context, env *Env) error
+	Stop(ctx context.Context) error
+}
+
+// Defaulter fills defaults before Validate.
+type Defaulter interface {
+	SetDefaults()
+}
+
+// Source produces batches. Outputs names the outputs it emits on (topics
+// "<module>/<output>"), so routes can be resolved at load; most sources have
+// just DefaultOutput.
+type Source interface {
+	Connector
+	Outputs() []string
+}
+
+// DefaultOutput is the output a source emits on unless it says otherwise.
+const DefaultOutput = "out"
+
+// Sink consumes batches. Write returns nil once the batch is durably handed
+// on (written, acknowledged by the far side); the runtime then acknowledges
+// it on the bus. Any other error is retried with back-off, except errors
+// wrapping ErrPoison, which are counted and skipped.
+type Sink interface {
+	Connector
+	Write(ctx context.Context, b *bus.Batch) error
+}
+
+// Writer accepts write-back of one tag of a device it owns. The returned
+// error says why the device refused it.
+type Writer interface {
+	Connector
+	WriteTag(ctx context.Context, device, tag string, v bus.Value) error
+}
+
+var (
+	// ErrPoison marks a batch that can never be delivered (the far side
+	// rejected its content); retrying it would block everything behind it.
+	ErrPoison = errors.New("poison batch")
+	// ErrNotConnected is returned when the device or link is down.
+	ErrNotConnected = errors.New("not connected")
+	// ErrUnknownTag is returned by a Writer for a tag it does not own.
+	ErrUnknownTag = errors.New("unknown tag")
+	// ErrNotWritable is returned by a Writer for a read-only tag.
+	ErrNotWritable = errors.New("tag is not writable")
+)

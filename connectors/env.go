@@ -1,0 +1,273 @@
+package connectors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ferry-gateway/ferry/bus"
+)
+
+// Env is what a running connector gets from ferry: its name and logger, the
+// bus to emit on, its state and counters, and supervised goroutines.
+type Env struct {
+	Name    string // instance name from the config
+	Type    string
+	Site    string
+	Logger  *slog.Logger
+	Metrics *Metrics // for connector-specific series, register on Metrics.Reg with Collector
+
+	dataDir string
+	pub     message.Publisher
+	seq     *Sequencer
+	state   *State
+	in, out prometheus.Counter
+	errs    prometheus.Counter
+	topics  map[string]string
+	burst   Burst
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// EnvConfig is what the runtime (or a test) supplies to build an Env.
+type EnvConfig struct {
+	Name, Type, Site string
+	DataDir          string // ferry's data dir; the connector's own is DataDir/<name>
+	Logger           *slog.Logger
+	Publisher        message.Publisher // where Emit publishes; nil for a sink-only connector
+	Metrics          *Metrics
+	Outputs          []string
+}
+
+// NewEnv builds an Env. It opens the sequence store, which is the only
+// thing here that can fail.
+func NewEnv(c EnvConfig) (*Env, error) {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Metrics == nil {
+		c.Metrics = NewMetrics(prometheus.NewRegistry())
+	}
+	e := &Env{
+		Name: c.Name, Type: c.Type, Site: c.Site, Metrics: c.Metrics,
+		Logger:  c.Logger.With("module", c.Name, "connector", c.Type),
+		dataDir: c.DataDir,
+		pub:     c.Publisher,
+		in:      c.Metrics.RecordsIn.WithLabelValues(c.Name),
+		out:     c.Metrics.RecordsOut.WithLabelValues(c.Name),
+		errs:    c.Metrics.Errors.WithLabelValues(c.Name),
+		topics:  map[string]string{},
+	}
+	up := c.Metrics.Up.WithLabelValues(c.Name)
+	e.state = newState(func(p Phase) {
+		if p == PhaseUp {
+			up.Set(1)
+		} else {
+			up.Set(0)
+		}
+	})
+	outs := c.Outputs
+	if len(outs) == 0 {
+		outs = []string{DefaultOutput}
+	}
+	for _, o := range outs {
+		e.topics[o] = Topic(c.Name, o)
+	}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	if c.Publisher != nil {
+		seq, err := OpenSequencer(c.DataDir, c.Name)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", c.Name, err)
+		}
+		e.seq = seq
+	}
+	return e, nil
+}
+
+// Topic is the bus topic of a module's output.
+func Topic(module, output string) string { return module + "/" + output }
+
+// State returns the connector's live state.
+func (e *Env) State() *State { return e.state }
+
+// Context is cancelled when the connector is stopped.
+func (e *Env) Context() context.Context { return e.ctx }
+
+// DataDir returns the connector's own directory under the data dir, creating
+// it. Certificates, offsets and learned limits go there.
+func (e *Env) DataDir() (string, error) {
+	if e.dataDir == "" {
+		return "", fmt.Errorf("%s: no data_dir configured", e.Name)
+	}
+	d := filepath.Join(e.dataDir, e.Name)
+	if err := os.MkdirAll(d, 0o750); err != nil {
+		return "", fmt.Errorf("%s: data dir: %w", e.Name, err)
+	}
+	return d, nil
+}
+
+// Path resolves a path from the connector's config: relative paths are
+// taken relative to ferry's data dir, so one --data-dir moves everything.
+func (e *Env) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) || e.dataDir == "" {
+		return p
+	}
+	return filepath.Join(e.dataDir, p)
+}
+
+// Up marks the connector up (device connected, link established).
+func (e *Env) Up() {
+	if e.state.Phase() != PhaseUp {
+		e.Logger.Info("up")
+	}
+	e.state.Set(PhaseUp)
+}
+
+// Connecting marks a connector that has started but whose first connection
+// is still being made. Connectors that manage a link call it from Start, so
+// the runtime does not mark them up before the link is.
+func (e *Env) Connecting() { e.state.Set(PhaseConnecting) }
+
+// Down marks the connector down with the reason, counts it and logs it once
+// per burst.
+func (e *Env) Down(err error) {
+	e.state.Set(PhaseDown)
+	e.Error(err)
+}
+
+// Error counts an error, keeps it as the last error and logs it once per
+// burst, without changing the phase: a malformed payload is an error, not an
+// outage.
+func (e *Env) Error(err error) {
+	if err == nil {
+		return
+	}
+	e.errs.Inc()
+	e.state.Errors.Add(1)
+	e.state.setErr(err)
+	e.burst.Log(e.Logger, slog.LevelWarn, "error", slog.String("error", err.Error()))
+}
+
+// CountIn adds n to the records the connector received.
+func (e *Env) CountIn(n int) {
+	e.in.Add(float64(n))
+	e.state.In.Add(uint64(n))
+}
+
+// CountOut adds n to the records the connector handed on.
+func (e *Env) CountOut(n int) {
+	e.out.Add(float64(n))
+	e.state.Out.Add(uint64(n))
+}
+
+// Emit publishes b on the default output. See EmitTo.
+func (e *Env) Emit(ctx context.Context, b *bus.Batch) error {
+	return e.EmitTo(ctx, DefaultOutput, b)
+}
+
+// EmitTo stamps every record (source module, ingest time when unset, source
+// time when unset, sequence number) and publishes the batch. The batch is
+// encoded before EmitTo returns, so the caller may reuse it.
+func (e *Env) EmitTo(ctx context.Context, output string, b *bus.Batch) error {
+	n := len(b.Records)
+	if n == 0 {
+		return nil
+	}
+	if e.pub == nil {
+		return fmt.Errorf("%s: emit on a connector with no publisher", e.Name)
+	}
+	topic, ok := e.topics[output]
+	if !ok {
+		return fmt.Errorf("%s: emit on undeclared output %q", e.Name, output)
+	}
+	first, serr := e.seq.Reserve(n)
+	if serr != nil {
+		e.Error(serr)
+	}
+	now := time.Now().UnixNano()
+	for i := range b.Records {
+		r := &b.Records[i]
+		r.Source = e.Name
+		if r.IngestTime == 0 {
+			r.IngestTime = now
+		}
+		if r.SourceTime == 0 {
+			r.SourceTime = r.IngestTime
+		}
+		r.Seq = first + uint64(i)
+	}
+	e.CountIn(n)
+	msg := bus.NewMessage(b)
+	msg.SetContext(ctx)
+	if err := e.pub.Publish(topic, msg); err != nil {
+		err = fmt.Errorf("%s: publish %s: %w", e.Name, topic, err)
+		e.Error(err)
+		return err
+	}
+	e.CountOut(n)
+	return nil
+}
+
+// Go runs fn in a supervised goroutine until the connector stops. When fn
+// returns an error or panics, the connector is marked down and fn is started
+// again after a back-off; a panic is logged with its stack once. fn returning
+// nil, or the Env's context ending, ends the supervision.
+func (e *Env) Go(name string, fn func(ctx context.Context) error) {
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		var bo Backoff
+		for e.ctx.Err() == nil {
+			start := time.Now()
+			err := e.runGuarded(name, fn)
+			if err == nil || e.ctx.Err() != nil {
+				return
+			}
+			if time.Since(start) > time.Minute {
+				bo.Reset()
+			}
+			e.Down(fmt.Errorf("%s: %w", name, err))
+			if Sleep(e.ctx, bo.Next()) != nil {
+				return
+			}
+		}
+	}()
+}
+
+// errPanic marks a recovered panic.
+var errPanic = errors.New("panic")
+
+func (e *Env) runGuarded(name string, fn func(ctx context.Context) error) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			e.Logger.Error("recovered panic", "goroutine", name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			err = fmt.Errorf("%w: %v", errPanic, p)
+		}
+	}()
+	return fn(e.ctx)
+}
+
+// Shutdown cancels the Env's context and waits for its goroutines, up to
+// ctx's deadline. The runtime calls it after the connector's Stop.
+func (e *Env) Shutdown(ctx context.Context) error {
+	e.cancel()
+	done := make(chan struct{})
+	go func() { e.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s: goroutines still running after stop: %w", e.Name, ctx.Err())
+	}
+}

@@ -1,0 +1,60 @@
+package connectors
+
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the per-module series every connector has. One set exists per
+// pipeline registry, so tests and reloads never fight over the global one.
+type Metrics struct {
+	Reg        prometheus.Registerer
+	RecordsIn  *prometheus.CounterVec
+	RecordsOut *prometheus.CounterVec
+	Errors     *prometheus.CounterVec
+	Up         *prometheus.GaugeVec
+}
+
+// NewMetrics registers the connector series on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Reg: reg,
+		RecordsIn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferry_records_in_total", Help: "Records a module received (read from a device, or taken from the bus by a sink).",
+		}, []string{"module"}),
+		RecordsOut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferry_records_out_total", Help: "Records a module handed on (published on the bus, or delivered by a sink).",
+		}, []string{"module"}),
+		Errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferry_connector_errors_total", Help: "Errors a connector met (device, link, parse, write).",
+		}, []string{"module"}),
+		Up: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ferry_connector_up", Help: "1 while the connector is up, 0 otherwise.",
+		}, []string{"module"}),
+	}
+	m.RecordsIn = Collector(reg, m.RecordsIn)
+	m.RecordsOut = Collector(reg, m.RecordsOut)
+	m.Errors = Collector(reg, m.Errors)
+	m.Up = Collector(reg, m.Up)
+	return m
+}
+
+// Collector registers c on reg, or returns the collector already registered
+// under the same description, so that a connector restarted by a reload can
+// register its series again.
+func Collector[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if reg == nil {
+		return c
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic("connectors: metric registration: " + err.Error())
+	}
+	return c
+}

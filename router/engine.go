@@ -1,0 +1,260 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ferry-gateway/ferry/bus"
+	"github.com/ferry-gateway/ferry/connectors"
+	"github.com/ferry-gateway/ferry/router/transform"
+)
+
+// Metadata the engine sets on batches for sinks, so a spool in front of a
+// sink can sort them into lanes and expire them.
+const (
+	MetaPriority = "ferry-priority"
+	MetaTTL      = "ferry-ttl"
+)
+
+// SinkTopic is the bus topic a sink's routed batches arrive on.
+func SinkTopic(sink string) string { return connectors.Topic("router", sink) }
+
+// lane collects, per input batch, the records going to one sink at one
+// priority and TTL; it becomes one output batch.
+type lane struct {
+	sink     string
+	topic    string
+	priority int
+	ttl      time.Duration
+	batch    bus.Batch
+}
+
+type compiled struct {
+	*Route
+	chain transform.Next
+	count [5]uint64 // matched, filtered, forwarded, dropped, expired within one input batch
+	prom  [5]prometheus.Counter
+}
+
+const (
+	cMatched = iota
+	cFiltered
+	cForwarded
+	cDropped
+	cExpired
+)
+
+var resultNames = [5]string{"matched", "filtered", "forwarded", "dropped", "expired"}
+
+// Engine applies the routes to input batches and publishes what they
+// forward. It processes one batch at a time, from one goroutine: transforms
+// keep per-tag state, and a single consumer is what keeps their state
+// consistent and the output in order.
+type Engine struct {
+	routes  []*compiled
+	byTopic map[string][]*compiled
+	lanes   []*lane
+	pub     message.Publisher
+	logger  *slog.Logger
+	now     func() time.Time
+
+	dec bus.Decoder
+	in  bus.Batch
+	tmp bus.Record
+}
+
+// NewEngine builds the engine for routes over the given input topics.
+func NewEngine(routes []*Route, topics []string, pub message.Publisher, reg prometheus.Registerer, logger *slog.Logger) *Engine {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	vec := connectors.Collector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ferry_route_records_total",
+		Help: "Records per route and result: matched (from and tags), filtered (where was false), forwarded, dropped (by a transform), expired (older than ttl).",
+	}, []string{"route", "result"}))
+	e := &Engine{byTopic: map[string][]*compiled{}, pub: pub, logger: logger.With("module", "router"), now: time.Now}
+	laneIdx := map[string]*lane{}
+	for _, r := range routes {
+		c := &compiled{Route: r}
+		for i := range c.prom {
+			c.prom[i] = vec.WithLabelValues(r.Name, resultNames[i])
+		}
+		var lanes []*lane
+		for _, sink := range r.To {
+			key := sink + "\x00" + strconv.Itoa(r.Priority) + "\x00" + r.TTL.String()
+			l := laneIdx[key]
+			if l == nil {
+				l = &lane{sink: sink, topic: SinkTopic(sink), priority: r.Priority, ttl: r.TTL}
+				laneIdx[key] = l
+				e.lanes = append(e.lanes, l)
+			}
+			lanes = append(lanes, l)
+		}
+		c.chain = transform.Chain(func(rec *bus.Record) bool {
+			for _, l := range lanes {
+				l.batch.Records = append(l.batch.Records, *rec)
+			}
+			return true
+		}, r.steps...)
+		e.routes = append(e.routes, c)
+		for _, t := range topics {
+			if r.matchesTopic(t) {
+				e.byTopic[t] = append(e.byTopic[t], c)
+			}
+		}
+	}
+	return e
+}
+
+// Topics returns the input topics some route takes.
+func (e *Engine) Topics() []string {
+	out := make([]string, 0, len(e.byTopic))
+	for t := range e.byTopic {
+		out = append(out, t)
+	}
+	return out
+}
+
+// Route applies the routes for topic to b and fills the lanes. It is the hot
+// path: no allocation per record once lanes and transform state are warm.
+func (e *Engine) Route(topic string, b *bus.Batch) {
+	now := e.now().UnixNano()
+	for _, c := range e.byTopic[topic] {
+		ttl := int64(c.TTL)
+		for i := range b.Records {
+			rec := &b.Records[i]
+			if !c.matchesTag(rec.Tag) {
+				continue
+			}
+			c.count[cMatched]++
+			if ttl > 0 && now-rec.SourceTime > ttl {
+				c.count[cExpired]++
+				continue
+			}
+			if c.where != nil && !c.where(rec) {
+				c.count[cFiltered]++
+				continue
+			}
+			e.tmp = *rec
+			if c.chain(&e.tmp) {
+				c.count[cForwarded]++
+			} else {
+				c.count[cDropped]++
+			}
+		}
+		e.flushCounts(c)
+	}
+}
+
+func (e *Engine) flushCounts(c *compiled) {
+	for i, n := range c.count {
+		if n == 0 {
+			continue
+		}
+		c.prom[i].Add(float64(n))
+		switch i {
+		case cMatched:
+			c.Matched.Add(n)
+		case cFiltered:
+			c.Filtered.Add(n)
+		case cForwarded:
+			c.Forwarded.Add(n)
+		case cDropped:
+			c.Dropped.Add(n)
+		case cExpired:
+			c.Expired.Add(n)
+		}
+		c.count[i] = 0
+	}
+}
+
+// Flush publishes every non-empty lane as one batch and empties it.
+func (e *Engine) Flush(ctx context.Context) error {
+	for _, l := range e.lanes {
+		if len(l.batch.Records) == 0 {
+			continue
+		}
+		msg := bus.NewMessage(&l.batch)
+		msg.SetContext(ctx)
+		msg.Metadata.Set(MetaPriority, strconv.Itoa(l.priority))
+		if l.ttl > 0 {
+			msg.Metadata.Set(MetaTTL, l.ttl.String())
+		}
+		l.batch.Reset()
+		if err := e.pub.Publish(l.topic, msg); err != nil {
+			return fmt.Errorf("router: publish to %s: %w", l.sink, err)
+		}
+	}
+	return nil
+}
+
+// Handle decodes one input message, routes it and publishes the result.
+func (e *Engine) Handle(ctx context.Context, topic string, msg *message.Message) error {
+	e.in.Reset()
+	if err := e.dec.DecodeMessage(msg, &e.in); err != nil {
+		return fmt.Errorf("router: input %s: %w", topic, err)
+	}
+	e.Route(topic, &e.in)
+	return e.Flush(ctx)
+}
+
+type delivery struct {
+	topic string
+	msg   *message.Message
+}
+
+// Subscribe subscribes to every input topic. It returns once the
+// subscriptions exist, so sources started afterwards lose nothing; Run then
+// consumes them.
+func (e *Engine) Subscribe(ctx context.Context, sub message.Subscriber) (<-chan delivery, error) {
+	out := make(chan delivery)
+	var wg sync.WaitGroup
+	for topic := range e.byTopic {
+		ch, err := sub.Subscribe(ctx, topic)
+		if err != nil {
+			return nil, fmt.Errorf("router: subscribe %s: %w", topic, err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for m := range ch {
+				select {
+				case out <- delivery{topic, m}:
+				case <-ctx.Done():
+					m.Nack()
+					return
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(out) }()
+	return out, nil
+}
+
+// Run routes deliveries until in is closed or ctx ends. A batch that cannot
+// be decoded is counted and dropped (acknowledged): it would never decode on
+// a retry.
+func (e *Engine) Run(ctx context.Context, in <-chan delivery) {
+	var burst connectors.Burst
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case d, ok := <-in:
+			if !ok {
+				return
+			}
+			if err := e.Handle(ctx, d.topic, d.msg); err != nil {
+				burst.Log(e.logger, slog.LevelError, "routing failed", slog.String("error", err.Error()))
+			}
+			d.msg.Ack()
+		}
+	}
+}

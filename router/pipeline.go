@@ -1,0 +1,312 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/ferry-gateway/ferry/bus"
+	"github.com/ferry-gateway/ferry/connectors"
+)
+
+// Pipeline is a running configuration: the bus, every connector instance
+// and the routing engine between them.
+type Pipeline struct {
+	cfg     *Config
+	logger  *slog.Logger
+	reg     *prometheus.Registry
+	bus     bus.PubSub
+	metrics *connectors.Metrics
+	engine  *Engine
+	mods    []*running
+	started time.Time
+
+	runCtx    context.Context
+	runCancel context.CancelFunc
+	engineCtx context.Context
+	engineEnd context.CancelFunc
+	engineWG  sync.WaitGroup
+	sinkWG    sync.WaitGroup
+	sinkEnd   context.CancelFunc
+}
+
+type running struct {
+	*Module
+	env     *connectors.Env
+	started bool
+}
+
+// New builds a pipeline from a loaded config. Nothing runs until Start.
+func New(c *Config, logger *slog.Logger) (*Pipeline, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	b, err := bus.New(c.Bus, logger)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pipeline{cfg: c, logger: logger, reg: reg, bus: b, metrics: connectors.NewMetrics(reg)}
+	for _, m := range c.Modules {
+		ec := connectors.EnvConfig{
+			Name: m.Name, Type: m.Type, Site: c.Site, DataDir: c.DataDir,
+			Logger: logger, Metrics: p.metrics, Outputs: m.Outputs(),
+		}
+		if len(ec.Outputs) > 0 {
+			ec.Publisher = b
+		}
+		env, err := connectors.NewEnv(ec)
+		if err != nil {
+			return nil, err
+		}
+		p.mods = append(p.mods, &running{Module: m, env: env})
+	}
+	p.engine = NewEngine(c.CompiledRoutes(), c.sourceTopics(), b, reg, logger)
+	for _, m := range p.mods {
+		if len(m.Outputs()) > 0 && !p.routed(m.Name) {
+			logger.Warn("source has no route; its records are discarded", "module", m.Name)
+		}
+	}
+	return p, nil
+}
+
+func (p *Pipeline) routed(module string) bool {
+	for _, t := range p.engine.Topics() {
+		if len(t) > len(module) && t[:len(module)+1] == module+"/" {
+			return true
+		}
+	}
+	return false
+}
+
+// Registry is the pipeline's metrics registry.
+func (p *Pipeline) Registry() *prometheus.Registry { return p.reg }
+
+// Config is the config the pipeline runs.
+func (p *Pipeline) Config() *Config { return p.cfg }
+
+// Bus is the pipeline's bus, for tests and tools that watch it.
+func (p *Pipeline) Bus() bus.PubSub { return p.bus }
+
+// Start starts sinks, then the engine, then sources, so that nothing a
+// source emits finds its consumer missing. A connector that fails to start
+// is marked failed and logged; the rest run on.
+func (p *Pipeline) Start(ctx context.Context) error {
+	p.started = time.Now()
+	p.runCtx, p.runCancel = context.WithCancel(context.Background())
+	sinkCtx, sinkEnd := context.WithCancel(p.runCtx)
+	p.sinkEnd = sinkEnd
+	for _, m := range p.mods {
+		if !m.IsSink() {
+			continue
+		}
+		if !p.startModule(ctx, m) {
+			continue
+		}
+		msgs, err := p.bus.Subscribe(sinkCtx, SinkTopic(m.Name))
+		if err != nil {
+			return fmt.Errorf("subscribe sink %s: %w", m.Name, err)
+		}
+		p.sinkWG.Add(1)
+		go func() {
+			defer p.sinkWG.Done()
+			runSink(sinkCtx, m.Connector.(connectors.Sink), m.env, msgs)
+		}()
+	}
+	p.engineCtx, p.engineEnd = context.WithCancel(p.runCtx)
+	in, err := p.engine.Subscribe(p.engineCtx, p.bus)
+	if err != nil {
+		return err
+	}
+	p.engineWG.Add(1)
+	go func() {
+		defer p.engineWG.Done()
+		p.engine.Run(p.engineCtx, in)
+	}()
+	for _, m := range p.mods {
+		if !m.IsSink() {
+			p.startModule(ctx, m)
+		}
+	}
+	return nil
+}
+
+func (p *Pipeline) startModule(ctx context.Context, m *running) bool {
+	err := m.Connector.Start(ctx, m.env)
+	if err != nil {
+		m.env.State().Set(connectors.PhaseFailed)
+		m.env.Error(fmt.Errorf("start: %w", err))
+		p.logger.Error("connector failed to start", "module", m.Name, "connector", m.Type, "error", err)
+		// Stop must be safe after a failed start; call it so half-taken
+		// resources are released.
+		stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = m.Connector.Stop(stopCtx)
+		_ = m.env.Shutdown(stopCtx)
+		cancel()
+		return false
+	}
+	m.started = true
+	if m.env.State().Phase() == connectors.PhaseStarting {
+		m.env.Up()
+	}
+	return true
+}
+
+// runSink hands routed batches to a sink. A batch is acknowledged on the bus
+// only after the sink took it; errors are retried with back-off, so a slow or
+// broken sink back-pressures its sources instead of losing records.
+func runSink(ctx context.Context, s connectors.Sink, env *connectors.Env, msgs <-chan *message.Message) {
+	var dec bus.Decoder
+	var b bus.Batch
+	for msg := range msgs {
+		b.Reset()
+		if err := dec.DecodeMessage(msg, &b); err != nil {
+			env.Error(err)
+			msg.Ack()
+			continue
+		}
+		n := len(b.Records)
+		env.CountIn(n)
+		var bo connectors.Backoff
+		for {
+			err := s.Write(ctx, &b)
+			if err == nil {
+				env.CountOut(n)
+				if env.State().Phase() == connectors.PhaseDown {
+					env.Up()
+				}
+				msg.Ack()
+				break
+			}
+			if errors.Is(err, connectors.ErrPoison) {
+				env.Error(err)
+				msg.Ack()
+				break
+			}
+			env.Down(err)
+			if connectors.Sleep(ctx, bo.Next()) != nil {
+				msg.Nack()
+				return
+			}
+		}
+	}
+}
+
+// Stop stops sources first, then lets the engine and sinks drain what is in
+// flight, then stops sinks, all within ctx's deadline.
+func (p *Pipeline) Stop(ctx context.Context) error {
+	var errs []error
+	stop := func(m *running) {
+		if m.started {
+			if err := m.Connector.Stop(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("stop %s: %w", m.Name, err))
+			}
+		}
+		if err := m.env.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		m.env.State().Set(connectors.PhaseStopped)
+	}
+	for _, m := range p.mods {
+		if !m.IsSink() {
+			stop(m)
+		}
+	}
+	// Sources are quiet: whatever they published has been acknowledged by the
+	// engine (the memory bus blocks until it is), and the engine acknowledges
+	// only after its sinks did. So the engine can go now.
+	if p.engineEnd != nil {
+		p.engineEnd()
+		p.engineWG.Wait()
+	}
+	if p.sinkEnd != nil {
+		p.sinkEnd()
+		p.sinkWG.Wait()
+	}
+	for _, m := range p.mods {
+		if m.IsSink() {
+			stop(m)
+		}
+	}
+	if p.runCancel != nil {
+		p.runCancel()
+	}
+	if err := p.bus.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close bus: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// Ready reports whether every connector has started (none is still starting
+// or failed), with the names of those that have not.
+func (p *Pipeline) Ready() (bool, []string) {
+	var notReady []string
+	for _, m := range p.mods {
+		switch m.env.State().Phase() {
+		case connectors.PhaseStarting, connectors.PhaseFailed, connectors.PhaseStopped:
+			notReady = append(notReady, m.Name)
+		}
+	}
+	return len(notReady) == 0, notReady
+}
+
+// Status is the pipeline as /api/status shows it.
+type Status struct {
+	Site    string         `json:"site"`
+	Started time.Time      `json:"started"`
+	Uptime  float64        `json:"uptime_seconds"`
+	Bus     string         `json:"bus"`
+	Modules []ModuleStatus `json:"modules"`
+	Routes  []RouteStatus  `json:"routes"`
+}
+
+// ModuleStatus is one connector instance.
+type ModuleStatus struct {
+	Name    string   `json:"name"`
+	Type    string   `json:"type"`
+	Roles   string   `json:"roles"`
+	Outputs []string `json:"outputs,omitempty"`
+	connectors.Snapshot
+}
+
+// RouteStatus is one route and its counters.
+type RouteStatus struct {
+	Name      string   `json:"name"`
+	To        []string `json:"to"`
+	Priority  int      `json:"priority"`
+	Matched   uint64   `json:"matched"`
+	Filtered  uint64   `json:"filtered"`
+	Forwarded uint64   `json:"forwarded"`
+	Dropped   uint64   `json:"dropped"`
+	Expired   uint64   `json:"expired"`
+}
+
+// Status snapshots the pipeline.
+func (p *Pipeline) Status() Status {
+	s := Status{Site: p.cfg.Site, Started: p.started, Bus: p.cfg.Bus.Type}
+	if !p.started.IsZero() {
+		s.Uptime = time.Since(p.started).Seconds()
+	}
+	for _, m := range p.mods {
+		s.Modules = append(s.Modules, ModuleStatus{
+			Name: m.Name, Type: m.Type, Roles: m.Roles().String(), Outputs: m.Outputs(),
+			Snapshot: m.env.State().Snapshot(),
+		})
+	}
+	for _, r := range p.cfg.CompiledRoutes() {
+		s.Routes = append(s.Routes, RouteStatus{
+			Name: r.Name, To: r.To, Priority: r.Priority,
+			Matched: r.Matched.Load(), Filtered: r.Filtered.Load(), Forwarded: r.Forwarded.Load(),
+			Dropped: r.Dropped.Load(), Expired: r.Expired.Load(),
+		})
+	}
+	return s
+}
