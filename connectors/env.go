@@ -180,10 +180,10 @@ func (e *Env) Emit(ctx context.Context, b *bus.Batch) error {
 // time when unset, sequence number) and publishes the batch. The batch is
 // encoded before EmitTo returns, so the caller may reuse it.
 func (e *Env) EmitTo(ctx context.Context, output string, b *bus.Batch) error {
-	n := len(b.Records)
-	if n == 0 {
+	if b == nil || len(b.Records) == 0 {
 		return nil
 	}
+	n := len(b.Records)
 	if e.pub == nil {
 		return fmt.Errorf("%s: emit on a connector with no publisher", e.Name)
 	}

@@ -170,32 +170,10 @@ func (c *Config) loadModules(src *conf.Source, n *yaml.Node) conf.Errors {
 			continue
 		}
 		m := &Module{Name: name, Type: typ.Value, Info: info, Connector: info.New(), Node: body}
-		errs = append(errs, DecodeConnector(src, body, m.Connector, path)...)
+		errs = append(errs, connectors.Decode(src, body, m.Connector, path)...)
 		c.Modules = append(c.Modules, m)
 	}
 	return errs
-}
-
-// DecodeConnector decodes one connector section (with its type: key) into
-// cn, applies its defaults and validates it. Tests of sample configs use it
-// too, so a sample is checked exactly as a user's file is.
-func DecodeConnector(src *conf.Source, body *yaml.Node, cn connectors.Connector, path string) conf.Errors {
-	// The type key belongs to ferry, not to the connector's struct.
-	rest := *body
-	rest.Content = nil
-	for i := 0; i+1 < len(body.Content); i += 2 {
-		if body.Content[i].Value != "type" {
-			rest.Content = append(rest.Content, body.Content[i], body.Content[i+1])
-		}
-	}
-	errs := src.Decode(&rest, cn, path)
-	if len(errs) > 0 {
-		return errs
-	}
-	if d, ok := cn.(connectors.Defaulter); ok {
-		d.SetDefaults()
-	}
-	return src.Positioned(&rest, path, cn.Validate())
 }
 
 // Module returns the instance named name, or nil.

@@ -62,7 +62,7 @@ func (g *Generator) Start(ctx context.Context, env *connectors.Env) error {
 					device: device, tag: name, unit: t.Unit, kind: t.Signal,
 					min: t.Min, max: t.Max, step: t.Step, period: t.Period.D().Seconds(),
 					phase: 2 * math.Pi * float64((d-1)*t.Count+k-1) / float64(g.Devices*t.Count),
-					rng:   rand.New(rand.NewPCG(uint64(d), uint64(k))),
+					rng:   newRand(uint64(d), uint64(k)),
 				}
 				s.state = (s.min + s.max) / 2
 				if s.kind == "counter" {
@@ -145,6 +145,16 @@ func (s *signal) next(t float64) bus.Value {
 		return bus.Double(s.max)
 	}
 	return bus.Null()
+}
+
+// newRand seeds a generator per signal, so runs are reproducible and
+// signals share no lock.
+func newRand(seed ...uint64) *rand.Rand {
+	var a, b uint64 = 1, 2
+	if len(seed) == 2 {
+		a, b = seed[0], seed[1]
+	}
+	return rand.New(rand.NewPCG(a, b))
 }
 
 // Stop has nothing to release: the emitting loop ends with the Env.

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+func run(t *testing.T, ctx context.Context, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := dispatch(ctx, args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestValidateOK(t *testing.T) {
+	code, out, errs := run(t, t.Context(), "validate", "-c", "../../examples/demo.yaml")
+	if code != 0 || out != "ok\n" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
+
+func TestValidateReportsEveryErrorWithPosition(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(file, []byte(`connectors:
+  gen:
+    type: generator
+    interval: soon
+    tags: [{name: t, colour: red}]
+routes:
+  - from: gen
+    where: value >
+    to: nowhere
+`), 0o600)
+	code, out, _ := run(t, t.Context(), "validate", "-c", file)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	pos := regexp.MustCompile(`^` + regexp.QuoteMeta(file) + `:\d+:\d+: `)
+	for _, l := range lines {
+		if !pos.MatchString(l) {
+			t.Errorf("line not FILE:LINE:COL: %q", l)
+		}
+	}
+	for _, want := range []string{":4:15: connectors.gen.interval", ":5:24: connectors.gen.tags[0].colour", ":8:12: routes[0].where", ":9:9: routes[0].to"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("missing %q in:\n%s", want, out)
+		}
+	}
+}
+
+func TestUsageAndVersion(t *testing.T) {
+	if code, out, _ := run(t, t.Context(), "version"); code != 0 || !strings.HasPrefix(out, "ferry ") {
+		t.Fatalf("version: %d %q", code, out)
+	}
+	if code, _, errs := run(t, t.Context(), "frobnicate"); code != 2 || !strings.Contains(errs, "unknown command") {
+		t.Fatalf("unknown command: %d %q", code, errs)
+	}
+	if code, _, _ := run(t, t.Context(), "validate"); code != 2 {
+		t.Fatalf("validate without -c: %d", code)
+	}
+	if code, _, _ := run(t, t.Context(), "run", "--log-format", "xml"); code != 2 {
+		t.Fatalf("bad log format: %d", code)
+	}
+}
+
+// TestRunStopsGracefully runs a config until its file sink has data, then
+// cancels as SIGTERM would, and expects exit 0.
+func TestRunStopsGracefully(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "ferry.yaml")
+	os.WriteFile(file, []byte(`connectors:
+  gen: {type: generator, interval: 5ms, tags: [{name: t}]}
+  out: {type: file, path: out.jsonl}
+routes:
+  - {from: gen, to: out}
+`), 0o600)
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int)
+	var stderr bytes.Buffer
+	go func() {
+		done <- dispatch(ctx, []string{"run", "-c", file, "--data-dir", dir, "--admin-addr", "127.0.0.1:0"}, &bytes.Buffer{}, &stderr)
+	}()
+	out := filepath.Join(dir, "out.jsonl")
+	deadline := time.Now().Add(20 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if st, err := os.Stat(out); err == nil && st.Size() > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("no output in 20s; stderr:\n%s", stderr.String())
+		}
+		select {
+		case code := <-done:
+			t.Fatalf("run exited early with %d:\n%s", code, stderr.String())
+		case <-tick.C:
+		}
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Fatalf("exit %d:\n%s", code, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not stop after cancel")
+	}
+	if !strings.Contains(stderr.String(), "admin listening") {
+		t.Errorf("admin address not logged:\n%s", stderr.String())
+	}
+}

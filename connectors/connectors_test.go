@@ -1,0 +1,165 @@
+package connectors
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferry-gateway/ferry/bus"
+)
+
+type nop struct{}
+
+func (nop) Validate() error                   { return nil }
+func (nop) Start(context.Context, *Env) error { return nil }
+func (nop) Stop(context.Context) error        { return nil }
+
+func TestRegisterPanicsOnProgrammingErrors(t *testing.T) {
+	newNop := func() Connector { return nop{} }
+	Register(Info{Name: "test-nop", Roles: RoleSink, New: newNop})
+	for name, info := range map[string]Info{
+		"empty name": {Roles: RoleSink, New: newNop},
+		"nil New":    {Name: "x", Roles: RoleSink},
+		"no role":    {Name: "y", New: newNop},
+		"duplicate":  {Name: "test-nop", Roles: RoleSink, New: newNop},
+	} {
+		t.Run(name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Fatal("no panic")
+				}
+			}()
+			Register(info)
+		})
+	}
+	if _, ok := Lookup("test-nop"); !ok {
+		t.Fatal("registered type not found")
+	}
+	if !strings.Contains(UnknownTypeError("zz").Error(), "test-nop") {
+		t.Fatal("unknown-type error does not list the registered types")
+	}
+}
+
+func TestSequencerNeverRepeatsAcrossRestarts(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenSequencer(dir, "m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _ := s.Reserve(10)
+	last, _ := s.Reserve(seqBlock + 5) // crosses a block: the file must move on
+	end := last + seqBlock + 5
+	s2, err := OpenSequencer(dir, "m") // a restart, with or without a crash
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, _ := s2.Reserve(1)
+	if first != 0 || next < end {
+		t.Fatalf("first %d; after restart %d, want ≥ %d", first, next, end)
+	}
+	os.WriteFile(filepath.Join(dir, "seq", "bad"), []byte("garbage"), 0o600)
+	if _, err := OpenSequencer(dir, "bad"); err == nil || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("corrupt file: %v", err)
+	}
+}
+
+func TestBackoffGrowsWithJitterAndCaps(t *testing.T) {
+	b := Backoff{Min: 10 * time.Millisecond, Max: 80 * time.Millisecond}
+	for i, hi := range []time.Duration{10, 20, 40, 80, 80, 80} {
+		hi *= time.Millisecond
+		d := b.Next()
+		if d < hi/2 || d > hi {
+			t.Fatalf("attempt %d: %v not in [%v, %v]", i, d, hi/2, hi)
+		}
+	}
+	b.Reset()
+	if d := b.Next(); d > 10*time.Millisecond {
+		t.Fatalf("after reset: %v", d)
+	}
+}
+
+func TestBurstLogsOncePerBurst(t *testing.T) {
+	var buf bytes.Buffer
+	l := slog.New(slog.NewTextHandler(&buf, nil))
+	b := Burst{Quiet: time.Hour}
+	for range 100 {
+		b.Log(l, slog.LevelWarn, "device busy")
+	}
+	if n := strings.Count(buf.String(), "device busy"); n != 1 {
+		t.Fatalf("%d lines for one burst", n)
+	}
+	b.last = time.Now().Add(-2 * time.Hour) // the burst has ended
+	b.Log(l, slog.LevelWarn, "device busy")
+	if !strings.Contains(buf.String(), "suppressed_since_last=99") {
+		t.Fatalf("suppressed count not reported:\n%s", buf.String())
+	}
+}
+
+func TestEnvGoRecoversAndRestarts(t *testing.T) {
+	env, err := NewEnv(EnvConfig{Name: "m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	runs := 0
+	env.Go("loop", func(ctx context.Context) error {
+		runs++
+		switch runs {
+		case 1:
+			panic("boom")
+		case 2:
+			return errors.New("device gone")
+		}
+		close(done)
+		<-ctx.Done()
+		return nil
+	})
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("loop not restarted after a panic and an error")
+	}
+	s := env.State().Snapshot()
+	if s.Errors != 2 || !strings.Contains(s.LastError, "device gone") {
+		t.Fatalf("state %+v", s)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := env.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestEmitStampsAndRefusesUndeclaredOutput(t *testing.T) {
+	ps := bus.NewMemory(nil)
+	defer ps.Close()
+	env, err := NewEnv(EnvConfig{Name: "m", DataDir: t.TempDir(), Publisher: ps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := env.EmitTo(t.Context(), "nope", nil); err != nil {
+		t.Fatalf("empty batch should be a no-op: %v", err)
+	}
+	b := &bus.Batch{Records: []bus.Record{{Tag: "a"}, {Tag: "b", SourceTime: 5}}}
+	if err := env.EmitTo(t.Context(), "nope", b); err == nil || !strings.Contains(err.Error(), "undeclared output") {
+		t.Fatalf("undeclared output: %v", err)
+	}
+	msgs, _ := ps.Subscribe(t.Context(), "m/out")
+	go func() { _ = env.Emit(t.Context(), b) }()
+	m := <-msgs
+	var got bus.Batch
+	if err := bus.DecodeBatch(m.Payload, &got); err != nil {
+		t.Fatal(err)
+	}
+	m.Ack()
+	r0, r1 := got.Records[0], got.Records[1]
+	if r0.Source != "m" || r0.IngestTime == 0 || r0.SourceTime/1000 != r0.IngestTime/1000 || r1.SourceTime != 0 && r1.SourceTime/1000 != 0 || r1.Seq != r0.Seq+1 {
+		t.Fatalf("stamping: %+v", got.Records)
+	}
+}

@@ -1,0 +1,107 @@
+package examples_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferry-gateway/ferry/admin"
+	_ "github.com/ferry-gateway/ferry/connectors/all"
+	"github.com/ferry-gateway/ferry/examples"
+	"github.com/ferry-gateway/ferry/internal/conf"
+	"github.com/ferry-gateway/ferry/router"
+)
+
+func TestEveryExampleValidates(t *testing.T) {
+	files, _ := filepath.Glob("*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no examples")
+	}
+	for _, f := range files {
+		if _, err := router.LoadFile(f); err != nil {
+			t.Errorf("%s:\n%v", f, err)
+		}
+	}
+	disk, _ := os.ReadFile("demo.yaml")
+	if string(disk) != string(examples.Demo) {
+		t.Fatal("embedded demo differs from demo.yaml")
+	}
+}
+
+// TestDemoRuns runs the embedded demo until records have reached its sinks,
+// and checks the admin endpoint shows them.
+func TestDemoRuns(t *testing.T) {
+	cfg, err := router.Load("demo.yaml", examples.Demo, conf.Resolver{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DataDir = t.TempDir()
+	p, err := router.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The console sink writes to stdout; keep test output clean.
+	stdout := os.Stdout
+	devnull, _ := os.Open(os.DevNull)
+	os.Stdout = devnull
+	defer func() { os.Stdout = stdout; devnull.Close() }()
+
+	if err := p.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := p.Stop(ctx); err != nil {
+			t.Error(err)
+		}
+	}()
+	srv := httptest.NewServer(admin.Handler(p))
+	defer srv.Close()
+
+	const want = 100
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for archived(p) < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d records archived in 30s; status %+v", archived(p), p.Status())
+		}
+		<-tick.C
+	}
+	for path, contains := range map[string]string{
+		"/healthz":    "ok",
+		"/readyz":     "ok",
+		"/metrics":    `ferry_records_out_total{module="archive"}`,
+		"/api/status": `"name": "archive-all"`,
+	} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), contains) {
+			t.Errorf("GET %s: %d, body lacks %q:\n%.400s", path, resp.StatusCode, contains, body)
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(cfg.DataDir, "demo", "records.jsonl"))
+	if err != nil || strings.Count(string(data), "\n") < want {
+		t.Fatalf("archive file: %d lines, %v", strings.Count(string(data), "\n"), err)
+	}
+}
+
+func archived(p *router.Pipeline) uint64 {
+	for _, m := range p.Status().Modules {
+		if m.Name == "archive" {
+			return m.Out
+		}
+	}
+	return 0
+}
