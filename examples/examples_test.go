@@ -48,7 +48,10 @@ func TestDemoRuns(t *testing.T) {
 	}
 	// The console sink writes to stdout; keep test output clean.
 	stdout := os.Stdout
-	devnull, _ := os.Open(os.DevNull)
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	os.Stdout = devnull
 	defer func() { os.Stdout = stdout; devnull.Close() }()
 

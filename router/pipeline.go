@@ -201,10 +201,14 @@ func runSink(ctx context.Context, s connectors.Sink, env *connectors.Env, msgs <
 }
 
 // Stop stops sources first, then lets the engine and sinks drain what is in
-// flight, then stops sinks, all within ctx's deadline.
+// flight, then stops sinks, all within ctx's deadline. When a sink cannot
+// take what is in flight (its far side is down and it has no spool), the
+// sources cannot finish either; after half the time left, the sinks' retry
+// loops are abandoned so the process still stops in time, and what they held
+// is reported as lost.
 func (p *Pipeline) Stop(ctx context.Context) error {
 	var errs []error
-	stop := func(m *running) {
+	stop := func(ctx context.Context, m *running) {
 		if m.started {
 			if err := m.Connector.Stop(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("stop %s: %w", m.Name, err))
@@ -215,25 +219,35 @@ func (p *Pipeline) Stop(ctx context.Context) error {
 		}
 		m.env.State().Set(connectors.PhaseStopped)
 	}
+	srcCtx, cancel := context.WithTimeout(ctx, remaining(ctx)/2)
+	var srcWG sync.WaitGroup
 	for _, m := range p.mods {
 		if !m.IsSink() {
-			stop(m)
+			srcWG.Add(1)
+			go func() { defer srcWG.Done(); stop(srcCtx, m) }()
 		}
 	}
+	if !waitCtx(srcCtx, &srcWG) {
+		p.logger.Error("sources did not stop in time: a sink is not taking batches; abandoning its in-flight batches")
+		p.abandonSinks()
+	}
+	cancel()
+	srcWG.Wait() // the goroutines return once their Shutdown deadline passed
 	// Sources are quiet: whatever they published has been acknowledged by the
 	// engine (the memory bus blocks until it is), and the engine acknowledges
 	// only after its sinks did. So the engine can go now.
 	if p.engineEnd != nil {
 		p.engineEnd()
-		p.engineWG.Wait()
+		if !waitCtx(ctx, &p.engineWG) {
+			p.abandonSinks()
+			p.engineWG.Wait()
+		}
 	}
-	if p.sinkEnd != nil {
-		p.sinkEnd()
-		p.sinkWG.Wait()
-	}
+	p.abandonSinks()
+	p.sinkWG.Wait()
 	for _, m := range p.mods {
 		if m.IsSink() {
-			stop(m)
+			stop(ctx, m)
 		}
 	}
 	if p.runCancel != nil {
@@ -243,6 +257,36 @@ func (p *Pipeline) Stop(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("close bus: %w", err))
 	}
 	return errors.Join(errs...)
+}
+
+// abandonSinks ends the sinks' subscriptions; a batch a sink was retrying is
+// dropped (it was never acknowledged, so a durable bus would redeliver it).
+func (p *Pipeline) abandonSinks() {
+	if p.sinkEnd != nil {
+		p.sinkEnd()
+	}
+}
+
+func remaining(ctx context.Context) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		return time.Until(d)
+	}
+	return stopDefault
+}
+
+// stopDefault bounds a Stop whose context has no deadline.
+const stopDefault = 30 * time.Second
+
+// waitCtx waits for wg or ctx, reporting whether wg finished.
+func waitCtx(ctx context.Context, wg *sync.WaitGroup) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // Ready reports whether every connector has started (none is still starting

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -26,9 +27,9 @@ type capture struct {
 
 var captures = map[string]*capture{}
 
-func (c *capture) Validate() error                             { return nil }
+func (c *capture) Validate() error                                  { return nil }
 func (c *capture) Start(_ context.Context, e *connectors.Env) error { captures[e.Name] = c; return nil }
-func (c *capture) Stop(context.Context) error                  { return nil }
+func (c *capture) Stop(context.Context) error                       { return nil }
 func (c *capture) Write(ctx context.Context, b *bus.Batch) error {
 	if c.calls.Add(1) <= c.Fail {
 		return errors.New("far side unavailable")
@@ -339,4 +340,36 @@ routes:
 		}
 	}
 	b.ReportMetric(float64(b.N*len(in.Records))/b.Elapsed().Seconds(), "records/s")
+}
+
+// A sink whose far side never comes back must not hang shutdown.
+func TestStopIsBoundedWhenASinkIsStuck(t *testing.T) {
+	c := load(t, `
+connectors:
+  gen:
+    type: generator
+    interval: 1ms
+    tags: [{name: t}]
+  out: {type: testcapture, fail: 1000000}
+routes:
+  - {from: gen, to: out}
+`)
+	p := start(t, c)
+	// Wait until the sink is failing, so batches are stuck in flight.
+	deadline := time.Now().Add(10 * time.Second)
+	for captures["out"].calls.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("sink never called")
+		}
+		runtime.Gosched()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- p.Stop(ctx) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("Stop did not return although its context ended")
+	}
 }

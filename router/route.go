@@ -2,6 +2,7 @@ package router
 
 import (
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -76,8 +77,8 @@ type Route struct {
 	TTL      time.Duration
 	To       []string
 
-	from  []glob.Glob
-	tags  []glob.Glob
+	from  []*glob.Pattern
+	tags  []*glob.Pattern
 	where where.Predicate
 	steps []transform.Middleware
 
@@ -173,7 +174,10 @@ func (c *Config) compileRouteConfigs(src *conf.Source) conf.Errors {
 		if strings.TrimSpace(rc.Where) != "" {
 			pred, err := where.Compile(rc.Where)
 			if err != nil {
-				at(p+".where", "expression does not compile: %v", err)
+				n := conf.Locate(src.Root, p+".where")
+				e := src.At(n, p+".where", "expression does not compile: %v", err)
+				e.Col += exprColumn(n, err)
+				errs = append(errs, e)
 			}
 			r.where = pred
 		}
@@ -247,7 +251,27 @@ func (tc TransformConfig) compile() ([]transform.Middleware, error) {
 	return out, nil
 }
 
-func anyMatch(g glob.Glob, list []string) bool {
+var exprPos = regexp.MustCompile(`\(line 1, column (\d+)\)`)
+
+// exprColumn is how far into the where: value expr's error points, so the
+// reported column is the offending token itself. Only single-line plain or
+// quoted scalars map one to one onto the file.
+func exprColumn(n *yaml.Node, err error) int {
+	m := exprPos.FindStringSubmatch(err.Error())
+	if m == nil || n == nil || strings.Contains(n.Value, "\n") {
+		return 0
+	}
+	c, _ := strconv.Atoi(m[1])
+	switch n.Style {
+	case 0:
+		return c - 1
+	case yaml.DoubleQuotedStyle, yaml.SingleQuotedStyle:
+		return c
+	}
+	return 0
+}
+
+func anyMatch(g *glob.Pattern, list []string) bool {
 	for _, s := range list {
 		if g.Match(s) {
 			return true

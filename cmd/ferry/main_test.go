@@ -48,7 +48,7 @@ routes:
 			t.Errorf("line not FILE:LINE:COL: %q", l)
 		}
 	}
-	for _, want := range []string{":4:15: connectors.gen.interval", ":5:24: connectors.gen.tags[0].colour", ":8:12: routes[0].where", ":9:9: routes[0].to"} {
+	for _, want := range []string{":4:15: connectors.gen.interval", ":5:22: connectors.gen.tags[0].colour", ":8:18: routes[0].where", ":9:9: routes[0].to"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in:\n%s", want, out)
 		}

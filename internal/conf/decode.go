@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 
+	goccy "github.com/goccy/go-yaml"
+	goccyparser "github.com/goccy/go-yaml/parser"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -23,7 +25,7 @@ type Source struct {
 func Parse(file string, data []byte) (*Source, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, Errors{syntaxError(file, err)}
+		return nil, Errors{syntaxError(file, data, err)}
 	}
 	src := &Source{File: file, Root: &doc}
 	if doc.Kind == yaml.DocumentNode && len(doc.Content) == 1 {
@@ -40,7 +42,18 @@ var (
 	typeLine   = regexp.MustCompile(`^line (\d+)(?::(\d+))?: (.*)$`)
 )
 
-func syntaxError(file string, err error) *Error {
+// syntaxError positions a parse error. yaml.v3 reports the line where the
+// enclosing block started, not where the mistake is (a mis-indented key
+// four lines down is reported at the top of its section), and no column; so
+// the text is parsed again with goccy/go-yaml, whose scanner reports the
+// offending token, and its position is used when it finds the error too.
+func syntaxError(file string, data []byte, err error) *Error {
+	if _, gerr := goccyparser.ParseBytes(data, 0); gerr != nil {
+		var se *goccy.SyntaxError
+		if errors.As(gerr, &se) && se.Token != nil && se.Token.Position != nil {
+			return &Error{File: file, Line: se.Token.Position.Line, Col: se.Token.Position.Column, Msg: "yaml syntax: " + se.Message}
+		}
+	}
 	msg := err.Error()
 	e := &Error{File: file, Line: 1, Col: 1, Msg: "yaml syntax: " + strings.TrimPrefix(msg, "yaml: ")}
 	if m := syntaxLine.FindStringSubmatch(msg); m != nil {

@@ -46,6 +46,9 @@ func (s *Source) Interpolate(r Resolver) Errors {
 			v, err := expand(n.Value, r)
 			if err != "" {
 				errs = append(errs, s.At(n, "", "%s", err))
+				// Leave a null, not the unresolved text, so decoding does
+				// not report the same spot again as a type error.
+				n.Value, n.Tag, n.Style = "", "!!null", 0
 				return
 			}
 			if v != n.Value {
