@@ -1,0 +1,128 @@
+package cloud
+
+import (
+	"sort"
+	"sync"
+)
+
+// Span is a closed range of sequence numbers.
+type Span struct {
+	From, To uint64
+}
+
+// SourceReport is what arrived from one source.
+type SourceReport struct {
+	Unique     uint64 `json:"unique"`
+	Duplicates uint64 `json:"duplicates"`
+	// OutOfOrder counts records whose seq was below the highest seen
+	// before them from the same source (lanes and redelivery cause it).
+	OutOfOrder uint64 `json:"out_of_order"`
+	First      uint64 `json:"first"`
+	Last       uint64 `json:"last"`
+	Gaps       []Span `json:"gaps,omitempty"` // holes between First and Last
+}
+
+// Report is what the cloud has received.
+type Report struct {
+	Batches    uint64                  `json:"batches"`
+	Records    uint64                  `json:"records"` // every record, duplicates included
+	Unique     uint64                  `json:"unique"`
+	Duplicates uint64                  `json:"duplicates"`
+	Malformed  uint64                  `json:"malformed"` // payloads that did not decode
+	Sources    map[string]SourceReport `json:"sources"`
+}
+
+// Missing is the number of sequence numbers in gaps, over all sources.
+func (r Report) Missing() uint64 {
+	var n uint64
+	for _, s := range r.Sources {
+		for _, g := range s.Gaps {
+			n += g.To - g.From + 1
+		}
+	}
+	return n
+}
+
+// tracker keeps, per source, the received sequence numbers as sorted
+// disjoint spans: arrivals are mostly in order, so a backlog of millions
+// costs a handful of spans, not a set entry per record.
+type tracker struct {
+	mu        sync.Mutex
+	sources   map[string]*sourceState
+	batches   uint64
+	records   uint64
+	malformed uint64
+	notify    chan struct{}
+}
+
+type sourceState struct {
+	spans      []Span
+	unique     uint64
+	dups       uint64
+	outOfOrder uint64
+	maxSeen    uint64
+	any        bool
+}
+
+func newTracker() *tracker {
+	return &tracker{sources: map[string]*sourceState{}, notify: make(chan struct{})}
+}
+
+func (t *tracker) add(source string, seq uint64) {
+	s := t.sources[source]
+	if s == nil {
+		s = &sourceState{}
+		t.sources[source] = s
+	}
+	t.records++
+	if s.any && seq < s.maxSeen {
+		s.outOfOrder++
+	}
+	if !s.any || seq > s.maxSeen {
+		s.maxSeen, s.any = seq, true
+	}
+	// Find the first span that ends at or after seq-1.
+	i := sort.Search(len(s.spans), func(i int) bool { return s.spans[i].To+1 >= seq })
+	if i < len(s.spans) && s.spans[i].From <= seq && seq <= s.spans[i].To {
+		s.dups++
+		return
+	}
+	s.unique++
+	switch {
+	case i < len(s.spans) && s.spans[i].To+1 == seq:
+		s.spans[i].To = seq
+		if i+1 < len(s.spans) && s.spans[i+1].From == seq+1 {
+			s.spans[i].To = s.spans[i+1].To
+			s.spans = append(s.spans[:i+1], s.spans[i+2:]...)
+		}
+	case i < len(s.spans) && s.spans[i].From == seq+1:
+		s.spans[i].From = seq
+	default:
+		s.spans = append(s.spans, Span{})
+		copy(s.spans[i+1:], s.spans[i:])
+		s.spans[i] = Span{seq, seq}
+	}
+}
+
+// done wakes waiters after a payload was counted.
+func (t *tracker) done() {
+	close(t.notify)
+	t.notify = make(chan struct{})
+}
+
+func (t *tracker) report() Report {
+	r := Report{Batches: t.batches, Records: t.records, Malformed: t.malformed, Sources: map[string]SourceReport{}}
+	for name, s := range t.sources {
+		sr := SourceReport{Unique: s.unique, Duplicates: s.dups, OutOfOrder: s.outOfOrder}
+		if len(s.spans) > 0 {
+			sr.First, sr.Last = s.spans[0].From, s.spans[len(s.spans)-1].To
+		}
+		for i := 1; i < len(s.spans); i++ {
+			sr.Gaps = append(sr.Gaps, Span{s.spans[i-1].To + 1, s.spans[i].From - 1})
+		}
+		r.Unique += s.unique
+		r.Duplicates += s.dups
+		r.Sources[name] = sr
+	}
+	return r
+}
