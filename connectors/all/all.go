@@ -4,4 +4,5 @@ package all
 import (
 	_ "github.com/ferry-gateway/ferry/connectors/file"
 	_ "github.com/ferry-gateway/ferry/connectors/generator"
+	_ "github.com/ferry-gateway/ferry/connectors/mqtt"
 )

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -33,7 +34,10 @@ import (
 type Config struct {
 	MQTTAddr string // default 127.0.0.1:0; "off" disables the broker
 	HTTPAddr string // default 127.0.0.1:0; "off" disables the endpoint
-	Logger   *slog.Logger
+	// MQTTTLS, when set, makes the broker listen with TLS (tests of the
+	// uplink's CA, client-certificate and SNI settings).
+	MQTTTLS *tls.Config
+	Logger  *slog.Logger
 }
 
 // Cloud is a running receiving endpoint.
@@ -66,7 +70,7 @@ func Start(ctx context.Context, cfg Config) (*Cloud, error) {
 		if err := c.broker.AddHook(&receiver{c: c}, nil); err != nil {
 			return nil, fmt.Errorf("cloud: %w", err)
 		}
-		c.tcp = listeners.NewTCP(listeners.Config{ID: "cloud", Address: cfg.MQTTAddr})
+		c.tcp = listeners.NewTCP(listeners.Config{ID: "cloud", Address: cfg.MQTTAddr, TLSConfig: cfg.MQTTTLS})
 		if err := c.broker.AddListener(c.tcp); err != nil {
 			return nil, fmt.Errorf("cloud: mqtt listen %s: %w", cfg.MQTTAddr, err)
 		}

@@ -1,0 +1,200 @@
+package mqtt
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+
+	paho311 "github.com/eclipse/paho.mqtt.golang"
+	paho5 "github.com/eclipse/paho.golang/paho"
+)
+
+// conn is one connection to the broker, whichever protocol version it
+// speaks. Publish blocks until the broker acknowledged (PUBACK) or ctx ends;
+// several may be in flight at once.
+type conn interface {
+	publish(ctx context.Context, topic string, payload []byte, contentType, schema string) error
+	done() <-chan struct{} // closed when the connection is lost
+	close()
+}
+
+func dial(ctx context.Context, c *Config, clientID string) (conn, error) {
+	tc, err := c.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	if c.Version == "3.1.1" {
+		return dial311(ctx, c, clientID, tc)
+	}
+	return dial5(ctx, c, clientID, tc)
+}
+
+func hostPort(raw string) string {
+	u, _ := url.Parse(raw)
+	return u.Host
+}
+
+// --- MQTT 5 (eclipse/paho.golang) ---
+
+type conn5 struct {
+	cl   *paho5.Client
+	lost chan struct{}
+}
+
+func dial5(ctx context.Context, c *Config, clientID string, tc *tls.Config) (conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.ConnectTimeout.D())
+	defer cancel()
+	d := net.Dialer{}
+	var nc net.Conn
+	var err error
+	if tc != nil {
+		nc, err = (&tls.Dialer{NetDialer: &d, Config: tc}).DialContext(ctx, "tcp", hostPort(c.URL))
+	} else {
+		nc, err = d.DialContext(ctx, "tcp", hostPort(c.URL))
+	}
+	if err != nil {
+		return nil, err
+	}
+	k := &conn5{lost: make(chan struct{})}
+	var once bool
+	lost := func() {
+		if !once {
+			once = true
+			close(k.lost)
+		}
+	}
+	lostCh := make(chan struct{}, 1)
+	k.cl = paho5.NewClient(paho5.ClientConfig{
+		Conn:               nc,
+		OnClientError:      func(error) { signal(lostCh) },
+		OnServerDisconnect: func(*paho5.Disconnect) { signal(lostCh) },
+	})
+	cp := &paho5.Connect{ClientID: clientID, KeepAlive: uint16(c.KeepAlive.D().Seconds()), CleanStart: true}
+	if c.Username != "" {
+		cp.Username, cp.UsernameFlag = c.Username, true
+	}
+	if c.Password != "" {
+		cp.Password, cp.PasswordFlag = []byte(c.Password), true
+	}
+	ack, err := k.cl.Connect(ctx, cp)
+	if err != nil {
+		nc.Close()
+		if ack != nil && ack.ReasonCode != 0 {
+			return nil, fmt.Errorf("broker refused the connection: reason %d %s", ack.ReasonCode, ack.Properties.ReasonString)
+		}
+		return nil, err
+	}
+	go func() {
+		select {
+		case <-lostCh:
+		case <-k.cl.Done():
+		}
+		lost()
+	}()
+	return k, nil
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+func (k *conn5) publish(ctx context.Context, topic string, payload []byte, contentType, schema string) error {
+	p := &paho5.Publish{QoS: 1, Topic: topic, Payload: payload, Properties: &paho5.PublishProperties{
+		ContentType: contentType,
+	}}
+	if schema != "" {
+		p.Properties.User = paho5.UserProperties{{Key: "ferry-schema", Value: schema}}
+	}
+	resp, err := k.cl.Publish(ctx, p)
+	if err != nil {
+		return err
+	}
+	if resp != nil && resp.ReasonCode >= 0x80 {
+		return fmt.Errorf("broker rejected the publish: reason 0x%02x: %w", resp.ReasonCode, errRejected)
+	}
+	return nil
+}
+
+func (k *conn5) done() <-chan struct{} { return k.lost }
+
+func (k *conn5) close() {
+	_ = k.cl.Disconnect(&paho5.Disconnect{ReasonCode: 0})
+}
+
+// errRejected marks a publish the broker refused (not authorised, too
+// large): retrying it as it is would never succeed.
+var errRejected = errors.New("rejected by the broker")
+
+// --- MQTT 3.1.1 (eclipse/paho.mqtt.golang) ---
+
+type conn311 struct {
+	cl   paho311.Client
+	lost chan struct{}
+}
+
+func dial311(ctx context.Context, c *Config, clientID string, tc *tls.Config) (conn, error) {
+	scheme := "tcp://"
+	if tc != nil {
+		scheme = "ssl://"
+	}
+	k := &conn311{lost: make(chan struct{})}
+	opts := paho311.NewClientOptions().
+		AddBroker(scheme + hostPort(c.URL)).
+		SetClientID(clientID).
+		SetProtocolVersion(4).
+		SetCleanSession(true).
+		SetAutoReconnect(false). // the connector owns reconnects, with back-off
+		SetConnectRetry(false).
+		SetKeepAlive(c.KeepAlive.D()).
+		SetConnectTimeout(c.ConnectTimeout.D()).
+		SetMaxResumePubInFlight(0).
+		SetConnectionLostHandler(func(paho311.Client, error) { close(k.lost) })
+	if tc != nil {
+		opts.SetTLSConfig(tc)
+	}
+	if c.Username != "" {
+		opts.SetUsername(c.Username)
+	}
+	if c.Password != "" {
+		opts.SetPassword(c.Password)
+	}
+	k.cl = paho311.NewClient(opts)
+	tok := k.cl.Connect()
+	select {
+	case <-tok.Done():
+	case <-ctx.Done():
+		k.cl.Disconnect(0)
+		return nil, ctx.Err()
+	}
+	if err := tok.Error(); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func (k *conn311) publish(ctx context.Context, topic string, payload []byte, _, _ string) error {
+	// MQTT 3.1.1 has no properties: the payload says what it is (an Avro
+	// single-object payload starts with C3 01 and the schema fingerprint;
+	// JSON starts with '{').
+	tok := k.cl.Publish(topic, 1, false, payload)
+	select {
+	case <-tok.Done():
+		return tok.Error()
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-k.lost:
+		return errors.New("connection lost before PUBACK")
+	}
+}
+
+func (k *conn311) done() <-chan struct{} { return k.lost }
+
+func (k *conn311) close() {
+	k.cl.Disconnect(250)
+}

@@ -1,0 +1,216 @@
+// Package mqtt is the MQTT uplink: a sink that publishes batches to a cloud
+// broker over MQTT 5 or 3.1.1, TCP or TLS, at QoS 1, and counts a batch as
+// sent only when every message of it was acknowledged.
+package mqtt
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/ferry-gateway/ferry/bus"
+	"github.com/ferry-gateway/ferry/connectors"
+)
+
+//go:embed sample.yaml
+var sample []byte
+
+func init() {
+	connectors.Register(connectors.Info{
+		Name:    "mqtt",
+		Roles:   connectors.RoleSink,
+		New:     func() connectors.Connector { return &MQTT{} },
+		Sample:  sample,
+		Summary: "uplink to an MQTT broker (3.1.1 or 5, TLS), QoS 1, Avro or JSON",
+	})
+}
+
+// MQTT is the uplink sink.
+type MQTT struct {
+	Config `yaml:",inline"`
+
+	env   *connectors.Env
+	topic topic
+
+	mu      sync.Mutex
+	cur     conn
+	changed chan struct{} // closed and replaced when cur changes
+
+	bufs sync.Pool
+}
+
+// Start starts the link loop; the first connection is made in the
+// background, so a broker that is down is a sink that is down, not a failed
+// start.
+func (m *MQTT) Start(_ context.Context, env *connectors.Env) error {
+	t, err := parseTopic(m.Topic)
+	if err != nil {
+		return err
+	}
+	m.env, m.topic = env, t
+	m.changed = make(chan struct{})
+	if m.ClientID == "" {
+		m.ClientID = "ferry-" + env.Site + "-" + env.Name
+	}
+	env.Connecting()
+	env.Go("link", m.link)
+	return nil
+}
+
+// link keeps one connection up, reconnecting with back-off and jitter. It
+// never opens a second connection while one is up.
+func (m *MQTT) link(ctx context.Context) error {
+	var bo connectors.Backoff
+	for ctx.Err() == nil {
+		c, err := dial(ctx, &m.Config, m.ClientID)
+		if err != nil {
+			m.env.Down(fmt.Errorf("connect %s: %w", m.URL, err))
+			if connectors.Sleep(ctx, bo.Next()) != nil {
+				return nil
+			}
+			continue
+		}
+		bo.Reset()
+		m.setConn(c)
+		m.env.Up()
+		select {
+		case <-c.done():
+			m.setConn(nil)
+			m.env.Down(fmt.Errorf("connection to %s lost", m.URL))
+		case <-ctx.Done():
+			m.setConn(nil)
+			c.close()
+			return nil
+		}
+	}
+	return nil
+}
+
+func (m *MQTT) setConn(c conn) {
+	m.mu.Lock()
+	m.cur = c
+	close(m.changed)
+	m.changed = make(chan struct{})
+	m.mu.Unlock()
+}
+
+// connection waits until a connection is up or ctx ends. Waiting here,
+// rather than failing, is what lets a backlog start draining the moment the
+// link is back instead of after the runtime's next back-off.
+func (m *MQTT) connection(ctx context.Context) (conn, error) {
+	for {
+		m.mu.Lock()
+		c, ch := m.cur, m.changed
+		m.mu.Unlock()
+		if c != nil {
+			return c, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, fmt.Errorf("mqtt %s: %w", m.URL, connectors.ErrNotConnected)
+		}
+	}
+}
+
+// dropConn closes c when it is still the current connection: the link loop
+// then sees it lost and reconnects.
+func (m *MQTT) dropConn(c conn) {
+	m.mu.Lock()
+	cur := m.cur
+	m.mu.Unlock()
+	if cur == c {
+		c.close()
+	}
+}
+
+// Write publishes b, one message per rendered topic, and returns once every
+// message was acknowledged. A message not acknowledged within ack_timeout
+// means a stuck link: the connection is dropped so the link loop makes a new
+// one, and the batch is retried by the runtime.
+func (m *MQTT) Write(ctx context.Context, b *bus.Batch) error {
+	waitCtx, cancel := context.WithTimeout(ctx, m.AckTimeout.D())
+	c, err := m.connection(waitCtx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	groups := m.group(b)
+	var wg sync.WaitGroup
+	errs := make([]error, len(groups))
+	for i, g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = m.publish(ctx, c, g.topic, &g.batch)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		if errors.Is(err, errRejected) {
+			return fmt.Errorf("mqtt %s: %w: %w", m.URL, connectors.ErrPoison, err)
+		}
+		return fmt.Errorf("mqtt %s: %w", m.URL, err)
+	}
+	return nil
+}
+
+func (m *MQTT) publish(ctx context.Context, c conn, topic string, b *bus.Batch) error {
+	buf, _ := m.bufs.Get().(*[]byte)
+	if buf == nil {
+		buf = new([]byte)
+	}
+	defer m.bufs.Put(buf)
+	var ct, schema string
+	if m.Format == "json" {
+		*buf, ct = b.AppendJSONLines((*buf)[:0]), bus.ContentTypeJSON
+	} else {
+		*buf, ct, schema = b.AppendAvro((*buf)[:0]), bus.ContentTypeAvro, bus.FingerprintHex()
+	}
+	pctx, cancel := context.WithTimeout(ctx, m.AckTimeout.D())
+	defer cancel()
+	err := c.publish(pctx, topic, *buf, ct, schema)
+	if err != nil && pctx.Err() != nil && ctx.Err() == nil {
+		m.dropConn(c)
+		return fmt.Errorf("publish %s: no PUBACK within %v: link treated as down", topic, m.AckTimeout.D())
+	}
+	if err != nil {
+		return fmt.Errorf("publish %s: %w", topic, err)
+	}
+	return nil
+}
+
+type group struct {
+	topic string
+	batch bus.Batch
+}
+
+// group splits b by rendered topic, keeping record order within a topic.
+func (m *MQTT) group(b *bus.Batch) []*group {
+	if !m.topic.perRecord {
+		return []*group{{topic: string(m.topic.render(nil, m.env.Site, m.env.Name, nil)), batch: *b}}
+	}
+	idx := map[string]*group{}
+	var out []*group
+	var key []byte
+	for i := range b.Records {
+		r := &b.Records[i]
+		key = m.topic.render(key[:0], m.env.Site, m.env.Name, r)
+		g := idx[string(key)]
+		if g == nil {
+			g = &group{topic: string(key)}
+			idx[g.topic] = g
+			out = append(out, g)
+		}
+		g.batch.Records = append(g.batch.Records, *r)
+	}
+	return out
+}
+
+// Stop ends the link loop (via the Env) and waits briefly for nothing else:
+// in-flight publishes are bounded by ack_timeout.
+func (m *MQTT) Stop(context.Context) error { return nil }
+
+var _ connectors.Sink = (*MQTT)(nil)
