@@ -8,8 +8,8 @@ import (
 	"net"
 	"net/url"
 
-	paho311 "github.com/eclipse/paho.mqtt.golang"
 	paho5 "github.com/eclipse/paho.golang/paho"
+	paho311 "github.com/eclipse/paho.mqtt.golang"
 )
 
 // conn is one connection to the broker, whichever protocol version it

@@ -9,7 +9,7 @@ import (
 
 // topic is a compiled topic template: literal parts and placeholders.
 type topic struct {
-	parts    []part
+	parts     []part
 	perRecord bool // depends on the record, so batches are split by topic
 }
 
