@@ -4,5 +4,6 @@ package all
 import (
 	_ "github.com/ferry-gateway/ferry/connectors/file"
 	_ "github.com/ferry-gateway/ferry/connectors/generator"
+	_ "github.com/ferry-gateway/ferry/connectors/http"
 	_ "github.com/ferry-gateway/ferry/connectors/mqtt"
 )

@@ -2,38 +2,27 @@ package mqtt
 
 import (
 	"crypto/tls"
-	"crypto/x509"
-	"fmt"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/ferry-gateway/ferry/internal/conf"
+	"github.com/ferry-gateway/ferry/internal/tlsconf"
 )
 
 // Config is the MQTT sink's section of ferry.yaml.
 type Config struct {
-	URL            string        `yaml:"url"`
-	Version        string        `yaml:"version"`
-	ClientID       string        `yaml:"client_id"`
-	Username       string        `yaml:"username"`
-	Password       string        `yaml:"password"`
-	TLS            TLSConfig     `yaml:"tls"`
-	Topic          string        `yaml:"topic"`
-	Format         string        `yaml:"format"`
-	KeepAlive      conf.Duration `yaml:"keep_alive"`
-	ConnectTimeout conf.Duration `yaml:"connect_timeout"`
-	AckTimeout     conf.Duration `yaml:"ack_timeout"`
-}
-
-// TLSConfig names the files of a TLS connection.
-type TLSConfig struct {
-	CAFile             string `yaml:"ca_file"`
-	CertFile           string `yaml:"cert_file"`
-	KeyFile            string `yaml:"key_file"`
-	ServerName         string `yaml:"server_name"`
-	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+	URL            string         `yaml:"url"`
+	Version        string         `yaml:"version"`
+	ClientID       string         `yaml:"client_id"`
+	Username       string         `yaml:"username"`
+	Password       string         `yaml:"password"`
+	TLS            tlsconf.Config `yaml:"tls"`
+	Topic          string         `yaml:"topic"`
+	Format         string         `yaml:"format"`
+	KeepAlive      conf.Duration  `yaml:"keep_alive"`
+	ConnectTimeout conf.Duration  `yaml:"connect_timeout"`
+	AckTimeout     conf.Duration  `yaml:"ack_timeout"`
 }
 
 // ackTimeoutFloor keeps a mistyped ack_timeout from making every publish
@@ -99,21 +88,8 @@ func (c *Config) Validate() error {
 	if c.KeepAlive.D() > 0 && c.KeepAlive.D().Seconds() > 65535 {
 		p.Add("keep_alive", "at most 18h12m15s (65535 s)")
 	}
-	for field, file := range map[string]string{"tls.ca_file": c.TLS.CAFile, "tls.cert_file": c.TLS.CertFile, "tls.key_file": c.TLS.KeyFile} {
-		if file == "" {
-			continue
-		}
-		if _, err := os.Stat(file); err != nil {
-			p.Add(field, "%v", err)
-		}
-	}
-	if (c.TLS.CertFile == "") != (c.TLS.KeyFile == "") {
-		p.Add("tls", "cert_file and key_file go together")
-	}
-	if len(p) == 0 {
-		if _, err := c.tlsConfig(); err != nil {
-			p.Add("tls", "%v", err)
-		}
+	if c.secure() || c.TLS != (tlsconf.Config{}) {
+		p.Nest("tls", c.TLS.Validate())
 	}
 	return p.Err()
 }
@@ -129,31 +105,8 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 	if !c.secure() {
 		return nil, nil
 	}
-	tc := &tls.Config{ServerName: c.TLS.ServerName, InsecureSkipVerify: c.TLS.InsecureSkipVerify, MinVersion: tls.VersionTLS12}
-	if tc.ServerName == "" {
-		if u, err := url.Parse(c.URL); err == nil {
-			tc.ServerName = u.Hostname()
-		}
-	}
-	if c.TLS.CAFile != "" {
-		pem, err := os.ReadFile(c.TLS.CAFile)
-		if err != nil {
-			return nil, err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ca_file %s holds no PEM certificate", c.TLS.CAFile)
-		}
-		tc.RootCAs = pool
-	}
-	if c.TLS.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.TLS.CertFile, c.TLS.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("client certificate: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
+	u, _ := url.Parse(c.URL)
+	return c.TLS.Build(u.Hostname())
 }
 
 func contains(l []string, s string) bool {

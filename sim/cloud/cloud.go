@@ -164,23 +164,33 @@ func (c *Cloud) Close() {
 }
 
 // ingest decodes one payload and counts its records. Avro single-object
-// batches are recognised by their magic; anything else is read as JSON (one
-// object, an array, or JSON lines).
+// batches and Avro object container files are recognised by their magic;
+// anything else is read as JSON (an array, or JSON lines).
 func (c *Cloud) ingest(p []byte) error {
 	c.t.mu.Lock()
 	defer func() {
 		c.t.done()
 		c.t.mu.Unlock()
 	}()
-	if len(p) >= 2 && p[0] == 0xC3 && p[1] == 0x01 {
-		var b bus.Batch
-		if err := c.dec.Decode(p, &b); err != nil {
+	payloads := [][]byte{p}
+	if bytes.HasPrefix(p, ocfMagic) {
+		var err error
+		if payloads, err = ocfBatches(p); err != nil {
 			c.t.malformed++
 			return err
 		}
-		c.t.batches++
-		for i := range b.Records {
-			c.t.add(b.Records[i].Source, b.Records[i].Seq)
+	}
+	if len(p) >= 2 && (p[0] == 0xC3 && p[1] == 0x01 || bytes.HasPrefix(p, ocfMagic)) {
+		for _, p := range payloads {
+			var b bus.Batch
+			if err := c.dec.Decode(p, &b); err != nil {
+				c.t.malformed++
+				return err
+			}
+			c.t.batches++
+			for i := range b.Records {
+				c.t.add(b.Records[i].Source, b.Records[i].Seq)
+			}
 		}
 		return nil
 	}

@@ -1,0 +1,221 @@
+// Package http is the HTTP batch uplink: a sink that POSTs batches as an
+// Avro object container file or JSON lines, optionally gzipped, and treats a
+// 2xx as the acknowledgement. Connection errors, timeouts and 5xx are retried
+// (by the runtime, with back-off); a 4xx is a poison batch, written to a
+// dead-letter file with the answer so the queue moves on.
+package http
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"io"
+	nethttp "net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ferry-gateway/ferry/bus"
+	"github.com/ferry-gateway/ferry/connectors"
+	"github.com/ferry-gateway/ferry/internal/conf"
+	"github.com/ferry-gateway/ferry/internal/tlsconf"
+)
+
+//go:embed sample.yaml
+var sample []byte
+
+func init() {
+	connectors.Register(connectors.Info{
+		Name:    "http",
+		Roles:   connectors.RoleSink,
+		New:     func() connectors.Connector { return &HTTP{} },
+		Sample:  sample,
+		Summary: "POST batches (Avro container file or JSON lines, gzip) to an HTTP endpoint",
+	})
+}
+
+// Config is the HTTP sink's section of ferry.yaml.
+type Config struct {
+	URL        string            `yaml:"url"`
+	Format     string            `yaml:"format"`
+	Gzip       bool              `yaml:"gzip"`
+	Headers    map[string]string `yaml:"headers"`
+	Timeout    conf.Duration     `yaml:"timeout"`
+	TLS        tlsconf.Config    `yaml:"tls"`
+	DeadLetter string            `yaml:"dead_letter"`
+}
+
+// Formats are the body formats.
+var Formats = []string{"avro", "json"}
+
+// ContentTypeOCF is the content type of an Avro object container file.
+const ContentTypeOCF = "application/avro"
+
+// SetDefaults fills what the file left out.
+func (c *Config) SetDefaults() {
+	if c.Format == "" {
+		c.Format = "avro"
+	}
+	if c.Timeout == 0 {
+		c.Timeout = conf.Duration(10 * time.Second)
+	}
+}
+
+// Validate checks the config.
+func (c *Config) Validate() error {
+	var p conf.Problems
+	u, err := url.Parse(c.URL)
+	switch {
+	case c.URL == "":
+		p.Add("url", "missing url; expected http://HOST[:PORT]/PATH or https://…")
+	case err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https"):
+		p.Add("url", "%q is not an http:// or https:// URL", c.URL)
+	}
+	if c.Format != "avro" && c.Format != "json" {
+		p.Add("format", "%q is not one of %s", c.Format, strings.Join(Formats, ", "))
+	}
+	for k := range c.Headers {
+		if k == "" || strings.ContainsAny(k, " :\r\n") {
+			p.Add("headers", "%q is not a header name", k)
+		}
+	}
+	if u != nil && u.Scheme == "https" || c.TLS != (tlsconf.Config{}) {
+		p.Nest("tls", c.TLS.Validate())
+	}
+	return p.Err()
+}
+
+// HTTP is the sink.
+type HTTP struct {
+	Config `yaml:",inline"`
+
+	env    *connectors.Env
+	client *nethttp.Client
+	dlMu   sync.Mutex
+	dlPath string
+}
+
+// Start builds the client. Nothing is dialled until the first batch.
+func (h *HTTP) Start(_ context.Context, env *connectors.Env) error {
+	h.env = env
+	tr := nethttp.DefaultTransport.(*nethttp.Transport).Clone()
+	if strings.HasPrefix(h.URL, "https://") {
+		u, _ := url.Parse(h.URL)
+		tc, err := h.TLS.Build(u.Hostname())
+		if err != nil {
+			return fmt.Errorf("http %s: %w", h.URL, err)
+		}
+		tr.TLSClientConfig = tc
+	}
+	h.client = &nethttp.Client{Transport: tr, Timeout: h.Timeout.D()}
+	if h.DeadLetter == "" {
+		h.DeadLetter = filepath.Join(env.Name, "dead-letter.jsonl")
+	}
+	h.dlPath = env.Path(h.DeadLetter)
+	return nil
+}
+
+// Write POSTs the batch.
+func (h *HTTP) Write(ctx context.Context, b *bus.Batch) error {
+	body, ct := h.encode(b)
+	var rd io.Reader = bytes.NewReader(body)
+	if h.Gzip {
+		var zb bytes.Buffer
+		zw := gzip.NewWriter(&zb)
+		_, _ = zw.Write(body)
+		_ = zw.Close()
+		rd = &zb
+	}
+	req, err := nethttp.NewRequestWithContext(ctx, nethttp.MethodPost, h.URL, rd)
+	if err != nil {
+		return fmt.Errorf("http %s: %w", h.URL, err)
+	}
+	req.Header.Set("Content-Type", ct)
+	if h.Format == "avro" {
+		req.Header.Set("X-Ferry-Schema", bus.FingerprintHex())
+	}
+	if h.Gzip {
+		req.Header.Set("Content-Encoding", "gzip")
+	}
+	for k, v := range h.Headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("http %s: %w", h.URL, err)
+	}
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		return nil
+	case resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != nethttp.StatusRequestTimeout && resp.StatusCode != nethttp.StatusTooManyRequests:
+		reason := fmt.Errorf("http %s: %s: %s", h.URL, resp.Status, strings.TrimSpace(string(answer)))
+		if err := h.deadLetter(b, resp.StatusCode, string(answer)); err != nil {
+			// Without the dead-letter copy, skipping the batch would lose it:
+			// keep retrying instead and say why.
+			return fmt.Errorf("%w; dead-letter file: %w", reason, err)
+		}
+		return fmt.Errorf("%w: %w", connectors.ErrPoison, reason)
+	}
+	return fmt.Errorf("http %s: %s: %s", h.URL, resp.Status, strings.TrimSpace(string(answer)))
+}
+
+func (h *HTTP) encode(b *bus.Batch) ([]byte, string) {
+	if h.Format == "json" {
+		return b.AppendJSONLines(nil), bus.ContentTypeJSON
+	}
+	return appendOCF(nil, b), ContentTypeOCF
+}
+
+// deadLetter appends the refused batch and the answer as one JSON line.
+func (h *HTTP) deadLetter(b *bus.Batch, status int, answer string) error {
+	h.dlMu.Lock()
+	defer h.dlMu.Unlock()
+	if err := os.MkdirAll(filepath.Dir(h.dlPath), 0o750); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(h.dlPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return err
+	}
+	line, _ := json.Marshal(struct {
+		Time    time.Time       `json:"time"`
+		URL     string          `json:"url"`
+		Status  int             `json:"status"`
+		Answer  string          `json:"answer"`
+		Records json.RawMessage `json:"records"`
+	}{time.Now().UTC(), h.URL, status, answer, jsonArray(b)})
+	_, err = f.Write(append(line, '\n'))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func jsonArray(b *bus.Batch) []byte {
+	out := []byte{'['}
+	for i := range b.Records {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = b.Records[i].AppendJSON(out)
+	}
+	return append(out, ']')
+}
+
+// Stop releases idle connections.
+func (h *HTTP) Stop(context.Context) error {
+	if h.client != nil {
+		h.client.CloseIdleConnections()
+	}
+	return nil
+}
+
+var _ connectors.Sink = (*HTTP)(nil)
