@@ -15,6 +15,7 @@ const (
 	RoleSource Role = 1 << iota
 	RoleSink
 	RoleWriter
+	RoleService // runs something in-process that others talk to (simulators, a broker)
 )
 
 func (r Role) String() string {
@@ -22,7 +23,7 @@ func (r Role) String() string {
 	for _, x := range []struct {
 		r Role
 		n string
-	}{{RoleSource, "source"}, {RoleSink, "sink"}, {RoleWriter, "writer"}} {
+	}{{RoleSource, "source"}, {RoleSink, "sink"}, {RoleWriter, "writer"}, {RoleService, "service"}} {
 		if r&x.r != 0 {
 			parts = append(parts, x.n)
 		}

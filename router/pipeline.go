@@ -104,6 +104,13 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	p.runCtx, p.runCancel = context.WithCancel(context.Background())
 	sinkCtx, sinkEnd := context.WithCancel(p.runCtx)
 	p.sinkEnd = sinkEnd
+	// Services (simulators, the embedded broker) first: sinks and sources
+	// connect to them.
+	for _, m := range p.mods {
+		if m.isServiceOnly() {
+			p.startModule(ctx, m)
+		}
+	}
 	for _, m := range p.mods {
 		if !m.IsSink() {
 			continue
@@ -132,11 +139,16 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		p.engine.Run(p.engineCtx, in)
 	}()
 	for _, m := range p.mods {
-		if !m.IsSink() {
+		if !m.IsSink() && !m.isServiceOnly() {
 			p.startModule(ctx, m)
 		}
 	}
 	return nil
+}
+
+// isServiceOnly reports a module that neither emits nor takes batches.
+func (m *running) isServiceOnly() bool {
+	return !m.IsSink() && len(m.Outputs()) == 0 && m.Roles()&connectors.RoleService != 0
 }
 
 func (p *Pipeline) startModule(ctx context.Context, m *running) bool {
@@ -222,7 +234,7 @@ func (p *Pipeline) Stop(ctx context.Context) error {
 	srcCtx, cancel := context.WithTimeout(ctx, remaining(ctx)/2)
 	var srcWG sync.WaitGroup
 	for _, m := range p.mods {
-		if !m.IsSink() {
+		if !m.IsSink() && !m.isServiceOnly() {
 			srcWG.Add(1)
 			go func() { defer srcWG.Done(); stop(srcCtx, m) }()
 		}
@@ -247,6 +259,11 @@ func (p *Pipeline) Stop(ctx context.Context) error {
 	p.sinkWG.Wait()
 	for _, m := range p.mods {
 		if m.IsSink() {
+			stop(ctx, m)
+		}
+	}
+	for _, m := range p.mods {
+		if m.isServiceOnly() {
 			stop(ctx, m)
 		}
 	}

@@ -6,4 +6,5 @@ import (
 	_ "github.com/ferry-gateway/ferry/connectors/generator"
 	_ "github.com/ferry-gateway/ferry/connectors/http"
 	_ "github.com/ferry-gateway/ferry/connectors/mqtt"
+	_ "github.com/ferry-gateway/ferry/connectors/simulator"
 )
