@@ -2,6 +2,7 @@ package bus
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -62,14 +63,14 @@ func short(r Record) string {
 }
 
 func TestGoldenPayload(t *testing.T) {
-	if got := one(goldenRecord).AppendAvro(nil); !bytes.Equal(got, goldenPayload) {
+	if got := (&Batch{Records: goldenRecords}).AppendAvro(nil); !bytes.Equal(got, goldenPayload) {
 		t.Errorf("encode:\n got  % x\n want % x", got, goldenPayload)
 	}
 	var b Batch
 	if err := DecodeBatch(goldenPayload, &b); err != nil {
 		t.Fatal(err)
 	}
-	if d := diffRecords(b.Records, []Record{goldenRecord}); d != "" {
+	if d := diffRecords(b.Records, goldenRecords); d != "" {
 		t.Error(d)
 	}
 }
@@ -97,7 +98,7 @@ func rabinSpec(buf []byte) uint64 {
 // the specification's rules. goavro 2.15 gets some schemas' forms wrong (it
 // repeats an explicit namespace on nested types, and keeps {"type":"long"}
 // for a long with a logicalType); this pins that ours is not one of them.
-const wantCanonical = `{"name":"ferry.Batch","type":"record","fields":[{"name":"source","type":"string"},{"name":"base_time","type":"long"},{"name":"seq_base","type":"long"},{"name":"records","type":{"type":"array","items":{"name":"ferry.Record","type":"record","fields":[{"name":"source","type":"string"},{"name":"device","type":"string"},{"name":"tag","type":"string"},{"name":"value","type":["null","boolean","long","double","string","bytes"]},{"name":"quality","type":{"name":"ferry.Quality","type":"enum","symbols":["GOOD","UNCERTAIN","BAD"]}},{"name":"status","type":"long"},{"name":"time_offset","type":"long"},{"name":"ingest_offset","type":"long"},{"name":"unit","type":"string"},{"name":"seq_offset","type":"long"},{"name":"attrs","type":{"type":"map","values":"string"}}]}}}]}`
+const wantCanonical = `{"name":"ferry.Batch","type":"record","fields":[{"name":"source","type":"string"},{"name":"base_time","type":"long"},{"name":"seq_base","type":"long"},{"name":"records","type":{"type":"array","items":{"name":"ferry.Record","type":"record","fields":[{"name":"source","type":["null","string"]},{"name":"device","type":["null","string"]},{"name":"tag","type":["null","string",{"name":"ferry.TagSuffix","type":"record","fields":[{"name":"keep","type":"long"},{"name":"suffix","type":"string"}]}]},{"name":"value","type":["null","boolean","long","double","string","bytes"]},{"name":"quality","type":{"name":"ferry.Quality","type":"enum","symbols":["GOOD","UNCERTAIN","BAD"]}},{"name":"status","type":"long"},{"name":"time_delta","type":"long"},{"name":"ingest_delta","type":"long"},{"name":"unit","type":["null","string"]},{"name":"seq_gap","type":"long"},{"name":"attrs","type":{"type":"map","values":"string"}}]}}}]}`
 
 func TestFingerprint(t *testing.T) {
 	if got := CanonicalSchema(); got != wantCanonical {
@@ -109,7 +110,7 @@ func TestFingerprint(t *testing.T) {
 	if Fingerprint() != pinnedFingerprint {
 		t.Errorf("Fingerprint() = %016x, pinned %016x: a change to the wire format needs batch.v2.avsc and a new content type", Fingerprint(), uint64(pinnedFingerprint))
 	}
-	if got := FingerprintHex(); got != "c292009573828258" {
+	if got := FingerprintHex(); got != "999880cf6deafcda" {
 		t.Errorf("FingerprintHex() = %q", got)
 	}
 }
@@ -144,7 +145,22 @@ func TestSchemaMatchesRecord(t *testing.T) {
 	if arr.Items.Name != "Record" {
 		t.Fatalf("records items = %q", arr.Items.Name)
 	}
-	for _, r := range []record{batch, arr.Items} {
+	var suffix record
+	for _, f := range arr.Items.Fields {
+		if f.Name == "tag" {
+			var branches []json.RawMessage
+			if err := json.Unmarshal(f.Type, &branches); err != nil || len(branches) != 3 {
+				t.Fatalf("tag union %s: %v", f.Type, err)
+			}
+			if err := json.Unmarshal(branches[2], &suffix); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if suffix.Name != "TagSuffix" || len(suffix.Fields) != 2 {
+		t.Fatalf("tag union's third branch is %q with %d fields", suffix.Name, len(suffix.Fields))
+	}
+	for _, r := range []record{batch, arr.Items, suffix} {
 		if r.Doc == "" {
 			t.Errorf("%s has no doc", r.Name)
 		}
@@ -207,7 +223,7 @@ func TestPayloadFixtures(t *testing.T) {
 // TestErrorsSayWhere checks that an error names the record, field and byte.
 func TestErrorsSayWhere(t *testing.T) {
 	p := header().batch("s", 0, 0).long(2).minimalRecord("").rest().
-		str("").str("d").long(99).raw(make([]byte, 10)...)
+		null().null().long(1).long(99).raw(make([]byte, 10)...)
 	err := DecodeBatch(p, &Batch{})
 	want := fmt.Sprintf("bus: decode record 1 field tag at byte %d: length 99 exceeds the 10 bytes left: malformed batch", len(p)-10)
 	if err == nil || err.Error() != want {
@@ -258,18 +274,21 @@ func TestEncodeEdges(t *testing.T) {
 	}
 }
 
-// toNative builds goavro's form of a batch, deriving the batch fields as
-// the schema's docs say, independently of AppendAvro.
+// toNative builds goavro's form of a batch, following the schema's docs
+// (including the choices they say ferry makes), independently of AppendAvro.
 func toNative(b *Batch) map[string]any {
-	var src string
-	var base, seqBase int64
-	if len(b.Records) > 0 {
-		src = b.Records[0].Source
-		base = b.Records[0].IngestTime / 1000
-		seqBase = int64(b.Records[0].Seq)
+	if len(b.Records) == 0 {
+		return map[string]any{"source": "", "base_time": int64(0), "seq_base": int64(0), "records": []any{}}
 	}
-	if slices.ContainsFunc(b.Records, func(r Record) bool { return r.Source == "" }) {
-		src = ""
+	first := b.Records[0]
+	base := first.IngestTime / 1000
+	prev := Record{Source: first.Source, SourceTime: base, IngestTime: base, Seq: first.Seq - 1} // times in µs
+	same := func(s string, prev *string) any {
+		if s == *prev {
+			return nil
+		}
+		*prev = s
+		return goavro.Union("string", s)
 	}
 	recs := make([]any, len(b.Records))
 	for i, r := range b.Records {
@@ -290,32 +309,59 @@ func toNative(b *Batch) map[string]any {
 		for k, a := range r.Attrs {
 			attrs[k] = a
 		}
-		s := r.Source
-		if s == src {
-			s = ""
-		}
+		src := same(r.Source, &prev.Source)
+		dev := same(r.Device, &prev.Device)
+		tag := nativeTag(r.Tag, prev.Tag)
+		prev.Tag = r.Tag
+		unit := same(r.Unit, &prev.Unit)
+		st, it := r.SourceTime/1000, r.IngestTime/1000
 		recs[i] = map[string]any{
-			"source":        s,
-			"device":        r.Device,
-			"tag":           r.Tag,
-			"value":         v,
-			"quality":       r.Quality.String(),
-			"status":        int64(r.Status),
-			"time_offset":   r.SourceTime/1000 - base,
-			"ingest_offset": r.IngestTime/1000 - base,
-			"unit":          r.Unit,
-			"seq_offset":    int64(r.Seq) - seqBase,
-			"attrs":         attrs,
+			"source":       src,
+			"device":       dev,
+			"tag":          tag,
+			"value":        v,
+			"quality":      r.Quality.String(),
+			"status":       int64(r.Status),
+			"time_delta":   st - prev.SourceTime,
+			"ingest_delta": it - prev.IngestTime,
+			"unit":         unit,
+			"seq_gap":      int64(r.Seq - prev.Seq - 1),
+			"attrs":        attrs,
 		}
+		prev.SourceTime, prev.IngestTime, prev.Seq = st, it, r.Seq
 	}
-	return map[string]any{"source": src, "base_time": base, "seq_base": seqBase, "records": recs}
+	return map[string]any{"source": first.Source, "base_time": base, "seq_base": int64(first.Seq), "records": recs}
+}
+
+// nativeTag is the tag union as the schema's docs say ferry writes it.
+func nativeTag(tag, prev string) any {
+	if tag == prev {
+		return nil
+	}
+	keep := 0
+	for keep < len(tag) && keep < len(prev) && tag[keep] == prev[keep] {
+		keep++
+	}
+	for keep < len(tag) && tag[keep]&0xC0 == 0x80 { // no cut before a continuation byte
+		keep--
+	}
+	longLen := func(n int) int { return len(binary.AppendVarint(nil, int64(n))) }
+	if keep > 0 && longLen(keep)+longLen(len(tag)-keep)+len(tag)-keep < longLen(len(tag))+len(tag) {
+		return goavro.Union("ferry.TagSuffix", map[string]any{"keep": int64(keep), "suffix": tag[keep:]})
+	}
+	return goavro.Union("string", tag)
 }
 
 func fromNative(native any) ([]Record, error) {
 	m := native.(map[string]any)
-	src := m["source"].(string)
 	base := m["base_time"].(int64)
-	seqBase := uint64(m["seq_base"].(int64))
+	prev := Record{Source: m["source"].(string), SourceTime: base, IngestTime: base, Seq: uint64(m["seq_base"].(int64)) - 1} // times in µs
+	same := func(u any, prev *string) string {
+		if u != nil {
+			*prev = u.(map[string]any)["string"].(string)
+		}
+		return *prev
+	}
 	var out []Record
 	for _, item := range m["records"].([]any) {
 		rm := item.(map[string]any)
@@ -323,19 +369,33 @@ func fromNative(native any) ([]Record, error) {
 		if err != nil {
 			return nil, err
 		}
+		switch u := rm["tag"].(type) {
+		case nil:
+		case map[string]any:
+			if s, ok := u["string"]; ok {
+				prev.Tag = s.(string)
+			} else {
+				ts := u["ferry.TagSuffix"].(map[string]any)
+				keep := ts["keep"].(int64)
+				if keep < 0 || keep > int64(len(prev.Tag)) {
+					return nil, fmt.Errorf("TagSuffix keep %d of %q", keep, prev.Tag)
+				}
+				prev.Tag = prev.Tag[:keep] + ts["suffix"].(string)
+			}
+		}
+		prev.SourceTime += rm["time_delta"].(int64)
+		prev.IngestTime += rm["ingest_delta"].(int64)
+		prev.Seq += 1 + uint64(rm["seq_gap"].(int64))
 		r := Record{
-			Source:     rm["source"].(string),
-			Device:     rm["device"].(string),
-			Tag:        rm["tag"].(string),
+			Source:     same(rm["source"], &prev.Source),
+			Device:     same(rm["device"], &prev.Device),
+			Tag:        prev.Tag,
 			Quality:    q,
 			Status:     uint32(rm["status"].(int64)),
-			SourceTime: (base + rm["time_offset"].(int64)) * 1000,
-			IngestTime: (base + rm["ingest_offset"].(int64)) * 1000,
-			Unit:       rm["unit"].(string),
-			Seq:        seqBase + uint64(rm["seq_offset"].(int64)),
-		}
-		if r.Source == "" {
-			r.Source = src
+			SourceTime: prev.SourceTime * 1000,
+			IngestTime: prev.IngestTime * 1000,
+			Unit:       same(rm["unit"], &prev.Unit),
+			Seq:        prev.Seq,
 		}
 		if u, ok := rm["value"].(map[string]any); ok {
 			for branch, x := range u {
@@ -417,6 +477,7 @@ func TestTruncated(t *testing.T) {
 	payloads := map[string][]byte{
 		"golden":  goldenPayload,
 		"typical": typicalBatch(20).AppendAvro(nil),
+		"one tag": oneTagBatch(20).AppendAvro(nil),
 		"varied":  variedBatch(30).AppendAvro(nil),
 	}
 	for name, p := range payloads {
@@ -506,6 +567,7 @@ func FuzzDecode(f *testing.F) {
 		f.Add(fx.payload)
 	}
 	f.Add(typicalBatch(3).AppendAvro(nil))
+	f.Add(oneTagBatch(3).AppendAvro(nil))
 	f.Add(variedBatch(7).AppendAvro(nil))
 	var d Decoder
 	f.Fuzz(func(t *testing.T, p []byte) {
@@ -516,14 +578,14 @@ func FuzzDecode(f *testing.F) {
 // TestInternTable decodes more distinct names than the table holds, then the
 // first ones again: strings must stay right while slots are evicted.
 func TestInternTable(t *testing.T) {
-	n := internSets * 3
+	n := internMax * 3
 	big := &Batch{Records: make([]Record, n)}
 	for i := range big.Records {
 		big.Records[i] = Record{Source: "s", Device: fmt.Sprintf("dev%d", i%97), Tag: fmt.Sprintf("tag/%d", i), Attrs: map[string]string{fmt.Sprint(i % 13): fmt.Sprint(i)}}
 	}
 	var d Decoder
 	for range 2 {
-		for _, b := range []*Batch{big, variedBatch(100), typicalBatch(10)} {
+		for _, b := range []*Batch{big, variedBatch(100), typicalBatch(10), typicalBatch(internMax + 1)} {
 			var got Batch
 			if err := d.Decode(b.AppendAvro(nil), &got); err != nil {
 				t.Fatal(err)
@@ -561,5 +623,49 @@ func TestAllocs(t *testing.T) {
 		}
 	}); n != 0 {
 		t.Errorf("steady-state Decode of a typical batch: %v allocs, want 0", n)
+	}
+}
+
+// TestWireSize pins the budget the bus is sized by: a record of a typical
+// poll cycle, every record a different tag, takes at most 40 bytes and at
+// most 0.4 of its JSON line.
+func TestWireSize(t *testing.T) {
+	for name, b := range map[string]*Batch{"typical": typicalBatch(benchBatchLen), "one tag": oneTagBatch(benchBatchLen)} {
+		avro := float64(len(b.AppendAvro(nil))) / float64(b.Len())
+		json := float64(len(b.AppendJSONLines(nil))) / float64(b.Len())
+		t.Logf("%s: %.2f bytes/record, %.3f of JSON's %.1f", name, avro, avro/json, json)
+		if avro > 40 || avro > 0.4*json {
+			t.Errorf("%s: %.2f bytes/record (JSON %.1f), want at most 40 and at most 0.4 of JSON", name, avro, json)
+		}
+	}
+}
+
+// TestTagCoding checks the choice between null, string and TagSuffix.
+func TestTagCoding(t *testing.T) {
+	for _, c := range []struct {
+		prev, tag string
+		want      wire
+	}{
+		{"a", "a", wire(nil).null()},
+		{"", "", wire(nil).null()},
+		{"a", "", wire(nil).ustr("")},
+		{"", "abc", wire(nil).ustr("abc")},
+		{"t1", "t2", wire(nil).ustr("t2")},          // TagSuffix{1, "2"} would be as long
+		{"ab1", "ab2", wire(nil).tagSuffix(2, "2")}, // shorter by one
+		{"ab/t1", "ab", wire(nil).tagSuffix(2, "")}, // a prefix of the previous
+		{"line1/temperature9", "line1/temperature10", wire(nil).tagSuffix(17, "10")},
+		{"xé", "xè", wire(nil).ustr("xè")}, // é and è share a byte: no cut there
+		{"abcé", "abcè", wire(nil).tagSuffix(3, "è")},
+		{"abc\xc3", "abc\xc3\xa9", wire(nil).tagSuffix(3, "\xc3\xa9")},
+		{"abc\xc3\xa9", "abc\xc3", wire(nil).tagSuffix(4, "")},
+		{strings.Repeat("x", 200) + "1", strings.Repeat("x", 200) + "2", wire(nil).tagSuffix(200, "2")},
+	} {
+		prev := c.prev
+		if got := appendTag(nil, c.tag, &prev); !bytes.Equal(got, c.want) {
+			t.Errorf("%q after %q: % x, want % x", c.tag, c.prev, got, []byte(c.want))
+		}
+		if prev != c.tag {
+			t.Errorf("%q after %q: previous left as %q", c.tag, c.prev, prev)
+		}
 	}
 }

@@ -1,26 +1,23 @@
 package bus
 
-import (
-	"hash/maphash"
-	"sync"
-)
+import "sync"
 
-// internTable is a 2-way set-associative cache of strings keyed by their
-// bytes. Being a fixed array it needs no eviction policy to stay bounded: a
-// new string pushes out the older of its set. A miss costs one allocation,
-// the same as not interning at all.
+// internTable maps the bytes of a string to one shared copy. It is bounded
+// by forgetting everything once it holds internMax strings, which needs no
+// bookkeeping per hit and, unlike a set-associative cache, never lets a few
+// names that collide push each other out: a poll cycle of a few hundred
+// distinct tags decodes without allocating from the second batch on. A miss
+// costs one allocation, the same as not interning at all.
 type internTable struct {
-	sets [internSets][2]string
+	m map[string]string
 }
 
 const (
-	internSets = 2048 // 4096 strings, 64 KiB of headers per Decoder
+	internMax = 4096 // strings per Decoder, about 150 KiB with the map
 	// Longer strings are rarely names that repeat, and hashing them would
 	// cost more than it saves.
 	internMaxLen = 256
 )
-
-var internSeed = maphash.MakeSeed()
 
 var decoderPool = sync.Pool{New: func() any { return new(Decoder) }}
 
@@ -31,27 +28,15 @@ func (t *internTable) intern(b []byte) string {
 	if len(b) > internMaxLen {
 		return string(b)
 	}
-	set := &t.sets[maphash.Bytes(internSeed, b)&(internSets-1)]
-	if set[0] == string(b) {
-		return set[0]
+	if s, ok := t.m[string(b)]; ok {
+		return s
 	}
-	if set[1] == string(b) {
-		set[0], set[1] = set[1], set[0]
-		return set[0]
+	if t.m == nil {
+		t.m = make(map[string]string)
+	} else if len(t.m) >= internMax {
+		clear(t.m)
 	}
 	s := string(b)
-	set[1] = set[0]
-	set[0] = s
-	return s
-}
-
-// internPrev first compares with the same field of the previous record,
-// which in a batch from one device usually matches without hashing.
-func (t *internTable) internPrev(b []byte, prev *string) string {
-	if string(b) == *prev {
-		return *prev
-	}
-	s := t.intern(b)
-	*prev = s
+	t.m[s] = s
 	return s
 }

@@ -10,7 +10,7 @@ import (
 )
 
 func TestAppendJSONGolden(t *testing.T) {
-	want := `{"source":"plc1","device":"d","tag":"t","value":1.5,"type":"double","quality":"GOOD","status":0,` +
+	want := `{"source":"plc1","device":"d","tag":"ab/t1","value":1.5,"type":"double","quality":"GOOD","status":0,` +
 		`"ts":"1970-01-01T00:00:00.000999000Z","ingest_ts":"1970-01-01T00:00:00.001000000Z","unit":"V","seq":5,"attrs":{"k":"v"}}`
 	if got := string(goldenRecord.AppendJSON(nil)); got != want {
 		t.Errorf("\n got  %s\n want %s", got, want)

@@ -111,22 +111,18 @@ func (p *Pipeline) Start(ctx context.Context) error {
 			p.startModule(ctx, m)
 		}
 	}
+	// Every consumer subscribes before any producer starts: the memory bus
+	// drops what nobody listens to, and a module can be both (an MQTT
+	// connector that uplinks and subscribes).
+	subs := map[*running]<-chan *message.Message{}
 	for _, m := range p.mods {
-		if !m.IsSink() {
-			continue
+		if m.IsSink() {
+			msgs, err := p.bus.Subscribe(sinkCtx, SinkTopic(m.Name))
+			if err != nil {
+				return fmt.Errorf("subscribe sink %s: %w", m.Name, err)
+			}
+			subs[m] = msgs
 		}
-		if !p.startModule(ctx, m) {
-			continue
-		}
-		msgs, err := p.bus.Subscribe(sinkCtx, SinkTopic(m.Name))
-		if err != nil {
-			return fmt.Errorf("subscribe sink %s: %w", m.Name, err)
-		}
-		p.sinkWG.Add(1)
-		go func() {
-			defer p.sinkWG.Done()
-			runSink(sinkCtx, m.Connector.(connectors.Sink), m.env, msgs)
-		}()
 	}
 	p.engineCtx, p.engineEnd = context.WithCancel(p.runCtx)
 	in, err := p.engine.Subscribe(p.engineCtx, p.bus)
@@ -139,6 +135,22 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		p.engine.Run(p.engineCtx, in)
 	}()
 	for _, m := range p.mods {
+		msgs, ok := subs[m]
+		if !ok {
+			continue
+		}
+		started := p.startModule(ctx, m)
+		p.sinkWG.Add(1)
+		go func() {
+			defer p.sinkWG.Done()
+			if !started {
+				discard(m.env, msgs)
+				return
+			}
+			runSink(sinkCtx, m.Connector.(connectors.Sink), m.env, msgs)
+		}()
+	}
+	for _, m := range p.mods {
 		if !m.IsSink() && !m.isServiceOnly() {
 			p.startModule(ctx, m)
 		}
@@ -146,9 +158,18 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	return nil
 }
 
-// isServiceOnly reports a module that neither emits nor takes batches.
-func (m *running) isServiceOnly() bool {
-	return !m.IsSink() && len(m.Outputs()) == 0 && m.Roles()&connectors.RoleService != 0
+// discard consumes the batches routed to a sink that failed to start, so
+// that it does not stall the sinks beside it; what it drops is counted as
+// errors and logged once per burst.
+func discard(env *connectors.Env, msgs <-chan *message.Message) {
+	var dec bus.Decoder
+	var b bus.Batch
+	for msg := range msgs {
+		b.Reset()
+		_ = dec.DecodeMessage(msg, &b)
+		env.Error(fmt.Errorf("sink failed to start: %d records dropped", len(b.Records)))
+		msg.Ack()
+	}
 }
 
 func (p *Pipeline) startModule(ctx context.Context, m *running) bool {
@@ -370,4 +391,9 @@ func (p *Pipeline) Status() Status {
 		})
 	}
 	return s
+}
+
+// isServiceOnly reports a module that neither emits nor takes batches.
+func (m *running) isServiceOnly() bool {
+	return !m.IsSink() && len(m.Outputs()) == 0 && m.Roles()&connectors.RoleService != 0
 }

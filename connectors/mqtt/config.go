@@ -2,10 +2,12 @@ package mqtt
 
 import (
 	"crypto/tls"
+	"fmt"
 	"net/url"
 	"strings"
 	"time"
 
+	"github.com/ferry-gateway/ferry/connectors/parse"
 	"github.com/ferry-gateway/ferry/internal/conf"
 	"github.com/ferry-gateway/ferry/internal/tlsconf"
 )
@@ -23,6 +25,21 @@ type Config struct {
 	KeepAlive      conf.Duration  `yaml:"keep_alive"`
 	ConnectTimeout conf.Duration  `yaml:"connect_timeout"`
 	AckTimeout     conf.Duration  `yaml:"ack_timeout"`
+
+	// Subscribe makes the connector a source: payloads on these topics are
+	// parsed into records.
+	Subscribe []Subscription `yaml:"subscribe"`
+	// BatchSize and BatchInterval bound how records of many small messages
+	// are gathered into one batch on the bus.
+	BatchSize     int           `yaml:"batch_size"`
+	BatchInterval conf.Duration `yaml:"batch_interval"`
+}
+
+// Subscription is one topic filter and how to read its payloads.
+type Subscription struct {
+	Topic string       `yaml:"topic"`
+	QoS   int          `yaml:"qos"`
+	Parse parse.Config `yaml:"parse"`
 }
 
 // ackTimeoutFloor keeps a mistyped ack_timeout from making every publish
@@ -56,6 +73,15 @@ func (c *Config) SetDefaults() {
 	if c.AckTimeout == 0 {
 		c.AckTimeout = conf.Duration(10e9)
 	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 500
+	}
+	if c.BatchInterval == 0 {
+		c.BatchInterval = conf.Duration(20 * time.Millisecond)
+	}
+	for i := range c.Subscribe {
+		c.Subscribe[i].Parse.SetDefaults()
+	}
 }
 
 // Validate checks the config, including that TLS files exist and parse: a
@@ -88,6 +114,19 @@ func (c *Config) Validate() error {
 	if c.KeepAlive.D() > 0 && c.KeepAlive.D().Seconds() > 65535 {
 		p.Add("keep_alive", "at most 18h12m15s (65535 s)")
 	}
+	for i, sub := range c.Subscribe {
+		path := fmt.Sprintf("subscribe[%d]", i)
+		if err := validFilter(sub.Topic); err != nil {
+			p.Add(path+".topic", "%v", err)
+		}
+		if sub.QoS < 0 || sub.QoS > 2 {
+			p.Add(path+".qos", "%d is not 0, 1 or 2", sub.QoS)
+		}
+		p.Nest(path+".parse", sub.Parse.Validate())
+	}
+	if c.BatchSize < 1 {
+		p.Add("batch_size", "must be at least 1")
+	}
 	if c.secure() || c.TLS != (tlsconf.Config{}) {
 		p.Nest("tls", c.TLS.Validate())
 	}
@@ -107,6 +146,38 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 	}
 	u, _ := url.Parse(c.URL)
 	return c.TLS.Build(u.Hostname())
+}
+
+// validFilter checks an MQTT topic filter: + and # only as whole levels,
+// # only last.
+func validFilter(f string) error {
+	if f == "" {
+		return fmt.Errorf("missing topic filter")
+	}
+	levels := strings.Split(f, "/")
+	for i, l := range levels {
+		if strings.ContainsAny(l, "+#") && len(l) > 1 {
+			return fmt.Errorf("topic filter %q: + and # must stand alone in a level", f)
+		}
+		if l == "#" && i != len(levels)-1 {
+			return fmt.Errorf("topic filter %q: # must be the last level", f)
+		}
+	}
+	return nil
+}
+
+// matchFilter reports whether topic matches an MQTT filter.
+func matchFilter(filter, topic string) bool {
+	fl, tl := strings.Split(filter, "/"), strings.Split(topic, "/")
+	for i, f := range fl {
+		if f == "#" {
+			return true
+		}
+		if i >= len(tl) || (f != "+" && f != tl[i]) {
+			return false
+		}
+	}
+	return len(fl) == len(tl)
 }
 
 func contains(l []string, s string) bool {

@@ -17,19 +17,23 @@ import (
 // several may be in flight at once.
 type conn interface {
 	publish(ctx context.Context, topic string, payload []byte, contentType, schema string) error
+	subscribe(ctx context.Context, filter string, qos byte) error
 	done() <-chan struct{} // closed when the connection is lost
 	close()
 }
 
-func dial(ctx context.Context, c *Config, clientID string) (conn, error) {
+// handler receives every message on subscribed topics, in arrival order.
+type handler func(topic string, payload []byte)
+
+func dial(ctx context.Context, c *Config, clientID string, h handler) (conn, error) {
 	tc, err := c.tlsConfig()
 	if err != nil {
 		return nil, err
 	}
 	if c.Version == "3.1.1" {
-		return dial311(ctx, c, clientID, tc)
+		return dial311(ctx, c, clientID, tc, h)
 	}
-	return dial5(ctx, c, clientID, tc)
+	return dial5(ctx, c, clientID, tc, h)
 }
 
 func hostPort(raw string) string {
@@ -44,7 +48,7 @@ type conn5 struct {
 	lost chan struct{}
 }
 
-func dial5(ctx context.Context, c *Config, clientID string, tc *tls.Config) (conn, error) {
+func dial5(ctx context.Context, c *Config, clientID string, tc *tls.Config, h handler) (conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.ConnectTimeout.D())
 	defer cancel()
 	d := net.Dialer{}
@@ -67,8 +71,16 @@ func dial5(ctx context.Context, c *Config, clientID string, tc *tls.Config) (con
 		}
 	}
 	lostCh := make(chan struct{}, 1)
+	var onPublish []func(paho5.PublishReceived) (bool, error)
+	if h != nil {
+		onPublish = append(onPublish, func(pr paho5.PublishReceived) (bool, error) {
+			h(pr.Packet.Topic, pr.Packet.Payload)
+			return true, nil
+		})
+	}
 	k.cl = paho5.NewClient(paho5.ClientConfig{
 		Conn:               nc,
+		OnPublishReceived:  onPublish,
 		OnClientError:      func(error) { signal(lostCh) },
 		OnServerDisconnect: func(*paho5.Disconnect) { signal(lostCh) },
 	})
@@ -121,6 +133,17 @@ func (k *conn5) publish(ctx context.Context, topic string, payload []byte, conte
 	return nil
 }
 
+func (k *conn5) subscribe(ctx context.Context, filter string, qos byte) error {
+	ack, err := k.cl.Subscribe(ctx, &paho5.Subscribe{Subscriptions: []paho5.SubscribeOptions{{Topic: filter, QoS: qos}}})
+	if err != nil {
+		return err
+	}
+	if ack != nil && len(ack.Reasons) > 0 && ack.Reasons[0] >= 0x80 {
+		return fmt.Errorf("broker refused the subscription to %s: reason 0x%02x", filter, ack.Reasons[0])
+	}
+	return nil
+}
+
 func (k *conn5) done() <-chan struct{} { return k.lost }
 
 func (k *conn5) close() {
@@ -138,7 +161,7 @@ type conn311 struct {
 	lost chan struct{}
 }
 
-func dial311(ctx context.Context, c *Config, clientID string, tc *tls.Config) (conn, error) {
+func dial311(ctx context.Context, c *Config, clientID string, tc *tls.Config, h handler) (conn, error) {
 	scheme := "tcp://"
 	if tc != nil {
 		scheme = "ssl://"
@@ -157,6 +180,10 @@ func dial311(ctx context.Context, c *Config, clientID string, tc *tls.Config) (c
 		SetConnectionLostHandler(func(paho311.Client, error) { close(k.lost) })
 	if tc != nil {
 		opts.SetTLSConfig(tc)
+	}
+	if h != nil {
+		opts.SetOrderMatters(true)
+		opts.SetDefaultPublishHandler(func(_ paho311.Client, m paho311.Message) { h(m.Topic(), m.Payload()) })
 	}
 	if c.Username != "" {
 		opts.SetUsername(c.Username)
@@ -191,6 +218,26 @@ func (k *conn311) publish(ctx context.Context, topic string, payload []byte, _, 
 	case <-k.lost:
 		return errors.New("connection lost before PUBACK")
 	}
+}
+
+func (k *conn311) subscribe(ctx context.Context, filter string, qos byte) error {
+	tok := k.cl.Subscribe(filter, qos, nil)
+	select {
+	case <-tok.Done():
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := tok.Error(); err != nil {
+		return err
+	}
+	if st, ok := tok.(*paho311.SubscribeToken); ok {
+		for _, code := range st.Result() {
+			if code >= 0x80 {
+				return fmt.Errorf("broker refused the subscription to %s", filter)
+			}
+		}
+	}
+	return nil
 }
 
 func (k *conn311) done() <-chan struct{} { return k.lost }

@@ -20,10 +20,10 @@ var sample []byte
 func init() {
 	connectors.Register(connectors.Info{
 		Name:    "mqtt",
-		Roles:   connectors.RoleSink,
+		Roles:   connectors.RoleSink | connectors.RoleSource,
 		New:     func() connectors.Connector { return &MQTT{} },
 		Sample:  sample,
-		Summary: "uplink to an MQTT broker (3.1.1 or 5, TLS), QoS 1, Avro or JSON",
+		Summary: "MQTT 3.1.1/5 over TCP or TLS: uplink at QoS 1 (Avro or JSON), and subscriptions parsed into records",
 	})
 }
 
@@ -39,6 +39,17 @@ type MQTT struct {
 	changed chan struct{} // closed and replaced when cur changes
 
 	bufs sync.Pool
+
+	in *inbox // nil unless subscribed
+}
+
+// Outputs implements connectors.Source: an instance with subscriptions emits
+// on "out"; one without is only an uplink.
+func (m *MQTT) Outputs() []string {
+	if len(m.Subscribe) == 0 {
+		return nil
+	}
+	return []string{connectors.DefaultOutput}
 }
 
 // Start starts the link loop; the first connection is made in the
@@ -54,6 +65,14 @@ func (m *MQTT) Start(_ context.Context, env *connectors.Env) error {
 	if m.ClientID == "" {
 		m.ClientID = "ferry-" + env.Site + "-" + env.Name
 	}
+	if len(m.Subscribe) > 0 {
+		in, err := newInbox(env, m.Subscribe, m.BatchSize)
+		if err != nil {
+			return err
+		}
+		m.in = in
+		env.Go("flush", func(ctx context.Context) error { return in.run(ctx, m.BatchInterval.D()) })
+	}
 	env.Connecting()
 	env.Go("link", m.link)
 	return nil
@@ -64,7 +83,14 @@ func (m *MQTT) Start(_ context.Context, env *connectors.Env) error {
 func (m *MQTT) link(ctx context.Context) error {
 	var bo connectors.Backoff
 	for ctx.Err() == nil {
-		c, err := dial(ctx, &m.Config, m.ClientID)
+		var h handler
+		if m.in != nil {
+			h = m.in.receive
+		}
+		c, err := dial(ctx, &m.Config, m.ClientID, h)
+		if err == nil {
+			err = m.subscribeAll(ctx, c)
+		}
 		if err != nil {
 			m.env.Down(fmt.Errorf("connect %s: %w", m.URL, err))
 			if connectors.Sleep(ctx, bo.Next()) != nil {
@@ -83,6 +109,21 @@ func (m *MQTT) link(ctx context.Context) error {
 			m.setConn(nil)
 			c.close()
 			return nil
+		}
+	}
+	return nil
+}
+
+// subscribeAll subscribes on a fresh connection: the session is clean, so
+// every reconnect subscribes again.
+func (m *MQTT) subscribeAll(ctx context.Context, c conn) error {
+	for _, s := range m.Subscribe {
+		sctx, cancel := context.WithTimeout(ctx, m.AckTimeout.D())
+		err := c.subscribe(sctx, s.Topic, byte(s.QoS))
+		cancel()
+		if err != nil {
+			c.close()
+			return fmt.Errorf("subscribe %s: %w", s.Topic, err)
 		}
 	}
 	return nil
@@ -213,4 +254,7 @@ func (m *MQTT) group(b *bus.Batch) []*group {
 // in-flight publishes are bounded by ack_timeout.
 func (m *MQTT) Stop(context.Context) error { return nil }
 
-var _ connectors.Sink = (*MQTT)(nil)
+var (
+	_ connectors.Sink   = (*MQTT)(nil)
+	_ connectors.Source = (*MQTT)(nil)
+)
