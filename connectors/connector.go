@@ -64,6 +64,17 @@ type Sink interface {
 	Write(ctx context.Context, b *bus.Batch) error
 }
 
+// Pipeliner is a sink that can have several batches in flight without
+// reordering them: Send hands b to the far side in order and returns without
+// waiting for the acknowledgement; the returned wait blocks until it came
+// back (nil) or failed. The runtime calls Send from one goroutine, in order,
+// and waits in order, with up to the spool's window outstanding — so a
+// backlog drains at link speed, not one round trip per batch.
+type Pipeliner interface {
+	Sink
+	Send(ctx context.Context, b *bus.Batch) (wait func(context.Context) error, err error)
+}
+
 // Writer accepts write-back of one tag of a device it owns. The returned
 // error says why the device refused it.
 type Writer interface {

@@ -6,15 +6,19 @@ import (
 	"github.com/ferry-gateway/ferry/internal/conf"
 )
 
+// ReservedKeys are the keys of a connector's section that ferry reads itself:
+// the connector type, and the spool in front of a sink.
+var ReservedKeys = map[string]bool{"type": true, "store_and_forward": true}
+
 // Decode decodes one connector section (with its type: key) into
 // cn, applies its defaults and validates it. Tests of sample configs use it
 // too, so a sample is checked exactly as a user's file is.
 func Decode(src *conf.Source, body *yaml.Node, cn Connector, path string) conf.Errors {
-	// The type key belongs to ferry, not to the connector's struct.
+	// These keys belong to ferry, not to the connector's struct.
 	rest := *body
 	rest.Content = nil
 	for i := 0; i+1 < len(body.Content); i += 2 {
-		if body.Content[i].Value != "type" {
+		if !ReservedKeys[body.Content[i].Value] {
 			rest.Content = append(rest.Content, body.Content[i], body.Content[i+1])
 		}
 	}

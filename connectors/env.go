@@ -32,6 +32,8 @@ type Env struct {
 	state   *State
 	in, out prometheus.Counter
 	errs    prometheus.Counter
+	sent    prometheus.Counter
+	retries prometheus.Counter
 	topics  map[string]string
 	burst   Burst
 
@@ -48,6 +50,7 @@ type EnvConfig struct {
 	Publisher        message.Publisher // where Emit publishes; nil for a sink-only connector
 	Metrics          *Metrics
 	Outputs          []string
+	Sink             bool // reports ferry_link_up
 }
 
 // NewEnv builds an Env. It opens the sequence store, which is the only
@@ -67,14 +70,23 @@ func NewEnv(c EnvConfig) (*Env, error) {
 		in:      c.Metrics.RecordsIn.WithLabelValues(c.Name),
 		out:     c.Metrics.RecordsOut.WithLabelValues(c.Name),
 		errs:    c.Metrics.Errors.WithLabelValues(c.Name),
+		sent:    c.Metrics.SinkSent.WithLabelValues(c.Name),
+		retries: c.Metrics.SinkRetries.WithLabelValues(c.Name),
 		topics:  map[string]string{},
 	}
 	up := c.Metrics.Up.WithLabelValues(c.Name)
+	var link prometheus.Gauge
+	if c.Sink {
+		link = c.Metrics.LinkUp.WithLabelValues(c.Name)
+	}
 	e.state = newState(func(p Phase) {
+		v := 0.0
 		if p == PhaseUp {
-			up.Set(1)
-		} else {
-			up.Set(0)
+			v = 1
+		}
+		up.Set(v)
+		if link != nil {
+			link.Set(v)
 		}
 	})
 	outs := c.Outputs
@@ -170,6 +182,12 @@ func (e *Env) CountOut(n int) {
 	e.out.Add(float64(n))
 	e.state.Out.Add(uint64(n))
 }
+
+// Sent counts records a sink delivered.
+func (e *Env) Sent(n int) { e.sent.Add(float64(n)) }
+
+// Retry counts a failed sink write that will be tried again.
+func (e *Env) Retry() { e.retries.Inc() }
 
 // Emit publishes b on the default output. See EmitTo.
 func (e *Env) Emit(ctx context.Context, b *bus.Batch) error {

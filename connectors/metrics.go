@@ -14,6 +14,10 @@ type Metrics struct {
 	RecordsOut *prometheus.CounterVec
 	Errors     *prometheus.CounterVec
 	Up         *prometheus.GaugeVec
+	// For sinks: records delivered, failed writes retried, and the link.
+	SinkSent    *prometheus.CounterVec
+	SinkRetries *prometheus.CounterVec
+	LinkUp      *prometheus.GaugeVec
 }
 
 // NewMetrics registers the connector series on reg.
@@ -33,6 +37,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "ferry_connector_up", Help: "1 while the connector is up, 0 otherwise.",
 		}, []string{"module"}),
 	}
+	m.SinkSent = Collector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ferry_sink_sent_total", Help: "Records a sink delivered (acknowledged by the far side).",
+	}, []string{"sink"}))
+	m.SinkRetries = Collector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ferry_sink_retries_total", Help: "Batch writes a sink retried after a failure.",
+	}, []string{"sink"}))
+	m.LinkUp = Collector(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "ferry_link_up", Help: "1 while a sink's link to its far side is up.",
+	}, []string{"sink"}))
 	m.RecordsIn = Collector(reg, m.RecordsIn)
 	m.RecordsOut = Collector(reg, m.RecordsOut)
 	m.Errors = Collector(reg, m.Errors)

@@ -13,6 +13,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ferry-gateway/ferry/bus"
+	"github.com/ferry-gateway/ferry/bus/spool"
 	"github.com/ferry-gateway/ferry/connectors"
 	"github.com/ferry-gateway/ferry/internal/conf"
 )
@@ -41,6 +42,9 @@ type Module struct {
 	Info      connectors.Info
 	Connector connectors.Connector
 	Node      *yaml.Node // its section, for reload comparisons and messages
+	// Spool, when set, is the durable queue in front of this sink
+	// (store_and_forward: in its section).
+	Spool *spool.Config
 }
 
 // Roles returns what this instance does.
@@ -171,8 +175,40 @@ func (c *Config) loadModules(src *conf.Source, n *yaml.Node) conf.Errors {
 		}
 		m := &Module{Name: name, Type: typ.Value, Info: info, Connector: info.New(), Node: body}
 		errs = append(errs, connectors.Decode(src, body, m.Connector, path)...)
+		if sf := conf.MapValue(body, "store_and_forward"); sf != nil {
+			errs = append(errs, c.decodeSpool(src, m, sf, path+".store_and_forward")...)
+		}
 		c.Modules = append(c.Modules, m)
 	}
+	return errs
+}
+
+// decodeSpool reads a sink's store_and_forward section. `true` takes every
+// default; a mapping sets spool options. The directory defaults to
+// <data_dir>/spool/<module>, resolved at start because --data-dir may move it.
+func (c *Config) decodeSpool(src *conf.Source, m *Module, n *yaml.Node, path string) conf.Errors {
+	if !m.IsSink() {
+		return conf.Errors{src.At(n, path, "only a sink can have a store_and_forward spool; %s (type %s) is not one", m.Name, m.Type)}
+	}
+	sc := &spool.Config{}
+	if n.Kind == yaml.ScalarNode && (n.Value == "true" || n.Value == "false") {
+		if n.Value == "false" {
+			return nil
+		}
+	} else if errs := src.Decode(n, sc, path); len(errs) > 0 {
+		return errs
+	}
+	sc.Name = m.Name
+	placeholder := sc.Dir == ""
+	if placeholder {
+		sc.Dir = "spool/" + m.Name // checked now, placed under data_dir at start
+	}
+	sc.SetDefaults()
+	errs := src.Positioned(n, path, sc.Validate())
+	if placeholder {
+		sc.Dir = ""
+	}
+	m.Spool = sc
 	return errs
 }
 

@@ -31,6 +31,7 @@ func SinkTopic(sink string) string { return connectors.Topic("router", sink) }
 type lane struct {
 	sink     string
 	topic    string
+	pub      message.Publisher
 	priority int
 	ttl      time.Duration
 	batch    bus.Batch
@@ -61,7 +62,6 @@ type Engine struct {
 	routes  []*compiled
 	byTopic map[string][]*compiled
 	lanes   []*lane
-	pub     message.Publisher
 	logger  *slog.Logger
 	now     func() time.Time
 
@@ -70,8 +70,9 @@ type Engine struct {
 	tmp bus.Record
 }
 
-// NewEngine builds the engine for routes over the given input topics.
-func NewEngine(routes []*Route, topics []string, pub message.Publisher, reg prometheus.Registerer, logger *slog.Logger) *Engine {
+// NewEngine builds the engine for routes over the given input topics. pubFor
+// says where a sink's batches go: the bus, or the spool in front of it.
+func NewEngine(routes []*Route, topics []string, pubFor func(sink string) message.Publisher, reg prometheus.Registerer, logger *slog.Logger) *Engine {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
@@ -79,7 +80,7 @@ func NewEngine(routes []*Route, topics []string, pub message.Publisher, reg prom
 		Name: "ferry_route_records_total",
 		Help: "Records per route and result: matched (from and tags), filtered (where was false), forwarded, dropped (by a transform), expired (older than ttl).",
 	}, []string{"route", "result"}))
-	e := &Engine{byTopic: map[string][]*compiled{}, pub: pub, logger: logger.With("module", "router"), now: time.Now}
+	e := &Engine{byTopic: map[string][]*compiled{}, logger: logger.With("module", "router"), now: time.Now}
 	laneIdx := map[string]*lane{}
 	for _, r := range routes {
 		c := &compiled{Route: r}
@@ -91,7 +92,7 @@ func NewEngine(routes []*Route, topics []string, pub message.Publisher, reg prom
 			key := sink + "\x00" + strconv.Itoa(r.Priority) + "\x00" + r.TTL.String()
 			l := laneIdx[key]
 			if l == nil {
-				l = &lane{sink: sink, topic: SinkTopic(sink), priority: r.Priority, ttl: r.TTL}
+				l = &lane{sink: sink, topic: SinkTopic(sink), pub: pubFor(sink), priority: r.Priority, ttl: r.TTL}
 				laneIdx[key] = l
 				e.lanes = append(e.lanes, l)
 			}
@@ -188,7 +189,7 @@ func (e *Engine) Flush(ctx context.Context) error {
 			msg.Metadata.Set(MetaTTL, l.ttl.String())
 		}
 		l.batch.Reset()
-		if err := e.pub.Publish(l.topic, msg); err != nil {
+		if err := l.pub.Publish(l.topic, msg); err != nil {
 			return fmt.Errorf("router: publish to %s: %w", l.sink, err)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/ferry-gateway/ferry/bus"
+	"github.com/ferry-gateway/ferry/bus/spool"
 	"github.com/ferry-gateway/ferry/connectors"
 )
 
@@ -41,6 +43,7 @@ type running struct {
 	*Module
 	env     *connectors.Env
 	started bool
+	spool   *spool.Spool // nil unless the sink stores and forwards
 }
 
 // New builds a pipeline from a loaded config. Nothing runs until Start.
@@ -58,7 +61,7 @@ func New(c *Config, logger *slog.Logger) (*Pipeline, error) {
 	for _, m := range c.Modules {
 		ec := connectors.EnvConfig{
 			Name: m.Name, Type: m.Type, Site: c.Site, DataDir: c.DataDir,
-			Logger: logger, Metrics: p.metrics, Outputs: m.Outputs(),
+			Logger: logger, Metrics: p.metrics, Outputs: m.Outputs(), Sink: m.IsSink(),
 		}
 		if len(ec.Outputs) > 0 {
 			ec.Publisher = b
@@ -67,15 +70,53 @@ func New(c *Config, logger *slog.Logger) (*Pipeline, error) {
 		if err != nil {
 			return nil, err
 		}
-		p.mods = append(p.mods, &running{Module: m, env: env})
+		r := &running{Module: m, env: env}
+		if m.Spool != nil {
+			sc := *m.Spool
+			switch {
+			case sc.Dir == "":
+				sc.Dir = filepath.Join(c.DataDir, "spool", m.Name)
+			case !filepath.IsAbs(sc.Dir):
+				sc.Dir = filepath.Join(c.DataDir, sc.Dir)
+			}
+			sc.Registerer = reg
+			sp, err := spool.Open(sc, logger.With("module", m.Name, "component", "spool"))
+			if err != nil {
+				p.closeSpools()
+				return nil, fmt.Errorf("%s: spool: %w", m.Name, err)
+			}
+			r.spool = sp
+		}
+		p.mods = append(p.mods, r)
 	}
-	p.engine = NewEngine(c.CompiledRoutes(), c.sourceTopics(), b, reg, logger)
+	p.engine = NewEngine(c.CompiledRoutes(), c.sourceTopics(), p.publisherFor, reg, logger)
 	for _, m := range p.mods {
 		if len(m.Outputs()) > 0 && !p.routed(m.Name) {
 			logger.Warn("source has no route; its records are discarded", "module", m.Name)
 		}
 	}
 	return p, nil
+}
+
+// publisherFor is where the engine puts a sink's batches: its spool when it
+// has one, the bus otherwise.
+func (p *Pipeline) publisherFor(sink string) message.Publisher {
+	for _, m := range p.mods {
+		if m.Name == sink && m.spool != nil {
+			return m.spool
+		}
+	}
+	return p.bus
+}
+
+func (p *Pipeline) closeSpools() {
+	for _, m := range p.mods {
+		if m.spool != nil {
+			if err := m.spool.Close(); err != nil {
+				p.logger.Error("close spool", "module", m.Name, "error", err)
+			}
+		}
+	}
 }
 
 func (p *Pipeline) routed(module string) bool {
@@ -117,7 +158,11 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	subs := map[*running]<-chan *message.Message{}
 	for _, m := range p.mods {
 		if m.IsSink() {
-			msgs, err := p.bus.Subscribe(sinkCtx, SinkTopic(m.Name))
+			var from message.Subscriber = p.bus
+			if m.spool != nil {
+				from = m.spool
+			}
+			msgs, err := from.Subscribe(sinkCtx, SinkTopic(m.Name))
 			if err != nil {
 				return fmt.Errorf("subscribe sink %s: %w", m.Name, err)
 			}
@@ -147,7 +192,11 @@ func (p *Pipeline) Start(ctx context.Context) error {
 				discard(m.env, msgs)
 				return
 			}
-			runSink(sinkCtx, m.Connector.(connectors.Sink), m.env, msgs)
+			window := 1
+			if m.Spool != nil {
+				window = m.Spool.Window
+			}
+			runSink(sinkCtx, m.Connector.(connectors.Sink), m.env, msgs, window)
 		}()
 	}
 	for _, m := range p.mods {
@@ -193,42 +242,122 @@ func (p *Pipeline) startModule(ctx context.Context, m *running) bool {
 	return true
 }
 
-// runSink hands routed batches to a sink. A batch is acknowledged on the bus
-// only after the sink took it; errors are retried with back-off, so a slow or
-// broken sink back-pressures its sources instead of losing records.
-func runSink(ctx context.Context, s connectors.Sink, env *connectors.Env, msgs <-chan *message.Message) {
+// runSink hands routed batches to a sink. A batch is acknowledged (and, from
+// a spool, released) only after the sink took it; errors are retried with
+// back-off, so a slow or broken sink back-pressures (or, with a spool,
+// queues) instead of losing records. A sink that can pipeline gets up to
+// window batches in flight, sent and acknowledged in order.
+func runSink(ctx context.Context, s connectors.Sink, env *connectors.Env, msgs <-chan *message.Message, window int) {
+	if p, ok := s.(connectors.Pipeliner); ok && window > 1 {
+		runPipelined(ctx, p, env, msgs, window)
+		return
+	}
 	var dec bus.Decoder
-	var b bus.Batch
 	for msg := range msgs {
-		b.Reset()
-		if err := dec.DecodeMessage(msg, &b); err != nil {
+		b := &bus.Batch{}
+		if err := dec.DecodeMessage(msg, b); err != nil {
 			env.Error(err)
 			msg.Ack()
 			continue
 		}
-		n := len(b.Records)
-		env.CountIn(n)
-		var bo connectors.Backoff
-		for {
-			err := s.Write(ctx, &b)
-			if err == nil {
-				env.CountOut(n)
-				if env.State().Phase() == connectors.PhaseDown {
-					env.Up()
+		env.CountIn(len(b.Records))
+		if !writeWithRetry(ctx, s, env, msg, b) {
+			return
+		}
+	}
+}
+
+type inflight struct {
+	msg  *message.Message
+	b    *bus.Batch
+	wait func(context.Context) error
+}
+
+// runPipelined sends batches as they come and waits for their
+// acknowledgements in order in a second goroutine. A batch whose send or ack
+// failed is written again, synchronously and still in order, before the
+// waiter looks at the next one; records sent after it may then arrive before
+// its retry (at-least-once: consumers de-duplicate on source and seq).
+func runPipelined(ctx context.Context, p connectors.Pipeliner, env *connectors.Env, msgs <-chan *message.Message, window int) {
+	q := make(chan inflight, window)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for f := range q {
+			if err := f.wait(ctx); err != nil {
+				if ctx.Err() != nil {
+					f.msg.Nack()
+					continue
 				}
-				msg.Ack()
-				break
+				if errors.Is(err, connectors.ErrPoison) {
+					env.Error(err)
+					f.msg.Ack()
+					continue
+				}
+				env.Retry()
+				env.Down(err)
+				writeWithRetry(ctx, p, env, f.msg, f.b)
+				continue
 			}
-			if errors.Is(err, connectors.ErrPoison) {
-				env.Error(err)
-				msg.Ack()
-				break
+			n := len(f.b.Records)
+			env.CountOut(n)
+			env.Sent(n)
+			if env.State().Phase() == connectors.PhaseDown {
+				env.Up()
 			}
-			env.Down(err)
-			if connectors.Sleep(ctx, bo.Next()) != nil {
-				msg.Nack()
-				return
+			f.msg.Ack()
+		}
+	}()
+	defer func() { close(q); <-done }()
+	var dec bus.Decoder
+	for msg := range msgs {
+		b := &bus.Batch{}
+		if err := dec.DecodeMessage(msg, b); err != nil {
+			env.Error(err)
+			msg.Ack()
+			continue
+		}
+		env.CountIn(len(b.Records))
+		wait, err := p.Send(ctx, b)
+		if err != nil {
+			failed := err
+			wait = func(context.Context) error { return failed }
+		}
+		select {
+		case q <- inflight{msg, b, wait}:
+		case <-ctx.Done():
+			msg.Nack()
+			return
+		}
+	}
+}
+
+// writeWithRetry writes b until it is taken, poisoned, or ctx ends (then it
+// nacks and reports false).
+func writeWithRetry(ctx context.Context, s connectors.Sink, env *connectors.Env, msg *message.Message, b *bus.Batch) bool {
+	n := len(b.Records)
+	var bo connectors.Backoff
+	for {
+		err := s.Write(ctx, b)
+		if err == nil {
+			env.CountOut(n)
+			env.Sent(n)
+			if env.State().Phase() == connectors.PhaseDown {
+				env.Up()
 			}
+			msg.Ack()
+			return true
+		}
+		if errors.Is(err, connectors.ErrPoison) {
+			env.Error(err)
+			msg.Ack()
+			return true
+		}
+		env.Retry()
+		env.Down(err)
+		if connectors.Sleep(ctx, bo.Next()) != nil {
+			msg.Nack()
+			return false
 		}
 	}
 }
@@ -291,6 +420,7 @@ func (p *Pipeline) Stop(ctx context.Context) error {
 	if p.runCancel != nil {
 		p.runCancel()
 	}
+	p.closeSpools()
 	if err := p.bus.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close bus: %w", err))
 	}
@@ -352,11 +482,21 @@ type Status struct {
 
 // ModuleStatus is one connector instance.
 type ModuleStatus struct {
-	Name    string   `json:"name"`
-	Type    string   `json:"type"`
-	Roles   string   `json:"roles"`
-	Outputs []string `json:"outputs,omitempty"`
+	Name    string       `json:"name"`
+	Type    string       `json:"type"`
+	Roles   string       `json:"roles"`
+	Outputs []string     `json:"outputs,omitempty"`
+	Spool   *SpoolStatus `json:"spool,omitempty"`
 	connectors.Snapshot
+}
+
+// SpoolStatus is what waits in a sink's spool.
+type SpoolStatus struct {
+	Records       int64            `json:"records"`
+	Batches       int64            `json:"batches"`
+	Bytes         int64            `json:"bytes"`
+	OldestSeconds float64          `json:"oldest_seconds"`
+	Dropped       map[string]int64 `json:"dropped,omitempty"`
 }
 
 // RouteStatus is one route and its counters.
@@ -378,10 +518,18 @@ func (p *Pipeline) Status() Status {
 		s.Uptime = time.Since(p.started).Seconds()
 	}
 	for _, m := range p.mods {
-		s.Modules = append(s.Modules, ModuleStatus{
+		ms := ModuleStatus{
 			Name: m.Name, Type: m.Type, Roles: m.Roles().String(), Outputs: m.Outputs(),
 			Snapshot: m.env.State().Snapshot(),
-		})
+		}
+		if m.spool != nil {
+			st := m.spool.Stats()
+			ms.Spool = &SpoolStatus{Records: st.Records, Batches: st.Entries, Bytes: st.Bytes, Dropped: st.Dropped}
+			if !st.Oldest.IsZero() {
+				ms.Spool.OldestSeconds = time.Since(st.Oldest).Seconds()
+			}
+		}
+		s.Modules = append(s.Modules, ms)
 	}
 	for _, r := range p.cfg.CompiledRoutes() {
 		s.Routes = append(s.Routes, RouteStatus{

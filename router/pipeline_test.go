@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ferry-gateway/ferry/bus"
@@ -325,7 +326,7 @@ routes:
       - deadband: 0.01
     to: out
 `)
-	e := NewEngine(c.CompiledRoutes(), c.sourceTopics(), nil, nil, nil)
+	e := NewEngine(c.CompiledRoutes(), c.sourceTopics(), func(string) message.Publisher { return nil }, nil, nil)
 	var in bus.Batch
 	for i := range 1000 {
 		in.Records = append(in.Records, bus.Record{Source: "gen", Device: "d", Tag: fmt.Sprintf("t%d", i%100),

@@ -8,15 +8,21 @@ import (
 	"net"
 	"net/url"
 
+	"github.com/eclipse/paho.golang/packets"
 	paho5 "github.com/eclipse/paho.golang/paho"
+	"github.com/eclipse/paho.golang/paho/session"
+	"github.com/eclipse/paho.golang/paho/session/state"
 	paho311 "github.com/eclipse/paho.mqtt.golang"
 )
 
 // conn is one connection to the broker, whichever protocol version it
-// speaks. Publish blocks until the broker acknowledged (PUBACK) or ctx ends;
-// several may be in flight at once.
+// speaks.
 type conn interface {
-	publish(ctx context.Context, topic string, payload []byte, contentType, schema string) error
+	// send hands a QoS 1 publish to the connection, in call order, and
+	// returns without waiting for its PUBACK; wait does. Calls to send must
+	// not overlap (the sink serialises them), which is what keeps the
+	// messages in order on the wire while their acks are pipelined.
+	send(topic string, payload []byte, contentType, schema string) (wait func(context.Context) error, err error)
 	subscribe(ctx context.Context, filter string, qos byte) error
 	done() <-chan struct{} // closed when the connection is lost
 	close()
@@ -44,8 +50,9 @@ func hostPort(raw string) string {
 // --- MQTT 5 (eclipse/paho.golang) ---
 
 type conn5 struct {
-	cl   *paho5.Client
-	lost chan struct{}
+	cl      *paho5.Client
+	lost    chan struct{}
+	session *trackingSession
 }
 
 func dial5(ctx context.Context, c *Config, clientID string, tc *tls.Config, h handler) (conn, error) {
@@ -78,8 +85,10 @@ func dial5(ctx context.Context, c *Config, clientID string, tc *tls.Config, h ha
 			return true, nil
 		})
 	}
+	k.session = &trackingSession{SessionManager: state.NewInMemory()}
 	k.cl = paho5.NewClient(paho5.ClientConfig{
 		Conn:               nc,
+		Session:            k.session,
 		OnPublishReceived:  onPublish,
 		OnClientError:      func(error) { signal(lostCh) },
 		OnServerDisconnect: func(*paho5.Disconnect) { signal(lostCh) },
@@ -94,6 +103,7 @@ func dial5(ctx context.Context, c *Config, clientID string, tc *tls.Config, h ha
 	ack, err := k.cl.Connect(ctx, cp)
 	if err != nil {
 		nc.Close()
+		_ = k.session.Close()
 		if ack != nil && ack.ReasonCode != 0 {
 			return nil, fmt.Errorf("broker refused the connection: reason %d %s", ack.ReasonCode, ack.Properties.ReasonString)
 		}
@@ -116,20 +126,65 @@ func signal(ch chan struct{}) {
 	}
 }
 
-func (k *conn5) publish(ctx context.Context, topic string, payload []byte, contentType, schema string) error {
+func (k *conn5) send(topic string, payload []byte, contentType, schema string) (func(context.Context) error, error) {
 	p := &paho5.Publish{QoS: 1, Topic: topic, Payload: payload, Properties: &paho5.PublishProperties{
 		ContentType: contentType,
 	}}
 	if schema != "" {
 		p.Properties.User = paho5.UserProperties{{Key: "ferry-schema", Value: schema}}
 	}
-	resp, err := k.cl.Publish(ctx, p)
+	done := make(chan packets.ControlPacket, 1)
+	k.session.next = done
+	_, err := k.cl.PublishWithOptions(context.Background(), p, paho5.PublishOptions{Method: paho5.PublishMethod_AsyncSend})
+	k.session.next = nil
 	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context) error {
+		select {
+		case resp := <-done:
+			if resp.Type == 0 {
+				return errors.New("connection closed before PUBACK")
+			}
+			if pa, ok := resp.Content.(*packets.Puback); ok && pa.ReasonCode >= 0x80 {
+				return fmt.Errorf("broker rejected the publish: reason 0x%02x: %w", pa.ReasonCode, errRejected)
+			}
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-k.lost:
+			return errors.New("connection lost before PUBACK")
+		}
+	}, nil
+}
+
+// trackingSession wraps paho's session store to learn when each publish is
+// acknowledged. paho's asynchronous publish returns once the packet is
+// written and offers no completion; the session is told of the PUBACK, so
+// the publish registers its channel here just before the call (sends are
+// serialised, so "next" is always the caller's).
+type trackingSession struct {
+	session.SessionManager
+	next chan packets.ControlPacket
+}
+
+func (s *trackingSession) AddToSession(ctx context.Context, p session.Packet, resp chan<- packets.ControlPacket) error {
+	mine := s.next
+	if mine == nil || p.Type() != packets.PUBLISH {
+		return s.SessionManager.AddToSession(ctx, p, resp)
+	}
+	relay := make(chan packets.ControlPacket, 1)
+	if err := s.SessionManager.AddToSession(ctx, p, relay); err != nil {
 		return err
 	}
-	if resp != nil && resp.ReasonCode >= 0x80 {
-		return fmt.Errorf("broker rejected the publish: reason 0x%02x: %w", resp.ReasonCode, errRejected)
-	}
+	go func() {
+		r := <-relay
+		mine <- r
+		select {
+		case resp <- r:
+		default:
+		}
+	}()
 	return nil
 }
 
@@ -148,6 +203,7 @@ func (k *conn5) done() <-chan struct{} { return k.lost }
 
 func (k *conn5) close() {
 	_ = k.cl.Disconnect(&paho5.Disconnect{ReasonCode: 0})
+	_ = k.session.Close()
 }
 
 // errRejected marks a publish the broker refused (not authorised, too
@@ -205,19 +261,21 @@ func dial311(ctx context.Context, c *Config, clientID string, tc *tls.Config, h 
 	return k, nil
 }
 
-func (k *conn311) publish(ctx context.Context, topic string, payload []byte, _, _ string) error {
+func (k *conn311) send(topic string, payload []byte, _, _ string) (func(context.Context) error, error) {
 	// MQTT 3.1.1 has no properties: the payload says what it is (an Avro
 	// single-object payload starts with C3 01 and the schema fingerprint;
-	// JSON starts with '{').
+	// JSON starts with '{'). paho queues publishes in call order.
 	tok := k.cl.Publish(topic, 1, false, payload)
-	select {
-	case <-tok.Done():
-		return tok.Error()
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-k.lost:
-		return errors.New("connection lost before PUBACK")
-	}
+	return func(ctx context.Context) error {
+		select {
+		case <-tok.Done():
+			return tok.Error()
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-k.lost:
+			return errors.New("connection lost before PUBACK")
+		}
+	}, nil
 }
 
 func (k *conn311) subscribe(ctx context.Context, filter string, qos byte) error {

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/connectors"
@@ -38,7 +39,7 @@ type MQTT struct {
 	cur     conn
 	changed chan struct{} // closed and replaced when cur changes
 
-	bufs sync.Pool
+	sendMu sync.Mutex // keeps sends in order on the connection
 
 	in *inbox // nil unless subscribed
 }
@@ -168,59 +169,73 @@ func (m *MQTT) dropConn(c conn) {
 }
 
 // Write publishes b, one message per rendered topic, and returns once every
-// message was acknowledged. A message not acknowledged within ack_timeout
-// means a stuck link: the connection is dropped so the link loop makes a new
-// one, and the batch is retried by the runtime.
+// message was acknowledged.
 func (m *MQTT) Write(ctx context.Context, b *bus.Batch) error {
+	wait, err := m.Send(ctx, b)
+	if err != nil {
+		return err
+	}
+	return wait(ctx)
+}
+
+// Send hands b's messages to the connection in order and returns without
+// waiting for their PUBACKs; wait does, up to ack_timeout. A message not
+// acknowledged by then means a stuck link: the connection is dropped so the
+// link loop makes a new one, and the runtime retries the batch. Send waits
+// (up to ack_timeout) for a connection when the link is down, so a backlog
+// starts draining the moment it is back.
+func (m *MQTT) Send(ctx context.Context, b *bus.Batch) (func(context.Context) error, error) {
 	waitCtx, cancel := context.WithTimeout(ctx, m.AckTimeout.D())
 	c, err := m.connection(waitCtx)
 	cancel()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	groups := m.group(b)
-	var wg sync.WaitGroup
-	errs := make([]error, len(groups))
-	for i, g := range groups {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = m.publish(ctx, c, g.topic, &g.batch)
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		if errors.Is(err, errRejected) {
-			return fmt.Errorf("mqtt %s: %w: %w", m.URL, connectors.ErrPoison, err)
+	waits := make([]func(context.Context) error, 0, len(groups))
+	m.sendMu.Lock()
+	for _, g := range groups {
+		w, err := m.sendOne(c, g.topic, &g.batch)
+		if err != nil {
+			m.sendMu.Unlock()
+			return nil, fmt.Errorf("mqtt %s: publish %s: %w", m.URL, g.topic, err)
 		}
-		return fmt.Errorf("mqtt %s: %w", m.URL, err)
+		waits = append(waits, w)
 	}
-	return nil
+	m.sendMu.Unlock()
+	sent := time.Now()
+	return func(ctx context.Context) error {
+		for i, w := range waits {
+			// The ack timeout runs from the send, not from when the caller
+			// got round to waiting.
+			wctx, cancel := context.WithDeadline(ctx, sent.Add(m.AckTimeout.D()))
+			err := w(wctx)
+			timedOut := wctx.Err() != nil && ctx.Err() == nil
+			cancel()
+			switch {
+			case err == nil:
+				continue
+			case timedOut:
+				m.dropConn(c)
+				return fmt.Errorf("mqtt %s: publish %s: no PUBACK within %v: link treated as down", m.URL, groups[i].topic, m.AckTimeout.D())
+			case errors.Is(err, errRejected):
+				return fmt.Errorf("mqtt %s: %w: %w", m.URL, connectors.ErrPoison, err)
+			default:
+				return fmt.Errorf("mqtt %s: publish %s: %w", m.URL, groups[i].topic, err)
+			}
+		}
+		return nil
+	}, nil
 }
 
-func (m *MQTT) publish(ctx context.Context, c conn, topic string, b *bus.Batch) error {
-	buf, _ := m.bufs.Get().(*[]byte)
-	if buf == nil {
-		buf = new([]byte)
-	}
-	defer m.bufs.Put(buf)
-	var ct, schema string
+// sendOne encodes one message and sends it; the encoded bytes are owned by
+// the connection until acknowledged (it may resend them), so they are not
+// pooled.
+func (m *MQTT) sendOne(c conn, topic string, b *bus.Batch) (func(context.Context) error, error) {
 	if m.Format == "json" {
-		*buf, ct = b.AppendJSONLines((*buf)[:0]), bus.ContentTypeJSON
-	} else {
-		*buf, ct, schema = b.AppendAvro((*buf)[:0]), bus.ContentTypeAvro, bus.FingerprintHex()
+		return c.send(topic, b.AppendJSONLines(nil), bus.ContentTypeJSON, "")
 	}
-	pctx, cancel := context.WithTimeout(ctx, m.AckTimeout.D())
-	defer cancel()
-	err := c.publish(pctx, topic, *buf, ct, schema)
-	if err != nil && pctx.Err() != nil && ctx.Err() == nil {
-		m.dropConn(c)
-		return fmt.Errorf("publish %s: no PUBACK within %v: link treated as down", topic, m.AckTimeout.D())
-	}
-	if err != nil {
-		return fmt.Errorf("publish %s: %w", topic, err)
-	}
-	return nil
+	return c.send(topic, b.AppendAvro(nil), bus.ContentTypeAvro, bus.FingerprintHex())
 }
 
 type group struct {
@@ -255,6 +270,6 @@ func (m *MQTT) group(b *bus.Batch) []*group {
 func (m *MQTT) Stop(context.Context) error { return nil }
 
 var (
-	_ connectors.Sink   = (*MQTT)(nil)
-	_ connectors.Source = (*MQTT)(nil)
+	_ connectors.Pipeliner = (*MQTT)(nil)
+	_ connectors.Source    = (*MQTT)(nil)
 )
