@@ -3,6 +3,7 @@ package examples_test
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -13,9 +14,11 @@ import (
 
 	"github.com/ferry-gateway/ferry/admin"
 	_ "github.com/ferry-gateway/ferry/connectors/all"
+	"github.com/ferry-gateway/ferry/connectors/simulator"
 	"github.com/ferry-gateway/ferry/examples"
 	"github.com/ferry-gateway/ferry/internal/conf"
 	"github.com/ferry-gateway/ferry/router"
+	"github.com/ferry-gateway/ferry/sim/cloud"
 )
 
 func TestEveryExampleValidates(t *testing.T) {
@@ -34,10 +37,26 @@ func TestEveryExampleValidates(t *testing.T) {
 	}
 }
 
-// TestDemoRuns runs the embedded demo until records have reached its sinks,
-// and checks the admin endpoint shows them.
+// freePorts rewrites the demo's fixed loopback ports to free ones, so the
+// test never collides with a demo (or anything else) already running.
+func freePorts(t *testing.T, yaml string) string {
+	t.Helper()
+	for _, port := range []string{"5020", "18830", "18831"} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		free := ln.Addr().String()
+		ln.Close()
+		yaml = strings.ReplaceAll(yaml, "127.0.0.1:"+port, free)
+	}
+	return yaml
+}
+
+// TestDemoRuns runs the embedded demo until records have reached its sinks
+// and the simulated cloud, and checks the admin endpoint shows them.
 func TestDemoRuns(t *testing.T) {
-	cfg, err := router.Load("demo.yaml", examples.Demo, conf.Resolver{})
+	cfg, err := router.Load("demo.yaml", []byte(freePorts(t, string(examples.Demo))), conf.Resolver{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,6 +116,16 @@ func TestDemoRuns(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join(cfg.DataDir, "demo", "records.jsonl"))
 	if err != nil || strings.Count(string(data), "\n") < want {
 		t.Fatalf("archive file: %d lines, %v", strings.Count(string(data), "\n"), err)
+	}
+	sim := cfg.Module("sim").Connector.(*simulator.Simulator)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	rep, err := sim.CloudSim().Wait(ctx, func(r cloud.Report) bool { return r.Unique >= want })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Missing() != 0 {
+		t.Fatalf("the cloud misses records: %+v", rep)
 	}
 }
 

@@ -56,10 +56,7 @@ func (m *Module) Outputs() []string {
 	if !ok || m.Info.Roles&connectors.RoleSource == 0 {
 		return nil
 	}
-	if o := s.Outputs(); len(o) > 0 {
-		return o
-	}
-	return []string{connectors.DefaultOutput}
+	return s.Outputs()
 }
 
 // IsSink reports whether the instance can take routed batches.

@@ -25,6 +25,9 @@ type Config struct {
 	KeepAlive      conf.Duration  `yaml:"keep_alive"`
 	ConnectTimeout conf.Duration  `yaml:"connect_timeout"`
 	AckTimeout     conf.Duration  `yaml:"ack_timeout"`
+	// ReconnectMax caps the back-off between connection attempts, so a
+	// link that comes back is used again within this time.
+	ReconnectMax conf.Duration `yaml:"reconnect_max"`
 
 	// Subscribe makes the connector a source: payloads on these topics are
 	// parsed into records.
@@ -75,6 +78,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = 500
+	}
+	if c.ReconnectMax == 0 {
+		c.ReconnectMax = conf.Duration(10 * time.Second)
 	}
 	if c.BatchInterval == 0 {
 		c.BatchInterval = conf.Duration(20 * time.Millisecond)

@@ -82,7 +82,7 @@ func (m *MQTT) Start(_ context.Context, env *connectors.Env) error {
 // link keeps one connection up, reconnecting with back-off and jitter. It
 // never opens a second connection while one is up.
 func (m *MQTT) link(ctx context.Context) error {
-	var bo connectors.Backoff
+	bo := connectors.Backoff{Max: m.ReconnectMax.D()}
 	for ctx.Err() == nil {
 		var h handler
 		if m.in != nil {
