@@ -188,12 +188,13 @@ func (c *Config) decodeSpool(src *conf.Source, m *Module, n *yaml.Node, path str
 		return conf.Errors{src.At(n, path, "only a sink can have a store_and_forward spool; %s (type %s) is not one", m.Name, m.Type)}
 	}
 	sc := &spool.Config{}
+	var errs conf.Errors
 	if n.Kind == yaml.ScalarNode && (n.Value == "true" || n.Value == "false") {
 		if n.Value == "false" {
 			return nil
 		}
-	} else if errs := src.Decode(n, sc, path); len(errs) > 0 {
-		return errs
+	} else {
+		errs = src.Decode(n, sc, path)
 	}
 	sc.Name = m.Name
 	placeholder := sc.Dir == ""
@@ -201,7 +202,7 @@ func (c *Config) decodeSpool(src *conf.Source, m *Module, n *yaml.Node, path str
 		sc.Dir = "spool/" + m.Name // checked now, placed under data_dir at start
 	}
 	sc.SetDefaults()
-	errs := src.Positioned(n, path, sc.Validate())
+	errs = append(errs, src.Positioned(n, path, sc.Validate())...)
 	if placeholder {
 		sc.Dir = ""
 	}

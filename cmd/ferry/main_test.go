@@ -9,6 +9,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferry-gateway/ferry/bus"
+	"github.com/ferry-gateway/ferry/bus/spool"
 )
 
 func run(t *testing.T, ctx context.Context, args ...string) (int, string, string) {
@@ -116,5 +119,31 @@ routes:
 	}
 	if !strings.Contains(stderr.String(), "admin listening") {
 		t.Errorf("admin address not logged:\n%s", stderr.String())
+	}
+}
+
+func TestSpoolInspect(t *testing.T) {
+	dir := t.TempDir()
+	sp, err := spool.Open(spool.Config{Dir: filepath.Join(dir, "spool", "cloud")}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &bus.Batch{Records: []bus.Record{{Source: "g", Tag: "t", SourceTime: 1e18, IngestTime: 1e18}, {Source: "g", Tag: "u", SourceTime: 1e18, IngestTime: 1e18}}}
+	if err := sp.Publish("router/cloud", bus.NewMessage(b)); err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.Close(); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := run(t, t.Context(), "spool", "inspect", "--data-dir", dir)
+	if code != 0 || !strings.Contains(out, "cloud") || !strings.Contains(out, "router/cloud") {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errs)
+	}
+	fields := strings.Fields(strings.Split(out, "\n")[1])
+	if len(fields) < 4 || fields[3] != "2" { // SINK LANE BATCHES RECORDS…: 1 batch, 2 records
+		t.Fatalf("summary line %q", strings.Split(out, "\n")[1])
+	}
+	if code, _, _ := run(t, t.Context(), "spool", "inspect", "--data-dir", t.TempDir()); code != 1 {
+		t.Fatalf("empty data dir: exit %d", code)
 	}
 }
