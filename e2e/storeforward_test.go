@@ -37,7 +37,7 @@ func newRig(t *testing.T) *rig {
 	return &rig{cloud: c, link: l}
 }
 
-func pipeline(t *testing.T, yaml string) *router.Pipeline {
+func pipeline(t testing.TB, yaml string) *router.Pipeline {
 	t.Helper()
 	cfg, err := router.Load("e2e.yaml", []byte(yaml), conf.Resolver{})
 	if err != nil {
@@ -53,7 +53,7 @@ func pipeline(t *testing.T, yaml string) *router.Pipeline {
 	return p
 }
 
-func stop(t *testing.T, p *router.Pipeline) {
+func stop(t testing.TB, p *router.Pipeline) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
