@@ -72,7 +72,7 @@ func (m *MQTT) Start(_ context.Context, env *connectors.Env) error {
 			return err
 		}
 		m.in = in
-		env.Go("flush", func(ctx context.Context) error { return in.run(ctx, m.BatchInterval.D()) })
+		env.Go("flush", func(ctx context.Context) error { return in.Run(ctx, m.BatchInterval.D()) })
 	}
 	env.Connecting()
 	env.Go("link", m.link)
