@@ -5,6 +5,7 @@ import (
 	_ "github.com/ferry-gateway/ferry/connectors/file"
 	_ "github.com/ferry-gateway/ferry/connectors/generator"
 	_ "github.com/ferry-gateway/ferry/connectors/http"
+	_ "github.com/ferry-gateway/ferry/connectors/localbroker"
 	_ "github.com/ferry-gateway/ferry/connectors/mqtt"
 	_ "github.com/ferry-gateway/ferry/connectors/simulator"
 )

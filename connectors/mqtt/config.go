@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferry-gateway/ferry/connectors/parse"
+	"github.com/ferry-gateway/ferry/connectors/topics"
 	"github.com/ferry-gateway/ferry/internal/conf"
 	"github.com/ferry-gateway/ferry/internal/tlsconf"
 )
@@ -111,7 +112,7 @@ func (c *Config) Validate() error {
 	if !contains(Formats, c.Format) {
 		p.Add("format", "%q is not one of %s", c.Format, strings.Join(Formats, ", "))
 	}
-	if _, err := parseTopic(c.Topic); err != nil {
+	if _, err := topics.Parse(c.Topic); err != nil {
 		p.Add("topic", "%v", err)
 	}
 	if c.AckTimeout.D() < ackTimeoutFloor {
@@ -122,7 +123,7 @@ func (c *Config) Validate() error {
 	}
 	for i, sub := range c.Subscribe {
 		path := fmt.Sprintf("subscribe[%d]", i)
-		if err := validFilter(sub.Topic); err != nil {
+		if err := topics.ValidFilter(sub.Topic); err != nil {
 			p.Add(path+".topic", "%v", err)
 		}
 		if sub.QoS < 0 || sub.QoS > 2 {
@@ -152,38 +153,6 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 	}
 	u, _ := url.Parse(c.URL)
 	return c.TLS.Build(u.Hostname())
-}
-
-// validFilter checks an MQTT topic filter: + and # only as whole levels,
-// # only last.
-func validFilter(f string) error {
-	if f == "" {
-		return fmt.Errorf("missing topic filter")
-	}
-	levels := strings.Split(f, "/")
-	for i, l := range levels {
-		if strings.ContainsAny(l, "+#") && len(l) > 1 {
-			return fmt.Errorf("topic filter %q: + and # must stand alone in a level", f)
-		}
-		if l == "#" && i != len(levels)-1 {
-			return fmt.Errorf("topic filter %q: # must be the last level", f)
-		}
-	}
-	return nil
-}
-
-// matchFilter reports whether topic matches an MQTT filter.
-func matchFilter(filter, topic string) bool {
-	fl, tl := strings.Split(filter, "/"), strings.Split(topic, "/")
-	for i, f := range fl {
-		if f == "#" {
-			return true
-		}
-		if i >= len(tl) || (f != "+" && f != tl[i]) {
-			return false
-		}
-	}
-	return len(fl) == len(tl)
 }
 
 func contains(l []string, s string) bool {

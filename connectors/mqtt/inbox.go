@@ -6,6 +6,7 @@ import (
 	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/connectors"
 	"github.com/ferry-gateway/ferry/connectors/parse"
+	"github.com/ferry-gateway/ferry/connectors/topics"
 )
 
 // inbox reads subscribed messages: the first subscription whose filter
@@ -30,7 +31,7 @@ func newInbox(env *connectors.Env, subs []Subscription, batchSize int) (*inbox, 
 
 func (in *inbox) receive(topic string, payload []byte) {
 	for i, s := range in.subs {
-		if matchFilter(s.Topic, topic) {
+		if topics.Match(s.Topic, topic) {
 			p := in.parsers[i]
 			_ = in.Add(func(dst *bus.Batch) error {
 				if err := p.Parse(payload, topic, dst); err != nil {

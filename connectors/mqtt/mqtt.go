@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/connectors"
+	"github.com/ferry-gateway/ferry/connectors/topics"
 )
 
 //go:embed sample.yaml
@@ -33,7 +34,7 @@ type MQTT struct {
 	Config `yaml:",inline"`
 
 	env   *connectors.Env
-	topic topic
+	topic topics.Template
 
 	mu      sync.Mutex
 	cur     conn
@@ -57,7 +58,7 @@ func (m *MQTT) Outputs() []string {
 // background, so a broker that is down is a sink that is down, not a failed
 // start.
 func (m *MQTT) Start(_ context.Context, env *connectors.Env) error {
-	t, err := parseTopic(m.Topic)
+	t, err := topics.Parse(m.Topic)
 	if err != nil {
 		return err
 	}
@@ -245,15 +246,15 @@ type group struct {
 
 // group splits b by rendered topic, keeping record order within a topic.
 func (m *MQTT) group(b *bus.Batch) []*group {
-	if !m.topic.perRecord {
-		return []*group{{topic: string(m.topic.render(nil, m.env.Site, m.env.Name, nil)), batch: *b}}
+	if !m.topic.PerRecord {
+		return []*group{{topic: string(m.topic.Render(nil, m.env.Site, m.env.Name, nil)), batch: *b}}
 	}
 	idx := map[string]*group{}
 	var out []*group
 	var key []byte
 	for i := range b.Records {
 		r := &b.Records[i]
-		key = m.topic.render(key[:0], m.env.Site, m.env.Name, r)
+		key = m.topic.Render(key[:0], m.env.Site, m.env.Name, r)
 		g := idx[string(key)]
 		if g == nil {
 			g = &group{topic: string(key)}

@@ -1,0 +1,164 @@
+package localbroker
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/ferry-gateway/ferry/connectors/parse"
+	"github.com/ferry-gateway/ferry/connectors/topics"
+	"github.com/ferry-gateway/ferry/internal/conf"
+)
+
+// Config is the embedded broker's section of ferry.yaml.
+type Config struct {
+	Listeners      Listeners      `yaml:"listeners"`
+	AllowAnonymous bool           `yaml:"allow_anonymous"`
+	Users          []User         `yaml:"users"`
+	Topic          string         `yaml:"topic"`
+	Format         string         `yaml:"format"`
+	Retain         bool           `yaml:"retain"`
+	QoS            int            `yaml:"qos"`
+	Subscribe      []Subscription `yaml:"subscribe"`
+	BatchSize      int            `yaml:"batch_size"`
+	BatchInterval  conf.Duration  `yaml:"batch_interval"`
+}
+
+// Listeners are the broker's sockets.
+type Listeners struct {
+	TCP       string     `yaml:"tcp"`
+	WebSocket string     `yaml:"websocket"`
+	TLS       *TLSListen `yaml:"tls"`
+}
+
+// TLSListen is a TLS listener.
+type TLSListen struct {
+	Addr     string `yaml:"addr"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// User is one account: a bcrypt password hash and what it may do.
+type User struct {
+	Name         string `yaml:"name"`
+	PasswordHash string `yaml:"password_hash"`
+	ACL          []ACL  `yaml:"acl"`
+}
+
+// ACL grants access to the topics under a filter.
+type ACL struct {
+	Filter string `yaml:"filter"`
+	Access string `yaml:"access"` // read, write or readwrite
+}
+
+// Subscription is one topic filter shims publish on, and how to read it.
+type Subscription struct {
+	Topic string       `yaml:"topic"`
+	Parse parse.Config `yaml:"parse"`
+}
+
+var (
+	formats  = []string{"json", "avro"}
+	accesses = []string{"read", "write", "readwrite"}
+)
+
+// SetDefaults fills what the file left out.
+func (c *Config) SetDefaults() {
+	if c.Listeners.TCP == "" {
+		c.Listeners.TCP = "127.0.0.1:1883"
+	}
+	if c.Listeners.WebSocket == "" {
+		c.Listeners.WebSocket = "off"
+	}
+	if c.Topic == "" {
+		c.Topic = "{site}/{device}/{tag}"
+	}
+	if c.Format == "" {
+		c.Format = "json"
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 500
+	}
+	if c.BatchInterval == 0 {
+		c.BatchInterval = conf.Duration(20 * time.Millisecond)
+	}
+	for i := range c.Subscribe {
+		c.Subscribe[i].Parse.SetDefaults()
+	}
+}
+
+// Validate checks the config; certificate files are loaded to be sure.
+func (c *Config) Validate() error {
+	var p conf.Problems
+	addr := func(path, a string) {
+		if a == "off" {
+			return
+		}
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			p.Add(path, "%q is not host:port (or \"off\")", a)
+		}
+	}
+	addr("listeners.tcp", c.Listeners.TCP)
+	addr("listeners.websocket", c.Listeners.WebSocket)
+	if t := c.Listeners.TLS; t != nil {
+		addr("listeners.tls.addr", t.Addr)
+		if _, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err != nil {
+			p.Add("listeners.tls", "certificate: %v", err)
+		}
+	}
+	names := map[string]bool{}
+	for i, u := range c.Users {
+		path := fmt.Sprintf("users[%d]", i)
+		if u.Name == "" {
+			p.Add(path+".name", "missing user name")
+		} else if names[u.Name] {
+			p.Add(path+".name", "user %q is defined twice", u.Name)
+		}
+		names[u.Name] = true
+		if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
+			p.Add(path+".password_hash", "not a bcrypt hash (make one with `ferry passwd`)")
+		}
+		for j, a := range u.ACL {
+			ap := fmt.Sprintf("%s.acl[%d]", path, j)
+			if err := topics.ValidFilter(a.Filter); err != nil {
+				p.Add(ap+".filter", "%v", err)
+			}
+			if !contains(accesses, a.Access) {
+				p.Add(ap+".access", "%q is not one of %s", a.Access, strings.Join(accesses, ", "))
+			}
+		}
+	}
+	if _, err := topics.Parse(c.Topic); err != nil {
+		p.Add("topic", "%v", err)
+	}
+	if !contains(formats, c.Format) {
+		p.Add("format", "%q is not one of %s", c.Format, strings.Join(formats, ", "))
+	}
+	if c.QoS != 0 && c.QoS != 1 {
+		p.Add("qos", "%d is not 0 or 1", c.QoS)
+	}
+	for i, s := range c.Subscribe {
+		path := fmt.Sprintf("subscribe[%d]", i)
+		if err := topics.ValidFilter(s.Topic); err != nil {
+			p.Add(path+".topic", "%v", err)
+		}
+		p.Nest(path+".parse", s.Parse.Validate())
+	}
+	if c.BatchSize < 1 {
+		p.Add("batch_size", "must be at least 1")
+	}
+	return p.Err()
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

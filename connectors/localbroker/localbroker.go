@@ -1,0 +1,242 @@
+// Package localbroker is ferry's embedded MQTT broker (mochi-mqtt): local
+// consumers subscribe to normalized data on readable topics, shims publish
+// their payloads in, and users, bcrypt passwords and per-user ACLs decide who
+// may do what.
+package localbroker
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	_ "embed"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/ferry-gateway/ferry/bus"
+	"github.com/ferry-gateway/ferry/connectors"
+	"github.com/ferry-gateway/ferry/connectors/parse"
+	"github.com/ferry-gateway/ferry/connectors/topics"
+)
+
+//go:embed sample.yaml
+var sample []byte
+
+func init() {
+	connectors.Register(connectors.Info{
+		Name:    "localbroker",
+		Roles:   connectors.RoleService | connectors.RoleSink | connectors.RoleSource,
+		New:     func() connectors.Connector { return &Broker{} },
+		Sample:  sample,
+		Summary: "embedded MQTT broker: live records for local consumers, shim payloads in, users and ACLs",
+	})
+}
+
+// Broker is the embedded broker.
+type Broker struct {
+	Config `yaml:",inline"`
+
+	env     *connectors.Env
+	srv     *mqtt.Server
+	topic   topics.Template
+	batcher *parse.Batcher
+	parsers []*parse.Parser
+
+	mu   sync.Mutex
+	addr map[string]string // listener id → bound address
+}
+
+// Outputs implements connectors.Source: only with subscriptions.
+func (b *Broker) Outputs() []string {
+	if len(b.Subscribe) == 0 {
+		return nil
+	}
+	return []string{connectors.DefaultOutput}
+}
+
+// Start binds the listeners; a port in use fails the start.
+func (b *Broker) Start(_ context.Context, env *connectors.Env) error {
+	b.env = env
+	t, err := topics.Parse(b.Topic)
+	if err != nil {
+		return err
+	}
+	b.topic = t
+	b.addr = map[string]string{}
+	b.srv = mqtt.New(&mqtt.Options{
+		InlineClient: true,
+		Logger:       slog.New(levelFloor{env.Logger.Handler(), slog.LevelWarn}),
+	})
+	if err := b.srv.AddHook(&authHook{cfg: &b.Config}, nil); err != nil {
+		return fmt.Errorf("localbroker: %w", err)
+	}
+	add := func(l listeners.Listener) error {
+		if err := b.srv.AddListener(l); err != nil {
+			return fmt.Errorf("localbroker: listen %s: %w", l.Address(), err)
+		}
+		b.addr[l.ID()] = l.Address()
+		env.Logger.Info("broker listening", "listener", l.ID(), "addr", l.Address())
+		return nil
+	}
+	if b.Listeners.TCP != "off" {
+		if err := add(listeners.NewTCP(listeners.Config{ID: "tcp", Address: b.Listeners.TCP})); err != nil {
+			return err
+		}
+	}
+	if t := b.Listeners.TLS; t != nil && t.Addr != "off" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return fmt.Errorf("localbroker: tls: %w", err)
+		}
+		tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if err := add(listeners.NewTCP(listeners.Config{ID: "tls", Address: t.Addr, TLSConfig: tc})); err != nil {
+			return err
+		}
+	}
+	if b.Listeners.WebSocket != "off" {
+		if err := add(listeners.NewWebsocket(listeners.Config{ID: "ws", Address: b.Listeners.WebSocket})); err != nil {
+			return err
+		}
+	}
+	if len(b.Subscribe) > 0 {
+		b.batcher = parse.NewBatcher(env, b.BatchSize)
+		for i, s := range b.Subscribe {
+			p, err := parse.New(s.Parse)
+			if err != nil {
+				return fmt.Errorf("subscribe[%d]: %w", i, err)
+			}
+			b.parsers = append(b.parsers, p)
+			if err := b.srv.Subscribe(s.Topic, i+1, b.inline(p)); err != nil {
+				return fmt.Errorf("localbroker: subscribe %s: %w", s.Topic, err)
+			}
+		}
+		env.Go("flush", func(ctx context.Context) error { return b.batcher.Run(ctx, b.BatchInterval.D()) })
+	}
+	if err := b.srv.Serve(); err != nil {
+		return fmt.Errorf("localbroker: %w", err)
+	}
+	return nil
+}
+
+// inline reads what shims publish on one subscription. Each subscription
+// has its own parser, so the handler needs no topic matching of its own.
+func (b *Broker) inline(p *parse.Parser) mqtt.InlineSubFn {
+	return func(_ *mqtt.Client, _ packets.Subscription, pk packets.Packet) {
+		_ = b.batcher.Add(func(dst *bus.Batch) error {
+			if err := p.Parse(pk.Payload, pk.TopicName, dst); err != nil {
+				return fmt.Errorf("topic %s: %w", pk.TopicName, err)
+			}
+			return nil
+		})
+	}
+}
+
+// Addr returns the bound address of a listener ("tcp", "tls", "ws").
+func (b *Broker) Addr(id string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.addr[id]
+}
+
+// Write publishes every record on its topic: JSON by default, or a
+// one-record Avro batch. Records of a batch are published in order.
+func (b *Broker) Write(_ context.Context, batch *bus.Batch) error {
+	var topic, payload []byte
+	for i := range batch.Records {
+		r := &batch.Records[i]
+		topic = b.topic.Render(topic[:0], b.env.Site, b.env.Name, r)
+		if b.Format == "avro" {
+			one := bus.Batch{Records: batch.Records[i : i+1]}
+			payload = one.AppendAvro(payload[:0])
+		} else {
+			payload = r.AppendJSON(payload[:0])
+		}
+		// mochi keeps the slice for retained messages and queued
+		// deliveries, so each publish gets its own copy.
+		if err := b.srv.Publish(string(topic), bytes.Clone(payload), b.Retain, byte(b.QoS)); err != nil {
+			return fmt.Errorf("localbroker: publish %s: %w", topic, err)
+		}
+	}
+	return nil
+}
+
+// Stop closes the listeners and every client connection.
+func (b *Broker) Stop(context.Context) error {
+	if b.srv == nil {
+		return nil
+	}
+	return b.srv.Close()
+}
+
+// authHook checks passwords and ACLs.
+type authHook struct {
+	mqtt.HookBase
+	cfg *Config
+}
+
+func (h *authHook) ID() string { return "ferry-auth" }
+
+func (h *authHook) Provides(b byte) bool {
+	return b == mqtt.OnConnectAuthenticate || b == mqtt.OnACLCheck
+}
+
+func (h *authHook) user(name string) *User {
+	for i := range h.cfg.Users {
+		if h.cfg.Users[i].Name == name {
+			return &h.cfg.Users[i]
+		}
+	}
+	return nil
+}
+
+// OnConnectAuthenticate accepts a known user with the right password, and
+// anyone when anonymous access is on (or no users are configured).
+func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
+	if cl.Net.Inline {
+		return true
+	}
+	name := string(pk.Connect.Username)
+	if u := h.user(name); u != nil {
+		return bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), pk.Connect.Password) == nil
+	}
+	return name == "" && (h.cfg.AllowAnonymous || len(h.cfg.Users) == 0)
+}
+
+// OnACLCheck lets a user subscribe to filters within its read grants and
+// publish to topics within its write grants; anonymous clients (when
+// allowed) and the broker's own inline client may do anything.
+func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
+	if cl.Net.Inline {
+		return true
+	}
+	u := h.user(string(cl.Properties.Username))
+	if u == nil {
+		return h.cfg.AllowAnonymous || len(h.cfg.Users) == 0
+	}
+	for _, a := range u.ACL {
+		ok := a.Access == "readwrite" || (write && a.Access == "write") || (!write && a.Access == "read")
+		if ok && topics.Within(topic, a.Filter) {
+			return true
+		}
+	}
+	return false
+}
+
+type levelFloor struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (f levelFloor) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= f.min && f.Handler.Enabled(ctx, l)
+}
+
+var (
+	_ connectors.Sink   = (*Broker)(nil)
+	_ connectors.Source = (*Broker)(nil)
+)

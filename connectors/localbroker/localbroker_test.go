@@ -1,0 +1,223 @@
+package localbroker
+
+import (
+	"context"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/ferry-gateway/ferry/bus"
+	"github.com/ferry-gateway/ferry/connectors"
+	"github.com/ferry-gateway/ferry/connectors/conntest"
+	"github.com/ferry-gateway/ferry/connectors/parse"
+	"github.com/ferry-gateway/ferry/connectors/sampletest"
+	"github.com/ferry-gateway/ferry/internal/conf"
+)
+
+func TestSample(t *testing.T) {
+	sampletest.Check(t, "localbroker", "README.md")
+}
+
+func hash(t *testing.T, pw string) string {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(h)
+}
+
+// start runs a broker with three users: dashboard may read plant/#, shim may
+// write shim/#, nosy may read only other/#.
+func start(t *testing.T, mod func(*Config)) (*Broker, *connectors.Env, bus.PubSub) {
+	t.Helper()
+	b := &Broker{Config: Config{
+		Listeners: Listeners{TCP: "127.0.0.1:0"},
+		Users: []User{
+			{Name: "dashboard", PasswordHash: hash(t, "dash"), ACL: []ACL{{Filter: "plant/#", Access: "read"}}},
+			{Name: "shim", PasswordHash: hash(t, "shim"), ACL: []ACL{{Filter: "shim/#", Access: "write"}}},
+			{Name: "nosy", PasswordHash: hash(t, "nosy"), ACL: []ACL{{Filter: "other/#", Access: "read"}}},
+		},
+		Retain: true,
+	}}
+	if mod != nil {
+		mod(&b.Config)
+	}
+	b.SetDefaults()
+	if err := b.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	ps := bus.NewMemory(nil)
+	env, err := connectors.NewEnv(connectors.EnvConfig{Name: "local", Site: "plant", DataDir: t.TempDir(), Publisher: ps, Outputs: b.Outputs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(t.Context(), env); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = ps.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = b.Stop(ctx)
+		_ = env.Shutdown(ctx)
+	})
+	return b, env, ps
+}
+
+func mosquitto(t *testing.T, tool string, args ...string) (string, error) {
+	t.Helper()
+	path, err := exec.LookPath(tool)
+	if err != nil {
+		t.Fatalf("%s is not installed; ./scripts/test installs mosquitto-clients", tool)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, path, args...).CombinedOutput()
+	return string(out), err
+}
+
+func hostPort(addr string) []string {
+	i := strings.LastIndexByte(addr, ':')
+	return []string{"-h", addr[:i], "-p", addr[i+1:]}
+}
+
+func records(n int) *bus.Batch {
+	b := conntest.SampleBatch(n)
+	for i := range b.Records {
+		b.Records[i].Device = "press-1"
+		b.Records[i].Tag = "line1/t" + string(rune('a'+i))
+	}
+	return &b
+}
+
+func TestSubscribersReceiveRecordsRetainedAndACL(t *testing.T) {
+	b, _, _ := start(t, nil)
+	addr := b.Addr("tcp")
+	if err := b.Write(t.Context(), records(3)); err != nil {
+		t.Fatal(err)
+	}
+	// A late subscriber gets the retained last value of each tag.
+	out, err := mosquitto(t, "mosquitto_sub", append(hostPort(addr), "-u", "dashboard", "-P", "dash", "-t", "plant/#", "-C", "3", "-W", "10", "-v")...)
+	if err != nil {
+		t.Fatalf("mosquitto_sub: %v\n%s", err, out)
+	}
+	for _, tag := range []string{"plant/press-1/line1/ta ", "plant/press-1/line1/tb ", "plant/press-1/line1/tc "} {
+		if !strings.Contains(out, tag) {
+			t.Errorf("retained %q not received:\n%s", tag, out)
+		}
+	}
+	if !strings.Contains(out, `"quality":"GOOD"`) {
+		t.Errorf("payload is not the record's JSON:\n%s", out)
+	}
+
+	// A user without read access receives nothing.
+	out, _ = mosquitto(t, "mosquitto_sub", append(hostPort(addr), "-u", "nosy", "-P", "nosy", "-t", "plant/#", "-C", "1", "-W", "1")...)
+	if strings.Contains(out, "plant") || strings.Contains(out, "{") {
+		t.Fatalf("user without the ACL received data:\n%s", out)
+	}
+	// A wrong password is refused.
+	out, err = mosquitto(t, "mosquitto_sub", append(hostPort(addr), "-u", "dashboard", "-P", "wrong", "-t", "plant/#", "-C", "1", "-W", "5")...)
+	if err == nil || !strings.Contains(strings.ToLower(out), "not authori") && !strings.Contains(strings.ToLower(out), "refused") {
+		t.Fatalf("wrong password: err %v, output %q", err, out)
+	}
+}
+
+func TestGoClientLiveDelivery(t *testing.T) {
+	b, _, _ := start(t, func(c *Config) { c.Retain = false })
+	cl := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + b.Addr("tcp")).SetClientID("go").SetUsername("dashboard").SetPassword("dash"))
+	if tok := cl.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	defer cl.Disconnect(0)
+	got := make(chan string, 10)
+	if tok := cl.Subscribe("plant/+/line1/#", 0, func(_ paho.Client, m paho.Message) { got <- m.Topic() }); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	if err := b.Write(t.Context(), records(2)); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		select {
+		case <-got:
+		case <-time.After(10 * time.Second):
+			t.Fatal("live record not delivered")
+		}
+	}
+}
+
+func TestShimsPublishIn(t *testing.T) {
+	b, _, ps := start(t, func(c *Config) {
+		c.BatchInterval = conf.Duration(5 * time.Millisecond)
+		c.Subscribe = []Subscription{
+			{Topic: "shim/+/json", Parse: parse.Config{Format: "json", Device: "{topic.1}"}},
+			{Topic: "shim/+/csv", Parse: parse.Config{Format: "csv", Columns: []string{"tag", "value"}, Device: "{topic.1}"}},
+			{Topic: "shim/+/raw/+", Parse: parse.Config{Format: "raw", Device: "{topic.1}", Tag: "{topic.3}"}},
+		}
+	})
+	msgs, _ := ps.Subscribe(t.Context(), "local/out")
+	addr := b.Addr("tcp")
+	for _, p := range []struct{ topic, payload string }{
+		{"shim/m1/json", `{"tag":"temp","value":21.5}`},
+		{"shim/m1/json", `not json`},
+		{"shim/m2/csv", "rpm,1450"},
+		{"shim/m3/raw/state", "RUN"},
+	} {
+		if out, err := mosquitto(t, "mosquitto_pub", append(hostPort(addr), "-u", "shim", "-P", "shim", "-t", p.topic, "-m", p.payload)...); err != nil {
+			t.Fatalf("mosquitto_pub: %v %s", err, out)
+		}
+	}
+	// A shim may not publish outside its grant.
+	_, _ = mosquitto(t, "mosquitto_pub", append(hostPort(addr), "-u", "shim", "-P", "shim", "-t", "plant/forged", "-m", "1")...)
+
+	got := map[string]string{}
+	deadline := time.After(10 * time.Second)
+	for len(got) < 3 {
+		select {
+		case m := <-msgs:
+			var batch bus.Batch
+			if err := bus.DecodeBatch(m.Payload, &batch); err != nil {
+				t.Fatal(err)
+			}
+			m.Ack()
+			for _, r := range batch.Records {
+				got[r.Device+"/"+r.Tag] = r.Value.String()
+			}
+		case <-deadline:
+			t.Fatalf("records from shims: %v", got)
+		}
+	}
+	want := map[string]string{"m1/temp": "21.5", "m2/rpm": "1450", "m3/state": "RUN"}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	src, _ := conf.Parse("f.yaml", []byte(`type: localbroker
+listeners: {tcp: nowhere}
+users:
+  - {name: a, password_hash: plain, acl: [{filter: "a/#/b", access: all}]}
+format: xml
+qos: 2
+`))
+	text := connectors.Decode(src, src.Root, &Broker{}, "connectors.lb").Error()
+	for _, want := range []string{
+		`f.yaml:2:18: connectors.lb.listeners.tcp: "nowhere" is not host:port`,
+		`f.yaml:4:30: connectors.lb.users[0].password_hash: not a bcrypt hash`,
+		`connectors.lb.users[0].acl[0].filter: topic filter "a/#/b": # must be the last level`,
+		`connectors.lb.users[0].acl[0].access: "all" is not one of read, write, readwrite`,
+		`f.yaml:5:9: connectors.lb.format: "xml" is not one of json, avro`,
+		`f.yaml:6:6: connectors.lb.qos: 2 is not 0 or 1`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("missing %q in:\n%s", want, text)
+		}
+	}
+}
