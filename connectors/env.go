@@ -36,6 +36,7 @@ type Env struct {
 	retries prometheus.Counter
 	topics  map[string]string
 	burst   Burst
+	write   func(ctx context.Context, device, tag string, v bus.Value) error
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -51,6 +52,9 @@ type EnvConfig struct {
 	Metrics          *Metrics
 	Outputs          []string
 	Sink             bool // reports ferry_link_up
+	// WriteTag, when set, delivers write-back commands to the connector
+	// that owns the tag (the pipeline supplies it).
+	WriteTag func(ctx context.Context, device, tag string, v bus.Value) error
 }
 
 // NewEnv builds an Env. It opens the sequence store, which is the only
@@ -73,6 +77,7 @@ func NewEnv(c EnvConfig) (*Env, error) {
 		sent:    c.Metrics.SinkSent.WithLabelValues(c.Name),
 		retries: c.Metrics.SinkRetries.WithLabelValues(c.Name),
 		topics:  map[string]string{},
+		write:   c.WriteTag,
 	}
 	up := c.Metrics.Up.WithLabelValues(c.Name)
 	var link prometheus.Gauge
@@ -181,6 +186,16 @@ func (e *Env) CountIn(n int) {
 func (e *Env) CountOut(n int) {
 	e.out.Add(float64(n))
 	e.state.Out.Add(uint64(n))
+}
+
+// WriteTag hands a write-back command to whichever connector owns the
+// device's tag, and returns its answer: nil when the device took the value;
+// ErrUnknownTag, ErrNotWritable or the device's own error otherwise.
+func (e *Env) WriteTag(ctx context.Context, device, tag string, v bus.Value) error {
+	if e.write == nil {
+		return fmt.Errorf("%s/%s: %w (no writer in this pipeline)", device, tag, ErrUnknownTag)
+	}
+	return e.write(ctx, device, tag, v)
 }
 
 // Sent counts records a sink delivered.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -42,7 +43,7 @@ type Pipeline struct {
 type running struct {
 	*Module
 	env     *connectors.Env
-	started bool
+	started atomic.Bool
 	spool   *spool.Spool // nil unless the sink stores and forwards
 }
 
@@ -62,6 +63,7 @@ func New(c *Config, logger *slog.Logger) (*Pipeline, error) {
 		ec := connectors.EnvConfig{
 			Name: m.Name, Type: m.Type, Site: c.Site, DataDir: c.DataDir,
 			Logger: logger, Metrics: p.metrics, Outputs: m.Outputs(), Sink: m.IsSink(),
+			WriteTag: p.writeTag,
 		}
 		if len(ec.Outputs) > 0 {
 			ec.Publisher = b
@@ -96,6 +98,26 @@ func New(c *Config, logger *slog.Logger) (*Pipeline, error) {
 		}
 	}
 	return p, nil
+}
+
+// writeTag routes a write-back command to the writer that owns the tag: each
+// started writer is asked in turn; ErrUnknownTag passes to the next.
+func (p *Pipeline) writeTag(ctx context.Context, device, tag string, v bus.Value) error {
+	for _, m := range p.mods {
+		w, ok := m.Connector.(connectors.Writer)
+		if !ok || !m.started.Load() || m.Roles()&connectors.RoleWriter == 0 {
+			continue
+		}
+		err := w.WriteTag(ctx, device, tag, v)
+		if errors.Is(err, connectors.ErrUnknownTag) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", m.Name, err)
+		}
+		return nil
+	}
+	return fmt.Errorf("%s/%s: %w", device, tag, connectors.ErrUnknownTag)
 }
 
 // publisherFor is where the engine puts a sink's batches: its spool when it
@@ -235,7 +257,7 @@ func (p *Pipeline) startModule(ctx context.Context, m *running) bool {
 		cancel()
 		return false
 	}
-	m.started = true
+	m.started.Store(true)
 	if m.env.State().Phase() == connectors.PhaseStarting {
 		m.env.Up()
 	}
@@ -371,7 +393,7 @@ func writeWithRetry(ctx context.Context, s connectors.Sink, env *connectors.Env,
 func (p *Pipeline) Stop(ctx context.Context) error {
 	var errs []error
 	stop := func(ctx context.Context, m *running) {
-		if m.started {
+		if m.started.Load() {
 			if err := m.Connector.Stop(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("stop %s: %w", m.Name, err))
 			}

@@ -26,6 +26,18 @@ type Config struct {
 	Subscribe      []Subscription `yaml:"subscribe"`
 	BatchSize      int            `yaml:"batch_size"`
 	BatchInterval  conf.Duration  `yaml:"batch_interval"`
+	Commands       Commands       `yaml:"commands"`
+}
+
+// Commands is write-back over the broker: a client with write access to
+// <topic>/<device>/<tag> publishes {"value": …}; the writer that owns the
+// tag writes it to the device; the outcome is published on
+// <results>/<device>/<tag> (or the MQTT 5 response topic).
+type Commands struct {
+	Topic   string        `yaml:"topic"`   // default "cmd"; "off" disables write-back
+	Results string        `yaml:"results"` // default "cmd-result"
+	Timeout conf.Duration `yaml:"timeout"` // default 5s
+	MaxTTL  conf.Duration `yaml:"max_ttl"` // commands without ttl/expires expire after this; default 1m
 }
 
 // Listeners are the broker's sockets.
@@ -89,6 +101,18 @@ func (c *Config) SetDefaults() {
 	for i := range c.Subscribe {
 		c.Subscribe[i].Parse.SetDefaults()
 	}
+	if c.Commands.Topic == "" {
+		c.Commands.Topic = "cmd"
+	}
+	if c.Commands.Results == "" {
+		c.Commands.Results = "cmd-result"
+	}
+	if c.Commands.Timeout == 0 {
+		c.Commands.Timeout = conf.Duration(5 * time.Second)
+	}
+	if c.Commands.MaxTTL == 0 {
+		c.Commands.MaxTTL = conf.Duration(time.Minute)
+	}
 }
 
 // Validate checks the config; certificate files are loaded to be sure.
@@ -150,6 +174,11 @@ func (c *Config) Validate() error {
 	}
 	if c.BatchSize < 1 {
 		p.Add("batch_size", "must be at least 1")
+	}
+	for _, f := range []struct{ path, topic string }{{"commands.topic", c.Commands.Topic}, {"commands.results", c.Commands.Results}} {
+		if f.topic != "off" && (strings.ContainsAny(f.topic, "+#") || strings.HasSuffix(f.topic, "/") || f.topic == "") {
+			p.Add(f.path, "%q must be a plain topic prefix such as cmd", f.topic)
+		}
 	}
 	return p.Err()
 }

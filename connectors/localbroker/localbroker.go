@@ -11,6 +11,7 @@ import (
 	_ "embed"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -72,7 +73,7 @@ func (b *Broker) Start(_ context.Context, env *connectors.Env) error {
 		InlineClient: true,
 		Logger:       slog.New(levelFloor{env.Logger.Handler(), slog.LevelWarn}),
 	})
-	if err := b.srv.AddHook(&authHook{cfg: &b.Config}, nil); err != nil {
+	if err := b.srv.AddHook(&authHook{b: b, cfg: &b.Config}, nil); err != nil {
 		return fmt.Errorf("localbroker: %w", err)
 	}
 	add := func(l listeners.Listener) error {
@@ -116,6 +117,13 @@ func (b *Broker) Start(_ context.Context, env *connectors.Env) error {
 			}
 		}
 		env.Go("flush", func(ctx context.Context) error { return b.batcher.Run(ctx, b.BatchInterval.D()) })
+	}
+	if b.Commands.Topic != "off" {
+		queue := make(chan *command, 64)
+		if err := b.srv.Subscribe(b.Commands.Topic+"/#", len(b.Subscribe)+1, b.commandHandler(queue)); err != nil {
+			return fmt.Errorf("localbroker: subscribe commands: %w", err)
+		}
+		env.Go("commands", func(ctx context.Context) error { return b.runCommands(ctx, queue) })
 	}
 	if err := b.srv.Serve(); err != nil {
 		return fmt.Errorf("localbroker: %w", err)
@@ -176,6 +184,7 @@ func (b *Broker) Stop(context.Context) error {
 // authHook checks passwords and ACLs.
 type authHook struct {
 	mqtt.HookBase
+	b   *Broker
 	cfg *Config
 }
 
@@ -223,6 +232,13 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		if ok && topics.Within(topic, a.Filter) {
 			return true
 		}
+	}
+	// A refused command gets a refused result, so the sender learns why
+	// nothing happened; mochi drops the publish itself.
+	if write && h.cfg.Commands.Topic != "off" && strings.HasPrefix(topic, h.cfg.Commands.Topic+"/") {
+		device, tag, _ := strings.Cut(strings.TrimPrefix(topic, h.cfg.Commands.Topic+"/"), "/")
+		c := &command{device: device, tag: tag}
+		go h.b.reply(c, fmt.Errorf("%w: user %q may not write %s", errRefused, u.Name, topic))
 	}
 	return false
 }

@@ -2,6 +2,8 @@ package localbroker
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os/exec"
 	"strings"
 	"testing"
@@ -219,5 +221,95 @@ qos: 2
 		if !strings.Contains(text, want) {
 			t.Errorf("missing %q in:\n%s", want, text)
 		}
+	}
+}
+
+func TestCommandsWriteBackAndRefusals(t *testing.T) {
+	type write struct {
+		device, tag string
+		v           bus.Value
+	}
+	writes := make(chan write, 10)
+	b := &Broker{Config: Config{
+		Listeners: Listeners{TCP: "127.0.0.1:0"},
+		Users: []User{
+			{Name: "operator", PasswordHash: hash(t, "op"), ACL: []ACL{{Filter: "cmd/#", Access: "write"}, {Filter: "cmd-result/#", Access: "read"}}},
+			{Name: "dashboard", PasswordHash: hash(t, "dash"), ACL: []ACL{{Filter: "plant/#", Access: "read"}}},
+		},
+	}}
+	b.SetDefaults()
+	if err := b.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	env, _ := connectors.NewEnv(connectors.EnvConfig{Name: "local", Site: "plant", WriteTag: func(_ context.Context, device, tag string, v bus.Value) error {
+		switch tag {
+		case "serial":
+			return fmt.Errorf("holding 10: %w", connectors.ErrNotWritable)
+		case "setpoint":
+			if f, _ := v.Float(); f > 1000 {
+				return fmt.Errorf("value %v out of range 0..1000", f)
+			}
+			writes <- write{device, tag, v}
+			return nil
+		}
+		return connectors.ErrUnknownTag
+	}})
+	if err := b.Start(t.Context(), env); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = b.Stop(t.Context()); _ = env.Shutdown(t.Context()) }()
+	addr := b.Addr("tcp")
+
+	results := make(chan Result, 10)
+	cl := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("op").SetUsername("operator").SetPassword("op"))
+	if tok := cl.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	defer cl.Disconnect(0)
+	if tok := cl.Subscribe("cmd-result/#", 1, func(_ paho.Client, m paho.Message) {
+		var r Result
+		_ = json.Unmarshal(m.Payload(), &r)
+		results <- r
+	}); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	send := func(user, pw, topic, payload string) Result {
+		t.Helper()
+		if out, err := mosquitto(t, "mosquitto_pub", append(hostPort(addr), "-u", user, "-P", pw, "-t", topic, "-m", payload)...); err != nil {
+			t.Fatalf("mosquitto_pub: %v %s", err, out)
+		}
+		select {
+		case r := <-results:
+			return r
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no result for %s %s", topic, payload)
+		}
+		return Result{}
+	}
+
+	r := send("operator", "op", "cmd/press-1/setpoint", `{"id":"c1","value":230}`)
+	if r.Status != "ok" || r.ID != "c1" {
+		t.Fatalf("write: %+v", r)
+	}
+	if w := <-writes; w.device != "press-1" || w.tag != "setpoint" || w.v.Long() != 230 {
+		t.Fatalf("writer got %+v", w)
+	}
+	for _, c := range []struct{ user, pw, topic, payload, status, why string }{
+		{"operator", "op", "cmd/press-1/serial", `{"value":"X"}`, "refused", "not writable"},
+		{"operator", "op", "cmd/press-1/nosuch", `{"value":1}`, "refused", "unknown tag"},
+		{"operator", "op", "cmd/press-1/setpoint", `{"value":5000}`, "failed", "out of range"},
+		{"operator", "op", "cmd/press-1/setpoint", `{"value":1,"ts":"2020-01-01T00:00:00Z","ttl":"10s"}`, "refused", "expired"},
+		{"operator", "op", "cmd/press-1/setpoint", `{"valu":1}`, "refused", "payload"},
+		{"dashboard", "dash", "cmd/press-1/setpoint", `{"value":1}`, "refused", "may not write"},
+	} {
+		r := send(c.user, c.pw, c.topic, c.payload)
+		if r.Status != c.status || !strings.Contains(r.Error, c.why) {
+			t.Errorf("%s %s: %+v, want %s (%s)", c.user, c.payload, r, c.status, c.why)
+		}
+	}
+	select {
+	case w := <-writes:
+		t.Fatalf("a refused command reached the device: %+v", w)
+	default:
 	}
 }
