@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	nethttp "net/http"
 	"net/url"
 	"os"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/connectors"
+	"github.com/ferry-gateway/ferry/connectors/parse"
 	"github.com/ferry-gateway/ferry/internal/conf"
 	"github.com/ferry-gateway/ferry/internal/tlsconf"
 )
@@ -33,10 +35,10 @@ var sample []byte
 func init() {
 	connectors.Register(connectors.Info{
 		Name:    "http",
-		Roles:   connectors.RoleSink,
+		Roles:   connectors.RoleSink | connectors.RoleSource,
 		New:     func() connectors.Connector { return &HTTP{} },
 		Sample:  sample,
-		Summary: "POST batches (Avro container file or JSON lines, gzip) to an HTTP endpoint",
+		Summary: "POST batches (Avro container file or JSON lines, gzip) to an endpoint; a webhook that takes records in",
 	})
 }
 
@@ -49,6 +51,15 @@ type Config struct {
 	Timeout    conf.Duration     `yaml:"timeout"`
 	TLS        tlsconf.Config    `yaml:"tls"`
 	DeadLetter string            `yaml:"dead_letter"`
+
+	// Listen makes the connector a webhook source as well.
+	Listen        string        `yaml:"listen"`
+	Path          string        `yaml:"path"`
+	Token         string        `yaml:"token"`
+	MaxBody       conf.Size     `yaml:"max_body"`
+	Parse         parse.Config  `yaml:"parse"`
+	BatchSize     int           `yaml:"batch_size"`
+	BatchInterval conf.Duration `yaml:"batch_interval"`
 }
 
 // Formats are the body formats.
@@ -65,6 +76,19 @@ func (c *Config) SetDefaults() {
 	if c.Timeout == 0 {
 		c.Timeout = conf.Duration(10 * time.Second)
 	}
+	if c.Path == "" {
+		c.Path = "/ingest"
+	}
+	if c.MaxBody == 0 {
+		c.MaxBody = 10 << 20
+	}
+	if c.BatchSize == 0 {
+		c.BatchSize = 500
+	}
+	if c.BatchInterval == 0 {
+		c.BatchInterval = conf.Duration(20 * time.Millisecond)
+	}
+	c.Parse.SetDefaults()
 }
 
 // Validate checks the config.
@@ -72,8 +96,9 @@ func (c *Config) Validate() error {
 	var p conf.Problems
 	u, err := url.Parse(c.URL)
 	switch {
+	case c.URL == "" && c.Listen == "":
+		p.Add("url", "missing url (to send batches) or listen (to take records in)")
 	case c.URL == "":
-		p.Add("url", "missing url; expected http://HOST[:PORT]/PATH or https://…")
 	case err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https"):
 		p.Add("url", "%q is not an http:// or https:// URL", c.URL)
 	}
@@ -88,6 +113,15 @@ func (c *Config) Validate() error {
 	if u != nil && u.Scheme == "https" || c.TLS != (tlsconf.Config{}) {
 		p.Nest("tls", c.TLS.Validate())
 	}
+	if c.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+			p.Add("listen", "%q is not host:port", c.Listen)
+		}
+		if !strings.HasPrefix(c.Path, "/") {
+			p.Add("path", "%q must start with /", c.Path)
+		}
+		p.Nest("parse", c.Parse.Validate())
+	}
 	return p.Err()
 }
 
@@ -99,6 +133,16 @@ type HTTP struct {
 	client *nethttp.Client
 	dlMu   sync.Mutex
 	dlPath string
+
+	hook *webhook // nil unless listening
+}
+
+// Outputs implements connectors.Source: only a listening instance emits.
+func (h *HTTP) Outputs() []string {
+	if h.Listen == "" {
+		return nil
+	}
+	return []string{connectors.DefaultOutput}
 }
 
 // Start builds the client. Nothing is dialled until the first batch.
@@ -118,6 +162,13 @@ func (h *HTTP) Start(_ context.Context, env *connectors.Env) error {
 		h.DeadLetter = filepath.Join(env.Name, "dead-letter.jsonl")
 	}
 	h.dlPath = env.Path(h.DeadLetter)
+	if h.Listen != "" {
+		hook, err := startWebhook(env, &h.Config)
+		if err != nil {
+			return err
+		}
+		h.hook = hook
+	}
 	return nil
 }
 
@@ -210,12 +261,18 @@ func jsonArray(b *bus.Batch) []byte {
 	return append(out, ']')
 }
 
-// Stop releases idle connections.
-func (h *HTTP) Stop(context.Context) error {
+// Stop closes the webhook listener and releases idle connections.
+func (h *HTTP) Stop(ctx context.Context) error {
 	if h.client != nil {
 		h.client.CloseIdleConnections()
+	}
+	if h.hook != nil {
+		return h.hook.close(ctx)
 	}
 	return nil
 }
 
-var _ connectors.Sink = (*HTTP)(nil)
+var (
+	_ connectors.Sink   = (*HTTP)(nil)
+	_ connectors.Source = (*HTTP)(nil)
+)
