@@ -185,3 +185,42 @@ func TestSpoolSurvivesRestart(t *testing.T) {
 		t.Fatal("spool directory missing")
 	}
 }
+
+// TestPoisonBatchMovesOn sends through the HTTP uplink with a spool: the far
+// side refuses one batch with 400, which goes to the dead-letter file, and
+// the queue moves on to deliver what follows.
+func TestPoisonBatchMovesOn(t *testing.T) {
+	c, err := cloud.Start(t.Context(), cloud.Config{MQTTAddr: "off"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	dir := t.TempDir()
+	c.SetHTTPStatus(400)
+	p := pipeline(t, fmt.Sprintf(`
+data_dir: %s
+connectors:
+  gen: {type: generator, interval: 5ms, tags: [{name: t, signal: counter, count: 10}]}
+  cloud:
+    type: http
+    url: %s/ingest
+    store_and_forward: true
+routes:
+  - {from: gen, to: cloud}
+`, dir, c.HTTPURL()))
+	defer stop(t, p)
+	dead := filepath.Join(dir, "cloud", "dead-letter.jsonl")
+	eventually(t, "a dead letter", func() bool {
+		st, err := os.Stat(dead)
+		return err == nil && st.Size() > 0
+	})
+	c.SetHTTPStatus(0)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	if _, err := c.Wait(ctx, func(r cloud.Report) bool { return r.Unique > 100 }); err != nil {
+		t.Fatal(err)
+	}
+	if m := module(p, "cloud"); m.Errors == 0 {
+		t.Fatalf("poison batches not counted: %+v", m.Snapshot)
+	}
+}

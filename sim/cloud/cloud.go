@@ -189,8 +189,10 @@ func (c *Cloud) ingest(p []byte) error {
 				return err
 			}
 			c.t.batches++
+			now := time.Now().UnixNano()
 			for i := range b.Records {
 				c.t.add(b.Records[i].Source, b.Records[i].Seq)
+				c.t.latency(b.Records[i].Source, time.Duration(now-b.Records[i].SourceTime))
 			}
 		}
 		return nil

@@ -1,8 +1,10 @@
 package cloud
 
 import (
+	"slices"
 	"sort"
 	"sync"
+	"time"
 )
 
 // Span is a closed range of sequence numbers.
@@ -20,6 +22,10 @@ type SourceReport struct {
 	First      uint64 `json:"first"`
 	Last       uint64 `json:"last"`
 	Gaps       []Span `json:"gaps,omitempty"` // holes between First and Last
+	// LatencyP50 and LatencyP99 are of arrival minus source time, over the
+	// most recent 100,000 Avro records (JSON payloads carry no latency).
+	LatencyP50 time.Duration `json:"latency_p50"`
+	LatencyP99 time.Duration `json:"latency_p99"`
 }
 
 // Report is what the cloud has received.
@@ -56,6 +62,7 @@ type tracker struct {
 }
 
 type sourceState struct {
+	latencies  []time.Duration // a bounded sample, for percentiles
 	spans      []Span
 	unique     uint64
 	dups       uint64
@@ -110,10 +117,30 @@ func (t *tracker) done() {
 	t.notify = make(chan struct{})
 }
 
+// latency samples one record's delay; the sample keeps the most recent
+// 100,000 per source.
+func (t *tracker) latency(source string, d time.Duration) {
+	s := t.sources[source]
+	if s == nil {
+		return
+	}
+	if len(s.latencies) < 100_000 {
+		s.latencies = append(s.latencies, d)
+		return
+	}
+	s.latencies[int(s.unique+s.dups)%len(s.latencies)] = d
+}
+
 func (t *tracker) report() Report {
 	r := Report{Batches: t.batches, Records: t.records, Malformed: t.malformed, Sources: map[string]SourceReport{}}
+
 	for name, s := range t.sources {
 		sr := SourceReport{Unique: s.unique, Duplicates: s.dups, OutOfOrder: s.outOfOrder}
+		if n := len(s.latencies); n > 0 {
+			l := slices.Clone(s.latencies)
+			slices.Sort(l)
+			sr.LatencyP50, sr.LatencyP99 = l[n/2], l[min(n-1, n*99/100)]
+		}
 		if len(s.spans) > 0 {
 			sr.First, sr.Last = s.spans[0].From, s.spans[len(s.spans)-1].To
 		}
