@@ -28,6 +28,11 @@ func init() {
 		{"run", "ferry run [-c FILE] [--data-dir DIR] [--admin-addr HOST:PORT]", "run a pipeline (the embedded demo when no -c is given)", runCmd},
 		{"validate", "ferry validate -c FILE [-v]", "check a config and print every problem as FILE:LINE:COL: message", validateCmd},
 		{"version", "ferry version", "print the version", versionCmd},
+		{"passwd", "ferry passwd < password", "print a bcrypt hash of the password on standard input, for the embedded broker's users", passwdCmd},
+		{"spool", "ferry spool inspect [--data-dir DIR]", "show what waits in each sink's spool: depth, bytes, oldest, per lane", spoolCmd},
+		{"scan", "ferry scan modbus ENDPOINT [--unit N] [--area A] [--range 0-199]", "read a device's registers and show each as uint16, int16 and float32 in every word order", scanCmd},
+		{"plan", "ferry plan -c FILE", "show each modbus device's coalesced read plan", planCmd},
+		{"sim", "ferry sim modbus [--addr 127.0.0.1:5020]", "run the Modbus device simulator (the demo device) until interrupted", simCmd},
 	}
 }
 

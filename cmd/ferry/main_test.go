@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/bus/spool"
 )
@@ -145,5 +147,19 @@ func TestSpoolInspect(t *testing.T) {
 	}
 	if code, _, _ := run(t, t.Context(), "spool", "inspect", "--data-dir", t.TempDir()); code != 1 {
 		t.Fatalf("empty data dir: exit %d", code)
+	}
+}
+
+func TestPasswd(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := hashPassword(strings.NewReader("s3cret\n"), &out, &errb, 4); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	h := strings.TrimSpace(out.String())
+	if bcrypt.CompareHashAndPassword([]byte(h), []byte("s3cret")) != nil {
+		t.Fatalf("%q does not verify", h)
+	}
+	if code := hashPassword(strings.NewReader(""), &out, &errb, 4); code != 2 {
+		t.Fatalf("empty password: exit %d", code)
 	}
 }

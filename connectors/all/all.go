@@ -6,6 +6,7 @@ import (
 	_ "github.com/ferry-gateway/ferry/connectors/generator"
 	_ "github.com/ferry-gateway/ferry/connectors/http"
 	_ "github.com/ferry-gateway/ferry/connectors/localbroker"
+	_ "github.com/ferry-gateway/ferry/connectors/modbus"
 	_ "github.com/ferry-gateway/ferry/connectors/mqtt"
 	_ "github.com/ferry-gateway/ferry/connectors/simulator"
 )

@@ -1,0 +1,274 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ferry-gateway/ferry/connectors/modbus"
+	"github.com/ferry-gateway/ferry/internal/conf"
+	"github.com/ferry-gateway/ferry/router"
+	simmodbus "github.com/ferry-gateway/ferry/sim/modbus"
+)
+
+// mbParseArgs parses flags that may come before, between or after
+// positional arguments (ferry scan modbus URL --unit 1), and returns the
+// positional ones.
+func mbParseArgs(fs *flag.FlagSet, args []string) ([]string, int, bool) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, 0, false
+			}
+			return nil, 2, false
+		}
+		if fs.NArg() == 0 {
+			return pos, 0, true
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// scanCmd reads a range of a Modbus device and prints each register in
+// every reading an integrator may need to recognise a value.
+func scanCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flags("scan", stderr)
+	unit := fs.Int("unit", 1, "unit ID (slave address)")
+	area := fs.String("area", "holding", "area: coil, discrete, input or holding")
+	rangeFlag := fs.String("range", "0-99", "0-based addresses FIRST-LAST")
+	timeout := fs.Duration("timeout", time.Second, "per request")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: ferry scan modbus ENDPOINT [--unit N] [--area holding] [--range 0-199] [--timeout 1s]")
+		fmt.Fprintln(stderr, "ENDPOINT is tcp://HOST[:PORT], rtu-over-tcp://HOST[:PORT], rtu:///dev/PORT?baud=19200 or ascii:///dev/PORT")
+		fs.PrintDefaults()
+	}
+	pos, code, ok := mbParseArgs(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 2 || pos[0] != "modbus" {
+		fs.Usage()
+		return 2
+	}
+	a, okArea := modbus.ParseArea(*area)
+	first, last, errRange := mbParseRange(*rangeFlag)
+	switch {
+	case !okArea:
+		fmt.Fprintf(stderr, "ferry scan: --area %q is not one of %s\n", *area, strings.Join(modbus.AreaNames, ", "))
+		return 2
+	case errRange != nil:
+		fmt.Fprintf(stderr, "ferry scan: --range %q: %v\n", *rangeFlag, errRange)
+		return 2
+	case *unit < 0 || *unit > 255:
+		fmt.Fprintf(stderr, "ferry scan: --unit %d is not in 0..255\n", *unit)
+		return 2
+	}
+	c, err := modbus.Open(pos[1], *timeout)
+	if err != nil {
+		fmt.Fprintln(stderr, "ferry scan:", err)
+		return 2
+	}
+	defer c.Close()
+	count := last - first + 1
+	w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	if a.Bits() {
+		bits, reqs, err := c.Bits(ctx, uint8(*unit), a, first, count)
+		fmt.Fprintf(stdout, "%s unit %d, %s %d-%d: %d read in %s\n", pos[1], *unit, a, first, last, len(bits), mbPlural(reqs, "request"))
+		fmt.Fprintln(w, "address\tmodicon\tvalue\t")
+		for i, b := range bits {
+			fmt.Fprintf(w, "%d\t%s\t%t\t\n", first+i, mbModicon(a, first+i), b)
+		}
+		_ = w.Flush()
+		return mbScanErr(stderr, err)
+	}
+	regs, reqs, err := c.Registers(ctx, uint8(*unit), a, first, count)
+	fmt.Fprintf(stdout, "%s unit %d, %s %d-%d: %d registers read in %s\n", pos[1], *unit, a, first, last, len(regs), mbPlural(reqs, "request"))
+	fmt.Fprintln(w, "address\tmodicon\thex\tuint16\tint16\tchars\tfloat32 ABCD\tfloat32 CDAB\tfloat32 BADC\tfloat32 DCBA\t")
+	var pair [4]byte
+	for i, r := range regs {
+		fmt.Fprintf(w, "%d\t%s\t0x%04X\t%d\t%d\t%s\t", first+i, mbModicon(a, first+i), r, r, int16(r), mbChars(r))
+		if i+1 < len(regs) {
+			binary.BigEndian.PutUint16(pair[:], r)
+			binary.BigEndian.PutUint16(pair[2:], regs[i+1])
+			for _, o := range []modbus.Order{modbus.ABCD, modbus.CDAB, modbus.BADC, modbus.DCBA} {
+				fmt.Fprintf(w, "%s\t", mbFloat(o.Float32(pair[:])))
+			}
+		} else {
+			fmt.Fprint(w, "\t\t\t\t")
+		}
+		fmt.Fprintln(w)
+	}
+	_ = w.Flush()
+	return mbScanErr(stderr, err)
+}
+
+func mbPlural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return strconv.Itoa(n) + " " + word + "s"
+}
+
+func mbScanErr(stderr io.Writer, err error) int {
+	if err != nil {
+		fmt.Fprintln(stderr, "ferry scan:", err)
+		return 1
+	}
+	return 0
+}
+
+func mbParseRange(s string) (int, int, error) {
+	a, b, ok := strings.Cut(s, "-")
+	if !ok {
+		b = a
+	}
+	first, err1 := strconv.Atoi(a)
+	last, err2 := strconv.Atoi(b)
+	switch {
+	case err1 != nil || err2 != nil:
+		return 0, 0, fmt.Errorf("expected FIRST-LAST, 0-based, such as 0-199")
+	case first < 0 || last > 65535 || last < first:
+		return 0, 0, fmt.Errorf("expected 0 <= FIRST <= LAST <= 65535")
+	}
+	return first, last, nil
+}
+
+// modicon is the 1-based Modicon notation of a 0-based address.
+func mbModicon(a modbus.Area, addr int) string {
+	digit := [...]byte{'0', '1', '3', '4'}[a]
+	if addr < 9999 {
+		return fmt.Sprintf("%c%04d", digit, addr+1)
+	}
+	return fmt.Sprintf("%c%05d", digit, addr+1)
+}
+
+// chars shows a register's two bytes as text where they are printable.
+func mbChars(r uint16) string {
+	c := func(b byte) byte {
+		if b >= 0x20 && b < 0x7F {
+			return b
+		}
+		return '.'
+	}
+	return string([]byte{c(byte(r >> 8)), c(byte(r))})
+}
+
+func mbFloat(f float32) string {
+	switch {
+	case math.IsNaN(float64(f)):
+		return "NaN"
+	case f != 0 && (math.Abs(float64(f)) < 1e-6 || math.Abs(float64(f)) > 1e9):
+		return strconv.FormatFloat(float64(f), 'g', 4, 32) // unlikely a reading
+	}
+	return strconv.FormatFloat(float64(f), 'g', 7, 32)
+}
+
+// planCmd prints each modbus device's read plan.
+func planCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flags("plan", stderr)
+	file := fs.String("c", "", "config file (required)")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if *file == "" {
+		fmt.Fprintln(stderr, "ferry plan: -c FILE is required")
+		return 2
+	}
+	cfg, err := router.LoadFile(*file)
+	if err != nil {
+		var errs conf.Errors
+		if errors.As(err, &errs) {
+			for _, e := range errs {
+				fmt.Fprintln(stdout, e)
+			}
+		} else {
+			fmt.Fprintln(stdout, err)
+		}
+		return 1
+	}
+	n := 0
+	for _, m := range cfg.Modules {
+		mb, ok := m.Connector.(*modbus.Modbus)
+		if !ok {
+			continue
+		}
+		n++
+		learned := filepath.Join(cfg.DataDir, m.Name, modbus.LearnedFile)
+		if _, err := os.Stat(learned); err != nil {
+			learned = ""
+		}
+		plans, err := mb.Plan(learned)
+		if err != nil {
+			fmt.Fprintf(stderr, "ferry plan: %s: %v\n", m.Name, err)
+			return 1
+		}
+		for _, p := range plans {
+			fmt.Fprintf(stdout, "%s/%s: %s unit %d, every %s: %s in %s\n",
+				m.Name, p.Device, p.Endpoint, p.Unit, p.PollInterval, mbPlural(p.Tags, "tag"), mbPlural(len(p.Requests), "request"))
+			w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+			for _, r := range p.Requests {
+				fmt.Fprintf(w, "  fc %d\t%s\t%d-%d\t(%d)\t%s\n", r.Function, r.Area, r.Start, r.Start+r.Count-1, r.Count, strings.Join(r.Tags, " "))
+			}
+			_ = w.Flush()
+			for _, l := range p.Learned {
+				fmt.Fprintf(stdout, "  learned: %s\n", l)
+			}
+		}
+	}
+	if n == 0 {
+		fmt.Fprintf(stderr, "ferry plan: %s has no modbus connector\n", *file)
+		return 1
+	}
+	return 0
+}
+
+// simCmd runs a simulator until the context ends (SIGINT, SIGTERM).
+func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flags("sim", stderr)
+	addr := fs.String("addr", "127.0.0.1:5020", "address to listen on")
+	var lf logFlags
+	lf.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: ferry sim modbus [--addr 127.0.0.1:5020]")
+		fs.PrintDefaults()
+	}
+	pos, code, ok := mbParseArgs(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 1 || pos[0] != "modbus" {
+		fs.Usage()
+		return 2
+	}
+	logger, err := lf.logger(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "ferry sim:", err)
+		return 2
+	}
+	cfg := simmodbus.DemoConfig()
+	cfg.Addr, cfg.Logger = *addr, logger
+	s, err := simmodbus.Start(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "ferry sim:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "modbus sim listening on %s: unit 1 with the demo registers; try: ferry scan modbus tcp://%s --range 0-17\n", s.Addr(), s.Addr())
+	<-ctx.Done()
+	if err := s.Close(); err != nil {
+		fmt.Fprintln(stderr, "ferry sim:", err)
+		return 1
+	}
+	return 0
+}

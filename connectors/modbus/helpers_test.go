@@ -1,0 +1,217 @@
+package modbus
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/ferry-gateway/ferry/bus"
+	"github.com/ferry-gateway/ferry/connectors"
+	sim "github.com/ferry-gateway/ferry/sim/modbus"
+)
+
+// startSim starts a simulator on a free loopback port for the test.
+func startSim(t testing.TB, cfg sim.Config) *sim.Server {
+	t.Helper()
+	if cfg.Tick == 0 {
+		cfg.Tick = time.Hour // tests program values by hand
+	}
+	s, err := sim.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// mustDecode decodes, defaults and validates a connector section given as
+// YAML; {addr} is replaced by addr.
+func mustDecode(t testing.TB, addr, text string) *Modbus {
+	t.Helper()
+	m, errs := decodeText(t, "test.yaml", strings.ReplaceAll(text, "{addr}", addr))
+	if len(errs) > 0 {
+		t.Fatalf("config does not validate:\n%v", errs)
+	}
+	return m
+}
+
+// rig runs a connector on an in-memory bus and reads its batches.
+type rig struct {
+	m       *Modbus
+	env     *connectors.Env
+	reg     *prometheus.Registry
+	ps      bus.PubSub
+	msgs    <-chan *message.Message
+	dataDir string
+	stopped bool
+}
+
+func newRig(t testing.TB, m *Modbus, dataDir string) *rig {
+	t.Helper()
+	if dataDir == "" {
+		dataDir = t.TempDir()
+	}
+	r := &rig{m: m, ps: bus.NewMemory(nil), reg: prometheus.NewRegistry(), dataDir: dataDir}
+	env, err := connectors.NewEnv(connectors.EnvConfig{
+		Name: "mb", Type: "modbus", DataDir: dataDir, Publisher: r.ps,
+		Metrics: connectors.NewMetrics(r.reg),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.env = env
+	msgs, err := r.ps.Subscribe(context.Background(), "mb/out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.msgs = msgs
+	if err := m.Start(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.stop)
+	return r
+}
+
+// start decodes text against the simulator's address and runs it.
+func start(t testing.TB, s *sim.Server, text string) *rig {
+	t.Helper()
+	return newRig(t, mustDecode(t, s.Addr(), text), "")
+}
+
+func (r *rig) stop() {
+	if r.stopped {
+		return
+	}
+	r.stopped = true
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case m := <-r.msgs:
+				if m != nil {
+					m.Ack()
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	_ = r.m.Stop(ctx)
+	_ = r.env.Shutdown(ctx)
+	close(done)
+	_ = r.ps.Close()
+}
+
+// next returns the next batch, failing the test after within.
+func (r *rig) next(t testing.TB, within time.Duration) *bus.Batch {
+	t.Helper()
+	timer := time.NewTimer(within)
+	defer timer.Stop()
+	select {
+	case m := <-r.msgs:
+		var b bus.Batch
+		var dec bus.Decoder
+		if err := dec.DecodeMessage(m, &b); err != nil {
+			t.Fatalf("batch does not decode: %v", err)
+		}
+		m.Ack()
+		return &b
+	case <-timer.C:
+		t.Fatalf("no batch within %v (state %+v)", within, r.env.State().Snapshot())
+	}
+	return nil
+}
+
+// until reads batches until ok accepts one, failing the test after within.
+func (r *rig) until(t testing.TB, within time.Duration, ok func(*bus.Batch) bool) *bus.Batch {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		left := time.Until(deadline)
+		if left <= 0 {
+			t.Fatalf("no matching batch within %v (state %+v)", within, r.env.State().Snapshot())
+		}
+		if b := r.next(t, left); ok(b) {
+			return b
+		}
+	}
+}
+
+// dev returns the poll state of a device, for tests that drive cycles.
+func (r *rig) dev(name string) *device { return (*r.m.devices.Load())[name] }
+
+// poke makes a device poll now.
+func (r *rig) poke(name string) { r.dev(name).requestPoll() }
+
+// byTag indexes a batch's records by tag.
+func byTag(b *bus.Batch) map[string]bus.Record {
+	out := map[string]bus.Record{}
+	for _, rec := range b.Records {
+		out[rec.Tag] = rec
+	}
+	return out
+}
+
+func allGood(b *bus.Batch) bool {
+	for _, r := range b.Records {
+		if r.Quality != bus.Good {
+			return false
+		}
+	}
+	return len(b.Records) > 0
+}
+
+func allBad(b *bus.Batch) bool {
+	for _, r := range b.Records {
+		if r.Quality != bus.Bad {
+			return false
+		}
+	}
+	return len(b.Records) > 0
+}
+
+// metric returns the value of the series name whose labels include want.
+func (r *rig) metric(t testing.TB, name string, want map[string]string) float64 {
+	t.Helper()
+	fams, err := r.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+	next:
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			for k, v := range want {
+				if labels[k] != v {
+					continue next
+				}
+			}
+			sum += value(m)
+		}
+	}
+	return sum
+}
+
+func value(m *dto.Metric) float64 {
+	switch {
+	case m.Counter != nil:
+		return m.Counter.GetValue()
+	case m.Gauge != nil:
+		return m.Gauge.GetValue()
+	}
+	return 0
+}
