@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -41,14 +42,14 @@ func TestEveryExampleValidates(t *testing.T) {
 // test never collides with a demo (or anything else) already running.
 func freePorts(t *testing.T, yaml string) string {
 	t.Helper()
-	for _, port := range []string{"5020", "18830", "18831"} {
+	for _, port := range []string{"5020", "18830", "18831", "1883"} {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		free := ln.Addr().String()
 		ln.Close()
-		yaml = strings.ReplaceAll(yaml, "127.0.0.1:"+port, free)
+		yaml = regexp.MustCompile(`127\.0\.0\.1:`+port+`\b`).ReplaceAllString(yaml, free)
 	}
 	return yaml
 }
