@@ -42,7 +42,7 @@ func TestEveryExampleValidates(t *testing.T) {
 // test never collides with a demo (or anything else) already running.
 func freePorts(t *testing.T, yaml string) string {
 	t.Helper()
-	for _, port := range []string{"5020", "18830", "18831", "1883"} {
+	for _, port := range []string{"5020", "4840", "18830", "18831", "1883"} {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)

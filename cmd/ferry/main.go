@@ -32,7 +32,8 @@ func init() {
 		{"spool", "ferry spool inspect [--data-dir DIR]", "show what waits in each sink's spool: depth, bytes, oldest, per lane", spoolCmd},
 		{"scan", "ferry scan modbus ENDPOINT [--unit N] [--area A] [--range 0-199]", "read a device's registers and show each as uint16, int16 and float32 in every word order", scanCmd},
 		{"plan", "ferry plan -c FILE", "show each modbus device's coalesced read plan", planCmd},
-		{"sim", "ferry sim modbus [--addr 127.0.0.1:5020]", "run the Modbus device simulator (the demo device) until interrupted", simCmd},
+		{"sim", "ferry sim modbus|opcua [flags]", "run a device simulator (the demo's Modbus device, an OPC UA server) until interrupted", simDispatch},
+		{"browse", "ferry browse opc.tcp://HOST:PORT[/PATH] [--depth N] [--security POLICY/MODE]", "print an OPC UA server's address space: NodeId, class, data type, access", browseCmd},
 	}
 }
 

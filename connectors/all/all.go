@@ -8,5 +8,6 @@ import (
 	_ "github.com/ferry-gateway/ferry/connectors/localbroker"
 	_ "github.com/ferry-gateway/ferry/connectors/modbus"
 	_ "github.com/ferry-gateway/ferry/connectors/mqtt"
+	_ "github.com/ferry-gateway/ferry/connectors/opcua"
 	_ "github.com/ferry-gateway/ferry/connectors/simulator"
 )

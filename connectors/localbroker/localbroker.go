@@ -252,6 +252,14 @@ func (f levelFloor) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= f.min && f.Handler.Enabled(ctx, l)
 }
 
+// WithAttrs and WithGroup keep the filter on derived loggers (mochi derives
+// one per listener).
+func (f levelFloor) WithAttrs(as []slog.Attr) slog.Handler {
+	return levelFloor{f.Handler.WithAttrs(as), f.min}
+}
+
+func (f levelFloor) WithGroup(g string) slog.Handler { return levelFloor{f.Handler.WithGroup(g), f.min} }
+
 var (
 	_ connectors.Sink   = (*Broker)(nil)
 	_ connectors.Source = (*Broker)(nil)

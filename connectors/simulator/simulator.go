@@ -1,6 +1,7 @@
 // Package simulator runs ferry's simulators in-process as a module of the
-// pipeline, so the demo (and a user's trial config) has devices to poll, a
-// cloud to send to and a link that drops, all from one YAML file.
+// pipeline, so the demo (and a user's trial config) has devices to poll
+// (Modbus TCP, OPC UA), a cloud to send to and a link that drops, all from
+// one YAML file.
 package simulator
 
 import (
@@ -18,6 +19,7 @@ import (
 	"github.com/ferry-gateway/ferry/sim/cloud"
 	"github.com/ferry-gateway/ferry/sim/flaky"
 	simmodbus "github.com/ferry-gateway/ferry/sim/modbus"
+	simopcua "github.com/ferry-gateway/ferry/sim/opcua"
 )
 
 //go:embed sample.yaml
@@ -36,6 +38,7 @@ func init() {
 // Config is the simulator's section of ferry.yaml.
 type Config struct {
 	Modbus []ModbusConfig `yaml:"modbus"`
+	OPCUA  []OPCUAConfig  `yaml:"opcua"`
 	Cloud  *CloudConfig   `yaml:"cloud"`
 	Links  []LinkConfig   `yaml:"links"`
 }
@@ -43,6 +46,15 @@ type Config struct {
 // ModbusConfig is one simulated Modbus TCP server.
 type ModbusConfig struct {
 	Addr string `yaml:"addr"`
+}
+
+// OPCUAConfig is one simulated OPC UA server: a Plant folder with changing
+// variables, a writable Plant/Setpoint and a read-only Plant/Limit, in
+// namespace urn:ferry:sim:plant, endpoints None and Basic256Sha256.
+type OPCUAConfig struct {
+	Addr     string        `yaml:"addr"`
+	Tags     int           `yaml:"tags"`
+	Interval conf.Duration `yaml:"interval"`
 }
 
 // CloudConfig is the simulated receiving cloud.
@@ -103,6 +115,12 @@ func (c *Config) Validate() error {
 	for i, m := range c.Modbus {
 		addr(fmt.Sprintf("modbus[%d].addr", i), m.Addr, false)
 	}
+	for i, o := range c.OPCUA {
+		addr(fmt.Sprintf("opcua[%d].addr", i), o.Addr, false)
+		if o.Tags < 0 {
+			p.Add(fmt.Sprintf("opcua[%d].tags", i), "must not be negative")
+		}
+	}
 	if c.Cloud != nil {
 		addr("cloud.mqtt", c.Cloud.MQTT, true)
 		addr("cloud.http", c.Cloud.HTTP, true)
@@ -117,8 +135,8 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
-	if len(c.Modbus) == 0 && c.Cloud == nil && len(c.Links) == 0 {
-		p.Add("", "nothing to simulate; configure modbus, cloud or links")
+	if len(c.Modbus) == 0 && len(c.OPCUA) == 0 && c.Cloud == nil && len(c.Links) == 0 {
+		p.Add("", "nothing to simulate; configure modbus, opcua, cloud or links")
 	}
 	return p.Err()
 }
@@ -128,6 +146,7 @@ type Simulator struct {
 	Config `yaml:",inline"`
 
 	modbus []*simmodbus.Server
+	opcua  []*simopcua.Server
 	cloud  *cloud.Cloud
 	links  []*flaky.Proxy
 	cancel context.CancelFunc
@@ -146,6 +165,14 @@ func (s *Simulator) Start(_ context.Context, env *connectors.Env) error {
 			return fmt.Errorf("modbus simulator: %w", err)
 		}
 		s.modbus = append(s.modbus, srv)
+	}
+	for _, o := range s.OPCUA {
+		srv, err := simopcua.Start(ctx, simopcua.Config{Addr: o.Addr, Tags: o.Tags, Interval: o.Interval.D(), Logger: log})
+		if err != nil {
+			return fmt.Errorf("opcua simulator: %w", err)
+		}
+		s.opcua = append(s.opcua, srv)
+		log.Info("opcua sim listening", "endpoint", srv.Endpoint())
 	}
 	if s.Cloud != nil {
 		c, err := cloud.Start(ctx, cloud.Config{MQTTAddr: s.Cloud.MQTT, HTTPAddr: s.Cloud.HTTP, Logger: log})
@@ -204,6 +231,9 @@ func (s *Simulator) CloudSim() *cloud.Cloud { return s.cloud }
 // Links returns the running flaky links, in config order.
 func (s *Simulator) LinkSims() []*flaky.Proxy { return s.links }
 
+// OPCUASims returns the running OPC UA servers, in config order.
+func (s *Simulator) OPCUASims() []*simopcua.Server { return s.opcua }
+
 // ModbusSims returns the running Modbus servers, in config order.
 func (s *Simulator) ModbusSims() []*simmodbus.Server { return s.modbus }
 
@@ -218,6 +248,9 @@ func (s *Simulator) Stop(context.Context) error {
 	}
 	for _, m := range s.modbus {
 		errs = append(errs, m.Close())
+	}
+	for _, o := range s.opcua {
+		errs = append(errs, o.Close())
 	}
 	if s.cloud != nil {
 		s.cloud.Close()

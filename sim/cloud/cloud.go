@@ -115,6 +115,14 @@ func (f levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= f.min && f.Handler.Enabled(ctx, l)
 }
 
+// WithAttrs and WithGroup keep the filter on derived loggers (mochi derives
+// one per listener).
+func (f levelFilter) WithAttrs(as []slog.Attr) slog.Handler {
+	return levelFilter{f.Handler.WithAttrs(as), f.min}
+}
+
+func (f levelFilter) WithGroup(g string) slog.Handler { return levelFilter{f.Handler.WithGroup(g), f.min} }
+
 // MQTTAddr is the broker's host:port.
 func (c *Cloud) MQTTAddr() string { return c.tcp.Address() }
 

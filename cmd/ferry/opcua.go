@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/ferry-gateway/ferry/connectors/opcua"
+	simopcua "github.com/ferry-gateway/ferry/sim/opcua"
+)
+
+// parseInterleaved parses flags that may come before or after positional
+// arguments ("ferry browse URL --depth 2").
+func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, int, bool) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, 0, false
+			}
+			return nil, 2, false
+		}
+		if fs.NArg() == 0 {
+			return pos, 0, true
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+}
+
+// browseCmd prints an OPC UA server's address space as a tree, so an
+// integrator can pick nodes for the opcua connector.
+func browseCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flags("browse", stderr)
+	depth := fs.Int("depth", 3, "levels below the root to show")
+	security := fs.String("security", "None", "POLICY[/MODE]: None, Basic256Sha256/Sign, Basic256Sha256/SignAndEncrypt, Aes128_Sha256_RsaOaep, Aes256_Sha256_RsaPss, auto")
+	root := fs.String("root", "", "NodeId to start from (default the Objects folder), e.g. ns=2;s=Plant or nsu=urn:x;s=Plant")
+	user := fs.String("user", "", "user name (anonymous when empty)")
+	passEnv := fs.String("password-env", "OPCUA_PASSWORD", "environment variable holding the password")
+	dataDir := fs.String("data-dir", "data", "where the application certificate and trust list live (<dir>/browse/pki)")
+	tofu := fs.Bool("trust-on-first-use", false, "trust the server certificate if none is trusted for its application URI yet")
+	timeout := fs.Duration("timeout", 10*time.Second, "per request")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: ferry browse opc.tcp://HOST:PORT[/PATH] [--depth N] [--security POLICY/MODE] [--root NODEID] [--user NAME]")
+		fs.PrintDefaults()
+	}
+	pos, code, ok := parseInterleaved(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 1 {
+		fs.Usage()
+		return 2
+	}
+	policy, mode, _ := strings.Cut(*security, "/")
+	opts := opcua.BrowseOptions{
+		Endpoint: pos[0], Policy: policy, Mode: mode, Root: *root, Depth: *depth,
+		Dir: filepath.Join(*dataDir, "browse", "pki"), TrustOnFirstUse: *tofu, Timeout: *timeout,
+	}
+	if *user != "" {
+		opts.Username, opts.Password = *user, os.Getenv(*passEnv)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "BROWSENAME\tCLASS\tNODEID\tDATATYPE\tACCESS")
+	err := opcua.Browse(ctx, opts, func(e opcua.BrowseEntry) {
+		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\n", strings.Repeat("  ", e.Depth), e.BrowseName, e.NodeClass, e.NodeID, e.DataType, e.Access)
+	})
+	_ = tw.Flush()
+	if err != nil {
+		fmt.Fprintln(stderr, "ferry browse:", err)
+		return 1
+	}
+	return 0
+}
+
+// simOPCUACmd runs the OPC UA simulator until the context ends.
+func simOPCUACmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flags("sim opcua", stderr)
+	addr := fs.String("addr", "127.0.0.1:4840", "address to listen on")
+	tags := fs.Int("tags", 1000, "changing variables under Plant/LineNN")
+	perLine := fs.Int("per-line", 1000, "variables per Plant/LineNN folder")
+	interval := fs.Duration("interval", time.Second, "how often every variable changes (0: never)")
+	user := fs.String("user", "", "enable user name logins: NAME:PASSWORD")
+	noAnon := fs.Bool("deny-anonymous", false, "refuse anonymous sessions")
+	var lf logFlags
+	lf.register(fs)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: ferry sim opcua [--addr 127.0.0.1:4840] [--tags 1000] [--interval 1s] [--user NAME:PASSWORD]")
+		fs.PrintDefaults()
+	}
+	pos, code, ok := parseInterleaved(fs, args)
+	if !ok {
+		return code
+	}
+	if len(pos) != 0 {
+		fs.Usage()
+		return 2
+	}
+	logger, err := lf.logger(stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "ferry sim:", err)
+		return 2
+	}
+	cfg := simopcua.Config{Addr: *addr, Tags: *tags, PerLine: *perLine, Interval: *interval, DenyAnonymous: *noAnon, Logger: logger}
+	if *user != "" {
+		name, pass, ok := strings.Cut(*user, ":")
+		if !ok || name == "" {
+			fmt.Fprintln(stderr, "ferry sim: --user wants NAME:PASSWORD")
+			return 2
+		}
+		cfg.Users = map[string]string{name: pass}
+	}
+	s, err := simopcua.Start(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "ferry sim:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "opcua sim listening on %s: %d variables under ns=%d;s=Plant (namespace %s), thumbprint %s\n",
+		s.Endpoint(), s.Tags(), s.NamespaceIndex(), s.NamespaceURI(), opcua.Thumbprint(s.Certificate()))
+	fmt.Fprintf(stdout, "try: ferry browse %s --depth 3\n", s.Endpoint())
+	<-ctx.Done()
+	if err := s.Close(); err != nil {
+		fmt.Fprintln(stderr, "ferry sim:", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,240 @@
+package opcua
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/gopcua/opcua/id"
+	"github.com/gopcua/opcua/ua"
+
+	"github.com/ferry-gateway/ferry/internal/conf"
+)
+
+// BrowseOptions configure Browse, for `ferry browse`.
+type BrowseOptions struct {
+	Endpoint string
+	// Policy and Mode as in the connector's security section; default None.
+	Policy, Mode string
+	// Username and Password select user name authentication.
+	Username, Password string
+	// Root is the NodeId to start from; default the Objects folder.
+	Root string
+	// Depth is how many levels below the root to show; default 3.
+	Depth int
+	// Dir holds the application certificate (Dir/own) and the trust
+	// list (Dir/trusted, rejected ones in Dir/rejected).
+	Dir string
+	// TrustOnFirstUse trusts the server certificate if none is trusted
+	// for its application URI yet.
+	TrustOnFirstUse bool
+	Timeout         time.Duration
+}
+
+// BrowseEntry is one node of the address space.
+type BrowseEntry struct {
+	Depth      int // 0 for the root's children
+	NodeID     string
+	BrowseName string // with the namespace index when not 0: 2:Temp
+	NodeClass  string
+	DataType   string // variables only
+	Access     string // variables only: r, w, rw or -
+}
+
+// Browse connects like the connector does and walks the address space
+// depth first from the root, calling visit for every node.
+func Browse(ctx context.Context, o BrowseOptions, visit func(BrowseEntry)) error {
+	if o.Depth <= 0 {
+		o.Depth = 3
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	cfg := Config{Endpoint: o.Endpoint, Security: SecurityConfig{Policy: o.Policy, Mode: o.Mode}, Nodes: []NodeConfig{{ID: "i=85"}}}
+	if o.Username != "" {
+		cfg.Auth = AuthConfig{Type: "username", Username: o.Username, Password: o.Password}
+	}
+	cfg.SetDefaults()
+	cfg.Timeout = conf.Duration(o.Timeout)
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	root := ua.NewNumericNodeID(0, id.ObjectsFolder)
+	var rootRef NodeRef
+	if o.Root != "" {
+		ref, err := ParseNodeRef(o.Root)
+		if err != nil {
+			return err
+		}
+		rootRef = ref
+	}
+	ident, _, err := loadOrCreateIdentity("", "", o.Dir, "urn:ferry:browse", "ferry browse")
+	if err != nil {
+		return err
+	}
+	trust := trustStore{dir: filepath.Join(o.Dir, "trusted"), rejected: filepath.Join(o.Dir, "rejected"), tofu: o.TrustOnFirstUse}
+	c, _, err := dial(ctx, &cfg, dialOptions{id: ident, trust: trust, sessionTag: "browse", timeout: o.Timeout, requestTO: o.Timeout})
+	if err != nil {
+		return fmt.Errorf("%s: %w", o.Endpoint, err)
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = c.Close(cctx)
+	}()
+	if rootRef.ID != nil {
+		if root, err = rootRef.Resolve(c.Namespaces()); err != nil {
+			return err
+		}
+	}
+	s := &session{o: &OPCUA{Config: cfg}, c: c}
+	s.limits = s.readLimits(ctx)
+	b := &browser{s: s, children: map[string][]*ua.ReferenceDescription{}}
+	return b.walk(ctx, root, 0, o.Depth, map[string]bool{root.String(): true}, visit)
+}
+
+func (b *browser) walk(ctx context.Context, n *ua.NodeID, depth, max int, seen map[string]bool, visit func(BrowseEntry)) error {
+	refs, err := b.browseAll(ctx, n)
+	if err != nil {
+		return err
+	}
+	// one Read for the data type and access level of the variables
+	var vars []int
+	req := &ua.ReadRequest{}
+	for i, r := range refs {
+		if r.NodeClass == ua.NodeClassVariable && r.NodeID != nil {
+			vars = append(vars, i)
+			for _, a := range []ua.AttributeID{ua.AttributeIDDataType, ua.AttributeIDAccessLevel} {
+				req.NodesToRead = append(req.NodesToRead, &ua.ReadValueID{NodeID: r.NodeID.NodeID, AttributeID: a, DataEncoding: &ua.QualifiedName{}})
+			}
+		}
+	}
+	types := map[int][2]string{}
+	if len(vars) > 0 {
+		per := 2 * (chunk(b.s.limits.maxNodesPerRead, 1000) / 2)
+		if per < 2 {
+			per = 2
+		}
+		var results []*ua.DataValue
+		for start := 0; start < len(req.NodesToRead); start += per {
+			part := &ua.ReadRequest{NodesToRead: req.NodesToRead[start:min(start+per, len(req.NodesToRead))]}
+			res, err := call[*ua.ReadResponse](ctx, b.s, part)
+			if err != nil {
+				return err
+			}
+			results = append(results, res.Results...)
+		}
+		for k, i := range vars {
+			if 2*k+1 < len(results) {
+				types[i] = [2]string{dataTypeName(results[2*k]), accessName(results[2*k+1])}
+			}
+		}
+	}
+	for i, r := range refs {
+		if r.NodeID == nil || r.NodeID.NodeID == nil {
+			continue
+		}
+		e := BrowseEntry{Depth: depth, NodeID: r.NodeID.NodeID.String(), NodeClass: strings.TrimPrefix(r.NodeClass.String(), "NodeClass")}
+		if r.BrowseName != nil {
+			e.BrowseName = qualifiedName(r.BrowseName)
+		}
+		if t, ok := types[i]; ok {
+			e.DataType, e.Access = t[0], t[1]
+		}
+		visit(e)
+		key := r.NodeID.NodeID.String()
+		if depth+1 < max && !seen[key] && r.NodeID.ServerIndex == 0 {
+			seen[key] = true
+			if err := b.walk(ctx, r.NodeID.NodeID, depth+1, max, seen, visit); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// browseAll browses every forward hierarchical reference of a node,
+// properties included (unlike discovery for the connector).
+func (b *browser) browseAll(ctx context.Context, n *ua.NodeID) ([]*ua.ReferenceDescription, error) {
+	res, err := call[*ua.BrowseResponse](ctx, b.s, &ua.BrowseRequest{
+		View: &ua.ViewDescription{ViewID: ua.NewTwoByteNodeID(0)},
+		NodesToBrowse: []*ua.BrowseDescription{{
+			NodeID: n, BrowseDirection: ua.BrowseDirectionForward, ReferenceTypeID: hierarchical,
+			IncludeSubtypes: true, ResultMask: uint32(ua.BrowseResultMaskAll),
+		}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(res.Results) == 0 {
+		return nil, nil
+	}
+	refs := res.Results[0].References
+	cp := res.Results[0].ContinuationPoint
+	for len(cp) > 0 {
+		next, err := call[*ua.BrowseNextResponse](ctx, b.s, &ua.BrowseNextRequest{ContinuationPoints: [][]byte{cp}})
+		if err != nil || len(next.Results) == 0 {
+			break
+		}
+		refs = append(refs, next.Results[0].References...)
+		cp = next.Results[0].ContinuationPoint
+	}
+	// some servers (gopcua's among them) list a reference twice
+	seen := map[string]bool{}
+	out := refs[:0]
+	for _, r := range refs {
+		if r.NodeID == nil || r.NodeID.NodeID == nil {
+			continue
+		}
+		if k := r.NodeID.NodeID.String(); !seen[k] {
+			seen[k] = true
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func dataTypeName(dv *ua.DataValue) string {
+	if dv == nil || dv.Value == nil {
+		return "?"
+	}
+	var n *ua.NodeID
+	switch x := dv.Value.Value().(type) {
+	case *ua.NodeID:
+		n = x
+	case *ua.ExpandedNodeID:
+		n = x.NodeID
+	}
+	if n == nil {
+		return "?"
+	}
+	if n.Namespace() == 0 && n.Type() != ua.NodeIDTypeString {
+		if name := id.Name(n.IntID()); name != "" {
+			return name
+		}
+	}
+	return n.String()
+}
+
+func accessName(dv *ua.DataValue) string {
+	if dv == nil || dv.Value == nil {
+		return "?"
+	}
+	b, ok := dv.Value.Value().(uint8)
+	if !ok {
+		return "?"
+	}
+	s := ""
+	if b&byte(ua.AccessLevelTypeCurrentRead) != 0 {
+		s += "r"
+	}
+	if b&byte(ua.AccessLevelTypeCurrentWrite) != 0 {
+		s += "w"
+	}
+	if s == "" {
+		s = "-"
+	}
+	return s
+}
