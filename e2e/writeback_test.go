@@ -96,3 +96,84 @@ routes:
 		t.Fatal("a refused command reached the device")
 	}
 }
+
+// TestWriteBackToOPCUA does the same for a node of the simulated OPC UA
+// server: the writable setpoint changes; the read-only limit answers with
+// its Bad status and keeps its value.
+func TestWriteBackToOPCUA(t *testing.T) {
+	opcAddr, brokerAddr := freeAddr(t), freeAddr(t)
+	p := pipeline(t, fmt.Sprintf(`
+data_dir: %s
+connectors:
+  sim:
+    type: simulator
+    opcua: [{addr: %s, tags: 5}]
+  line2:
+    type: opcua
+    endpoint: opc.tcp://%s
+    device: line-2
+    security: {policy: None, mode: None}
+    nodes:
+      - {id: "nsu=urn:ferry:sim:plant;s=Plant/Setpoint", name: setpoint}
+      - {id: "nsu=urn:ferry:sim:plant;s=Plant/Limit", name: limit}
+  local:
+    type: localbroker
+    listeners: {tcp: %s}
+    allow_anonymous: true
+routes:
+  - {from: line2, to: local}
+`, t.TempDir(), opcAddr, opcAddr, brokerAddr))
+	defer stop(t, p)
+	sim := p.Config().Module("sim").Connector.(*simulator.Simulator).OPCUASims()[0]
+	eventually(t, "the OPC UA connector to be up", func() bool { return module(p, "line2").Phase == "up" })
+	results := commandResults(t, brokerAddr, map[string]string{
+		"cmd/line-2/setpoint": `{"id":"s","value":42.5}`,
+		"cmd/line-2/limit":    `{"id":"l","value":1}`,
+	})
+	if r := results["s"]; r.Status != "ok" {
+		t.Fatalf("setpoint: %+v", r)
+	}
+	if v, _, err := sim.Value("Plant/Setpoint"); err != nil || v != 42.5 {
+		t.Fatalf("Plant/Setpoint = %v (%v), want 42.5", v, err)
+	}
+	if r := results["l"]; r.Status == "ok" || !strings.Contains(r.Error, "BadNotWritable") {
+		t.Fatalf("read-only node: %+v", r)
+	}
+}
+
+// commandResults publishes each command with mosquitto_pub and collects the
+// results by id, through a Go subscriber whose SUBACK proves it listens.
+func commandResults(t *testing.T, brokerAddr string, cmds map[string]string) map[string]localbroker.Result {
+	t.Helper()
+	host, port, _ := strings.Cut(brokerAddr, ":")
+	got := make(chan localbroker.Result, len(cmds))
+	cl := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + brokerAddr).SetClientID("results2"))
+	if tok := cl.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	defer cl.Disconnect(0)
+	if tok := cl.Subscribe("cmd-result/#", 1, func(_ paho.Client, m paho.Message) {
+		var r localbroker.Result
+		_ = json.Unmarshal(m.Payload(), &r)
+		got <- r
+	}); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	for topic, payload := range cmds {
+		if o, err := exec.CommandContext(ctx, "mosquitto_pub", "-h", host, "-p", port, "-t", topic, "-m", payload).CombinedOutput(); err != nil {
+			t.Fatalf("mosquitto_pub: %v %s", err, o)
+		}
+	}
+	out := map[string]localbroker.Result{}
+	for len(out) < len(cmds) {
+		select {
+		case r := <-got:
+			out[r.ID] = r
+		case <-ctx.Done():
+			t.Fatalf("results: %+v", out)
+		}
+	}
+	return out
+}

@@ -25,11 +25,12 @@ type Batcher struct {
 	pending bus.Batch
 	space   *sync.Cond
 	full    chan struct{}
+	done    chan struct{} // closed when Run has returned
 }
 
 // NewBatcher makes a Batcher emitting through env in batches of up to size.
 func NewBatcher(env *connectors.Env, size int) *Batcher {
-	b := &Batcher{env: env, size: max(size, 1), full: make(chan struct{}, 1)}
+	b := &Batcher{env: env, size: max(size, 1), full: make(chan struct{}, 1), done: make(chan struct{})}
 	b.space = sync.NewCond(&b.mu)
 	b.parseErrs = connectors.Collector(env.Metrics.Reg, ErrorsMetric()).WithLabelValues(env.Name)
 	return b
@@ -59,9 +60,14 @@ func (b *Batcher) Add(fill func(dst *bus.Batch) error) error {
 	return err
 }
 
+// Done is closed once Run has returned, after its final flush: a Stop waits
+// on it so that nothing received is left behind.
+func (b *Batcher) Done() <-chan struct{} { return b.done }
+
 // Run emits what has gathered every interval, or sooner when a batch is
 // full, until ctx ends (what is pending then is emitted first).
 func (b *Batcher) Run(ctx context.Context, interval time.Duration) error {
+	defer close(b.done)
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	var out bus.Batch
@@ -77,15 +83,14 @@ func (b *Batcher) Run(ctx context.Context, interval time.Duration) error {
 		out.Records, b.pending.Records = b.pending.Records, out.Records[:0]
 		b.space.Broadcast()
 		b.mu.Unlock()
-		for len(out.Records) > 0 {
-			n := min(len(out.Records), b.size)
-			chunk := bus.Batch{Records: out.Records[:n]}
+		for i := 0; i < len(out.Records); i += b.size {
+			chunk := bus.Batch{Records: out.Records[i:min(i+b.size, len(out.Records))]}
 			if err := b.env.Emit(context.WithoutCancel(ctx), &chunk); err != nil {
 				return err
 			}
-			out.Records = out.Records[n:]
 		}
-		out.Records = out.Records[:0:cap(out.Records)]
+		clear(out.Records) // drop references to strings and attrs
+		out.Records = out.Records[:0]
 		if stopping {
 			return nil
 		}
