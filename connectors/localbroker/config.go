@@ -27,6 +27,10 @@ type Config struct {
 	BatchSize      int            `yaml:"batch_size"`
 	BatchInterval  conf.Duration  `yaml:"batch_interval"`
 	Commands       Commands       `yaml:"commands"`
+	// MaxQueued is how many messages may wait for one subscriber; beyond
+	// it, the broker drops for that subscriber (a dashboard that cannot keep
+	// up loses live values, the pipeline does not stall).
+	MaxQueued int `yaml:"max_queued"`
 }
 
 // Commands is write-back over the broker: a client with write access to
@@ -101,6 +105,9 @@ func (c *Config) SetDefaults() {
 	for i := range c.Subscribe {
 		c.Subscribe[i].Parse.SetDefaults()
 	}
+	if c.MaxQueued == 0 {
+		c.MaxQueued = 65536
+	}
 	if c.Commands.Topic == "" {
 		c.Commands.Topic = "cmd"
 	}
@@ -174,6 +181,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BatchSize < 1 {
 		p.Add("batch_size", "must be at least 1")
+	}
+	if c.MaxQueued < 16 || c.MaxQueued > 1<<24 {
+		p.Add("max_queued", "%d is outside 16..16777216", c.MaxQueued)
 	}
 	for _, f := range []struct{ path, topic string }{{"commands.topic", c.Commands.Topic}, {"commands.results", c.Commands.Results}} {
 		if f.topic != "off" && (strings.ContainsAny(f.topic, "+#") || strings.HasSuffix(f.topic, "/") || f.topic == "") {

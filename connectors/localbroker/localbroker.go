@@ -69,8 +69,14 @@ func (b *Broker) Start(_ context.Context, env *connectors.Env) error {
 	}
 	b.topic = t
 	b.addr = map[string]string{}
+	caps := mqtt.NewDefaultServerCapabilities()
+	// Records arrive in bursts of a whole batch; a subscriber's queue must
+	// hold several bursts before mochi drops for it.
+	caps.MaximumClientWritesPending = int32(b.MaxQueued)
+	caps.MaximumInflight = uint16(min(b.MaxQueued, 65535))
 	b.srv = mqtt.New(&mqtt.Options{
 		InlineClient: true,
+		Capabilities: caps,
 		Logger:       slog.New(levelFloor{env.Logger.Handler(), slog.LevelWarn}),
 	})
 	if err := b.srv.AddHook(&authHook{b: b, cfg: &b.Config}, nil); err != nil {
