@@ -224,3 +224,41 @@ routes:
 		t.Fatalf("poison batches not counted: %+v", m.Snapshot)
 	}
 }
+
+// TestSpoolSurvivesReload reloads a changed uplink while its link is down
+// and records wait in its spool: the spool keeps them, and they all arrive
+// once the link is back.
+func TestSpoolSurvivesReload(t *testing.T) {
+	r := newRig(t)
+	dir := t.TempDir()
+	r.link.SetMode(flaky.Cut)
+	p := pipeline(t, uplinkConfig(dir, r.link.Addr(), "{window: 4}"))
+	defer stop(t, p)
+	eventually(t, "records in the spool", func() bool {
+		s := module(p, "cloud").Spool
+		return s != nil && s.Records > 2000
+	})
+	before := module(p, "cloud").Spool.Records
+	nc, err := router.Load("e2e.yaml", []byte(strings.Replace(uplinkConfig(dir, r.link.Addr(), "{window: 4}"), "ack_timeout: 500ms", "ack_timeout: 700ms", 1)), conf.Resolver{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := p.Reload(t.Context(), nc)
+	if err != nil || len(res.Restarted) != 1 || res.Restarted[0] != "cloud" {
+		t.Fatalf("reload: %+v %v", res, err)
+	}
+	if after := module(p, "cloud").Spool.Records; after < before {
+		t.Fatalf("spool went from %d to %d records across the reload", before, after)
+	}
+	r.link.SetMode(flaky.Up)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	emitted := module(p, "gen").Out
+	rep, err := r.cloud.Wait(ctx, func(c cloud.Report) bool { return c.Sources["gen"].Unique >= emitted })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := rep.Sources["gen"].Gaps; len(g) != 0 {
+		t.Fatalf("gaps after the reload: %v", g)
+	}
+}

@@ -57,17 +57,37 @@ var resultNames = [5]string{"matched", "filtered", "forwarded", "dropped", "expi
 // Engine applies the routes to input batches and publishes what they
 // forward. It processes one batch at a time, from one goroutine: transforms
 // keep per-tag state, and a single consumer is what keeps their state
-// consistent and the output in order.
+// consistent and the output in order. A reload swaps its tables between two
+// batches.
 type Engine struct {
-	routes  []*compiled
-	byTopic map[string][]*compiled
-	lanes   []*lane
-	logger  *slog.Logger
-	now     func() time.Time
+	*tables
+	logger *slog.Logger
+	now    func() time.Time
+	vec    *prometheus.CounterVec
+	pubFor func(sink string) message.Publisher
+	swaps  chan swap
+
+	subMu      sync.Mutex
+	sub        message.Subscriber
+	subCtx     context.Context
+	out        chan delivery
+	subscribed map[string]bool
 
 	dec bus.Decoder
 	in  bus.Batch
 	tmp bus.Record
+}
+
+// tables are the compiled routes, indexed by input topic, and their lanes.
+type tables struct {
+	routes  []*compiled
+	byTopic map[string][]*compiled
+	lanes   []*lane
+}
+
+type swap struct {
+	t    *tables
+	done chan struct{}
 }
 
 // NewEngine builds the engine for routes over the given input topics. pubFor
@@ -76,25 +96,31 @@ func NewEngine(routes []*Route, topics []string, pubFor func(sink string) messag
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	vec := connectors.Collector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+	e := &Engine{logger: logger.With("module", "router"), now: time.Now, pubFor: pubFor, swaps: make(chan swap)}
+	e.vec = connectors.Collector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ferry_route_records_total",
 		Help: "Records per route and result: matched (from and tags), filtered (where was false), forwarded, dropped (by a transform), expired (older than ttl).",
 	}, []string{"route", "result"}))
-	e := &Engine{byTopic: map[string][]*compiled{}, logger: logger.With("module", "router"), now: time.Now}
+	e.tables = e.build(routes, topics)
+	return e
+}
+
+func (e *Engine) build(routes []*Route, topics []string) *tables {
+	t := &tables{byTopic: map[string][]*compiled{}}
 	laneIdx := map[string]*lane{}
 	for _, r := range routes {
 		c := &compiled{Route: r}
 		for i := range c.prom {
-			c.prom[i] = vec.WithLabelValues(r.Name, resultNames[i])
+			c.prom[i] = e.vec.WithLabelValues(r.Name, resultNames[i])
 		}
 		var lanes []*lane
 		for _, sink := range r.To {
 			key := sink + "\x00" + strconv.Itoa(r.Priority) + "\x00" + r.TTL.String()
 			l := laneIdx[key]
 			if l == nil {
-				l = &lane{sink: sink, topic: SinkTopic(sink), pub: pubFor(sink), priority: r.Priority, ttl: r.TTL}
+				l = &lane{sink: sink, topic: SinkTopic(sink), pub: e.pubFor(sink), priority: r.Priority, ttl: r.TTL}
 				laneIdx[key] = l
-				e.lanes = append(e.lanes, l)
+				t.lanes = append(t.lanes, l)
 			}
 			lanes = append(lanes, l)
 		}
@@ -104,14 +130,40 @@ func NewEngine(routes []*Route, topics []string, pubFor func(sink string) messag
 			}
 			return true
 		}, r.steps...)
-		e.routes = append(e.routes, c)
-		for _, t := range topics {
-			if r.matchesTopic(t) {
-				e.byTopic[t] = append(e.byTopic[t], c)
+		t.routes = append(t.routes, c)
+		for _, tp := range topics {
+			if r.matchesTopic(tp) {
+				t.byTopic[tp] = append(t.byTopic[tp], c)
 			}
 		}
 	}
-	return e
+	return t
+}
+
+// Swap replaces the routes between two batches, subscribing to any input
+// topic that is new. It returns once the engine uses the new routes (or ctx
+// ends).
+func (e *Engine) Swap(ctx context.Context, routes []*Route, topics []string) error {
+	t := e.build(routes, topics)
+	var fresh []string
+	for tp := range t.byTopic {
+		fresh = append(fresh, tp)
+	}
+	if err := e.subscribe(fresh); err != nil {
+		return err
+	}
+	s := swap{t, make(chan struct{})}
+	select {
+	case e.swaps <- s:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Topics returns the input topics some route takes.
@@ -213,18 +265,34 @@ type delivery struct {
 
 // Subscribe subscribes to every input topic. It returns once the
 // subscriptions exist, so sources started afterwards lose nothing; Run then
-// consumes them.
+// consumes them. The subscriptions end with ctx.
 func (e *Engine) Subscribe(ctx context.Context, sub message.Subscriber) (<-chan delivery, error) {
-	out := make(chan delivery)
-	var wg sync.WaitGroup
-	for topic := range e.byTopic {
-		ch, err := sub.Subscribe(ctx, topic)
-		if err != nil {
-			return nil, fmt.Errorf("router: subscribe %s: %w", topic, err)
+	e.subMu.Lock()
+	e.sub, e.subCtx, e.out, e.subscribed = sub, ctx, make(chan delivery), map[string]bool{}
+	e.subMu.Unlock()
+	if err := e.subscribe(e.Topics()); err != nil {
+		return nil, err
+	}
+	return e.out, nil
+}
+
+// subscribe adds subscriptions for the topics not subscribed yet. A topic no
+// route takes any more keeps its subscription: its batches are acknowledged
+// and dropped, as for any unrouted source.
+func (e *Engine) subscribe(topics []string) error {
+	e.subMu.Lock()
+	defer e.subMu.Unlock()
+	for _, topic := range topics {
+		if e.subscribed[topic] {
+			continue
 		}
-		wg.Add(1)
+		ch, err := e.sub.Subscribe(e.subCtx, topic)
+		if err != nil {
+			return fmt.Errorf("router: subscribe %s: %w", topic, err)
+		}
+		e.subscribed[topic] = true
+		ctx, out := e.subCtx, e.out
 		go func() {
-			defer wg.Done()
 			for m := range ch {
 				select {
 				case out <- delivery{topic, m}:
@@ -235,8 +303,7 @@ func (e *Engine) Subscribe(ctx context.Context, sub message.Subscriber) (<-chan 
 			}
 		}()
 	}
-	go func() { wg.Wait(); close(out) }()
-	return out, nil
+	return nil
 }
 
 // Run routes deliveries until in is closed or ctx ends. A batch that cannot
@@ -248,6 +315,9 @@ func (e *Engine) Run(ctx context.Context, in <-chan delivery) {
 		select {
 		case <-ctx.Done():
 			return
+		case s := <-e.swaps:
+			e.tables = s.t
+			close(s.done)
 		case d, ok := <-in:
 			if !ok {
 				return

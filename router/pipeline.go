@@ -38,6 +38,13 @@ type Pipeline struct {
 	engineWG  sync.WaitGroup
 	sinkWG    sync.WaitGroup
 	sinkEnd   context.CancelFunc
+	sinkCtx   context.Context
+
+	// mu guards cfg and mods, which a reload replaces while the status
+	// page reads them; reloadMu keeps reloads one at a time.
+	mu         sync.RWMutex
+	reloadMu   sync.Mutex
+	lastReload *ReloadStatus
 }
 
 type running struct {
@@ -45,6 +52,13 @@ type running struct {
 	env     *connectors.Env
 	started atomic.Bool
 	spool   *spool.Spool // nil unless the sink stores and forwards
+
+	// A sink's subscription outlives the connector behind it: a reload
+	// swaps the runner reading msgs, so no batch falls in a gap.
+	msgs       <-chan *message.Message
+	subEnd     context.CancelFunc
+	runnerEnd  context.CancelFunc
+	runnerDone chan struct{}
 }
 
 // New builds a pipeline from a loaded config. Nothing runs until Start.
@@ -60,15 +74,7 @@ func New(c *Config, logger *slog.Logger) (*Pipeline, error) {
 	}
 	p := &Pipeline{cfg: c, logger: logger, reg: reg, bus: b, metrics: connectors.NewMetrics(reg)}
 	for _, m := range c.Modules {
-		ec := connectors.EnvConfig{
-			Name: m.Name, Type: m.Type, Site: c.Site, DataDir: c.DataDir,
-			Logger: logger, Metrics: p.metrics, Outputs: m.Outputs(), Sink: m.IsSink(),
-			WriteTag: p.writeTag,
-		}
-		if len(ec.Outputs) > 0 {
-			ec.Publisher = b
-		}
-		env, err := connectors.NewEnv(ec)
+		env, err := p.newEnv(m)
 		if err != nil {
 			return nil, err
 		}
@@ -100,10 +106,26 @@ func New(c *Config, logger *slog.Logger) (*Pipeline, error) {
 	return p, nil
 }
 
+// newEnv builds the Env of one module of the pipeline.
+func (p *Pipeline) newEnv(m *Module) (*connectors.Env, error) {
+	ec := connectors.EnvConfig{
+		Name: m.Name, Type: m.Type, Site: p.cfg.Site, DataDir: p.cfg.DataDir,
+		Logger: p.logger, Metrics: p.metrics, Outputs: m.Outputs(), Sink: m.IsSink(),
+		WriteTag: p.writeTag,
+	}
+	if len(ec.Outputs) > 0 {
+		ec.Publisher = p.bus
+	}
+	return connectors.NewEnv(ec)
+}
+
 // writeTag routes a write-back command to the writer that owns the tag: each
 // started writer is asked in turn; ErrUnknownTag passes to the next.
 func (p *Pipeline) writeTag(ctx context.Context, device, tag string, v bus.Value) error {
-	for _, m := range p.mods {
+	p.mu.RLock()
+	mods := p.mods
+	p.mu.RUnlock()
+	for _, m := range mods {
 		w, ok := m.Connector.(connectors.Writer)
 		if !ok || !m.started.Load() || m.Roles()&connectors.RoleWriter == 0 {
 			continue
@@ -154,7 +176,11 @@ func (p *Pipeline) routed(module string) bool {
 func (p *Pipeline) Registry() *prometheus.Registry { return p.reg }
 
 // Config is the config the pipeline runs.
-func (p *Pipeline) Config() *Config { return p.cfg }
+func (p *Pipeline) Config() *Config {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.cfg
+}
 
 // Bus is the pipeline's bus, for tests and tools that watch it.
 func (p *Pipeline) Bus() bus.PubSub { return p.bus }
@@ -177,18 +203,12 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	// Every consumer subscribes before any producer starts: the memory bus
 	// drops what nobody listens to, and a module can be both (an MQTT
 	// connector that uplinks and subscribes).
-	subs := map[*running]<-chan *message.Message{}
+	p.sinkCtx = sinkCtx
 	for _, m := range p.mods {
 		if m.IsSink() {
-			var from message.Subscriber = p.bus
-			if m.spool != nil {
-				from = m.spool
+			if err := p.subscribeSink(m); err != nil {
+				return err
 			}
-			msgs, err := from.Subscribe(sinkCtx, SinkTopic(m.Name))
-			if err != nil {
-				return fmt.Errorf("subscribe sink %s: %w", m.Name, err)
-			}
-			subs[m] = msgs
 		}
 	}
 	p.engineCtx, p.engineEnd = context.WithCancel(p.runCtx)
@@ -202,24 +222,9 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		p.engine.Run(p.engineCtx, in)
 	}()
 	for _, m := range p.mods {
-		msgs, ok := subs[m]
-		if !ok {
-			continue
+		if m.IsSink() {
+			p.startSink(ctx, m)
 		}
-		started := p.startModule(ctx, m)
-		p.sinkWG.Add(1)
-		go func() {
-			defer p.sinkWG.Done()
-			if !started {
-				discard(m.env, msgs)
-				return
-			}
-			window := 1
-			if m.Spool != nil {
-				window = m.Spool.Window
-			}
-			runSink(sinkCtx, m.Connector.(connectors.Sink), m.env, msgs, window)
-		}()
 	}
 	for _, m := range p.mods {
 		if !m.IsSink() && !m.isServiceOnly() {
@@ -229,13 +234,61 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	return nil
 }
 
+// subscribeSink subscribes a sink to its spool or to the bus.
+func (p *Pipeline) subscribeSink(m *running) error {
+	var from message.Subscriber = p.bus
+	if m.spool != nil {
+		from = m.spool
+	}
+	ctx, end := context.WithCancel(p.sinkCtx)
+	msgs, err := from.Subscribe(ctx, SinkTopic(m.Name))
+	if err != nil {
+		end()
+		return fmt.Errorf("subscribe sink %s: %w", m.Name, err)
+	}
+	m.msgs, m.subEnd = msgs, end
+	return nil
+}
+
+// startSink starts a sink's connector and the runner that feeds it from its
+// subscription; a sink that fails to start gets a runner that discards.
+func (p *Pipeline) startSink(ctx context.Context, m *running) {
+	started := p.startModule(ctx, m)
+	rctx, end := context.WithCancel(p.sinkCtx)
+	m.runnerEnd, m.runnerDone = end, make(chan struct{})
+	window := 1
+	if m.Spool != nil {
+		window = m.Spool.Window
+	}
+	p.sinkWG.Add(1)
+	go func() {
+		defer p.sinkWG.Done()
+		defer close(m.runnerDone)
+		if !started {
+			discard(rctx, m.env, m.msgs)
+			return
+		}
+		runSink(rctx, m.Connector.(connectors.Sink), m.env, m.msgs, window)
+	}()
+}
+
 // discard consumes the batches routed to a sink that failed to start, so
 // that it does not stall the sinks beside it; what it drops is counted as
 // errors and logged once per burst.
-func discard(env *connectors.Env, msgs <-chan *message.Message) {
+func discard(ctx context.Context, env *connectors.Env, msgs <-chan *message.Message) {
 	var dec bus.Decoder
 	var b bus.Batch
-	for msg := range msgs {
+	for {
+		var msg *message.Message
+		select {
+		case <-ctx.Done():
+			return
+		case m, ok := <-msgs:
+			if !ok {
+				return
+			}
+			msg = m
+		}
 		b.Reset()
 		_ = dec.DecodeMessage(msg, &b)
 		env.Error(fmt.Errorf("sink failed to start: %d records dropped", len(b.Records)))
@@ -275,7 +328,11 @@ func runSink(ctx context.Context, s connectors.Sink, env *connectors.Env, msgs <
 		return
 	}
 	var dec bus.Decoder
-	for msg := range msgs {
+	for {
+		msg, ok := next(ctx, msgs)
+		if !ok {
+			return
+		}
 		b := &bus.Batch{}
 		if err := dec.DecodeMessage(msg, b); err != nil {
 			env.Error(err)
@@ -286,6 +343,18 @@ func runSink(ctx context.Context, s connectors.Sink, env *connectors.Env, msgs <
 		if !writeWithRetry(ctx, s, env, msg, b) {
 			return
 		}
+	}
+}
+
+// next receives the next message, or reports false when ctx ended (a reload
+// swapping the runner) or the subscription closed. A message not taken stays
+// with the subscription for the next runner.
+func next(ctx context.Context, msgs <-chan *message.Message) (*message.Message, bool) {
+	select {
+	case <-ctx.Done():
+		return nil, false
+	case m, ok := <-msgs:
+		return m, ok
 	}
 }
 
@@ -332,7 +401,11 @@ func runPipelined(ctx context.Context, p connectors.Pipeliner, env *connectors.E
 	}()
 	defer func() { close(q); <-done }()
 	var dec bus.Decoder
-	for msg := range msgs {
+	for {
+		msg, ok := next(ctx, msgs)
+		if !ok {
+			return
+		}
 		b := &bus.Batch{}
 		if err := dec.DecodeMessage(msg, b); err != nil {
 			env.Error(err)
@@ -391,6 +464,8 @@ func writeWithRetry(ctx context.Context, s connectors.Sink, env *connectors.Env,
 // loops are abandoned so the process still stops in time, and what they held
 // is reported as lost.
 func (p *Pipeline) Stop(ctx context.Context) error {
+	p.reloadMu.Lock()
+	defer p.reloadMu.Unlock()
 	var errs []error
 	stop := func(ctx context.Context, m *running) {
 		if m.started.Load() {
@@ -482,6 +557,8 @@ func waitCtx(ctx context.Context, wg *sync.WaitGroup) bool {
 // Ready reports whether every connector has started (none is still starting
 // or failed), with the names of those that have not.
 func (p *Pipeline) Ready() (bool, []string) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
 	var notReady []string
 	for _, m := range p.mods {
 		switch m.env.State().Phase() {
@@ -500,6 +577,7 @@ type Status struct {
 	Bus     string         `json:"bus"`
 	Modules []ModuleStatus `json:"modules"`
 	Routes  []RouteStatus  `json:"routes"`
+	Reload  *ReloadStatus  `json:"last_reload,omitempty"`
 }
 
 // ModuleStatus is one connector instance.
@@ -535,7 +613,9 @@ type RouteStatus struct {
 
 // Status snapshots the pipeline.
 func (p *Pipeline) Status() Status {
-	s := Status{Site: p.cfg.Site, Started: p.started, Bus: p.cfg.Bus.Type}
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	s := Status{Site: p.cfg.Site, Started: p.started, Bus: p.cfg.Bus.Type, Reload: p.lastReload}
 	if !p.started.IsZero() {
 		s.Uptime = time.Since(p.started).Seconds()
 	}

@@ -3,10 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +20,7 @@ import (
 
 	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/bus/spool"
+	"github.com/ferry-gateway/ferry/router"
 )
 
 func run(t *testing.T, ctx context.Context, args ...string) (int, string, string) {
@@ -162,4 +169,123 @@ func TestPasswd(t *testing.T) {
 	if code := hashPassword(strings.NewReader(""), &out, &errb, 4); code != 2 {
 		t.Fatalf("empty password: exit %d", code)
 	}
+}
+
+// TestReloadOverHTTPAndSIGHUP runs ferry from a file, then changes the file:
+// an invalid version is refused with every error and the old pipeline keeps
+// running; a valid one is applied, restarting only the changed module.
+func TestReloadOverHTTPAndSIGHUP(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "ferry.yaml")
+	write := func(text string) {
+		if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const base = `connectors:
+  gen: {type: generator, interval: 5ms, tags: [{name: t}]}
+  other: {type: generator, interval: 5ms, tags: [{name: u}]}
+  out: {type: file, path: out.jsonl}
+routes:
+  - {from: [gen, other], to: out}
+`
+	write(base)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var stderr syncBuffer
+	done := make(chan int, 1)
+	go func() {
+		done <- dispatch(ctx, []string{"run", "-c", file, "--data-dir", dir, "--admin-addr", addr}, io.Discard, &stderr)
+	}()
+	status := func() (s router.Status) {
+		resp, err := http.Get("http://" + addr + "/api/status")
+		if err != nil {
+			return s
+		}
+		defer resp.Body.Close()
+		_ = json.NewDecoder(resp.Body).Decode(&s)
+		return s
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for len(status().Modules) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("ferry did not come up:\n%s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	since := map[string]time.Time{}
+	for _, m := range status().Modules {
+		since[m.Name] = m.Since
+	}
+	post := func() (int, string) {
+		resp, err := http.Post("http://"+addr+"/api/reload", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+
+	write(base + "bogus: 1\nroutes2: []\n")
+	code, body := post()
+	if code != 400 || !strings.Contains(body, `ferry.yaml:7:1: bogus: unknown key`) || !strings.Contains(body, "routes2") {
+		t.Fatalf("invalid reload: %d %s", code, body)
+	}
+	if s := status(); s.Reload == nil || s.Reload.OK || len(s.Modules) != 3 {
+		t.Fatalf("status after a refused reload: %+v", s.Reload)
+	}
+
+	write(strings.Replace(base, "tags: [{name: u}]", "tags: [{name: u2}]", 1))
+	code, body = post()
+	if code != 200 || !strings.Contains(body, `"restarted":["other"]`) {
+		t.Fatalf("valid reload: %d %s", code, body)
+	}
+	for _, m := range status().Modules {
+		if m.Name != "other" && !m.Since.Equal(since[m.Name]) {
+			t.Errorf("%s restarted although unchanged", m.Name)
+		}
+	}
+
+	// SIGHUP does the same (systemctl reload).
+	write(strings.Replace(base, "tags: [{name: t}]", "tags: [{name: t2}]", 1))
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		s := status()
+		if s.Reload != nil && s.Reload.OK && s.Reload.Result != nil && len(s.Reload.Result.Restarted) == 2 {
+			break // gen (changed) and other (back to u)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("SIGHUP did not reload: %+v", s.Reload)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	if c := <-done; c != 0 {
+		t.Fatalf("exit %d:\n%s", c, stderr.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for the writer goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

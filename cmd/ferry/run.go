@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"time"
 
 	"github.com/ferry-gateway/ferry/admin"
@@ -43,21 +44,28 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	if *dataDir != "" {
-		cfg.DataDir = *dataDir
+	override := func(c *router.Config) {
+		if *dataDir != "" {
+			c.DataDir = *dataDir
+		}
+		if *adminAddr != "" {
+			c.Admin.Addr = *adminAddr
+		}
 	}
-	if *adminAddr != "" {
-		cfg.Admin.Addr = *adminAddr
-	}
+	override(cfg)
 
 	p, err := router.New(cfg, logger)
 	if err != nil {
 		fmt.Fprintln(stderr, "ferry run:", err)
 		return 1
 	}
+	rl := &reloader{file: *file, p: p, logger: logger, override: override}
 	var srv *admin.Server
 	if cfg.Admin.Addr != "off" {
-		srv, err = admin.Listen(cfg.Admin.Addr, admin.Handler(p), logger)
+		mux := http.NewServeMux()
+		mux.Handle("/", admin.Handler(p))
+		mux.HandleFunc("POST /api/reload", rl.handler)
+		srv, err = admin.Listen(cfg.Admin.Addr, mux, logger)
 		if err != nil {
 			fmt.Fprintln(stderr, "ferry run:", err)
 			return 1
@@ -67,6 +75,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "ferry run:", err)
 		return 1
 	}
+	rl.onSIGHUP(ctx)
 	logger.Info("ferry running", "site", cfg.Site, "data_dir", cfg.DataDir, "modules", len(cfg.Modules), "routes", len(cfg.Routes))
 
 	<-ctx.Done()

@@ -1,0 +1,377 @@
+package e2e
+
+import (
+	"context"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/ferry-gateway/ferry/admin"
+	"github.com/ferry-gateway/ferry/connectors/simulator"
+	"github.com/ferry-gateway/ferry/examples"
+	"github.com/ferry-gateway/ferry/internal/conf"
+	"github.com/ferry-gateway/ferry/router"
+	"github.com/ferry-gateway/ferry/sim/flaky"
+)
+
+// TestBrowserStatusPage drives headless Chromium against the demo's status
+// page: the page loads without console errors, shows every module with its
+// state, its rates move, and when the test cuts the simulated WAN link the
+// uplink shows down and its spool depth rises on the page. It saves
+// screenshots under artifacts/ at the repository root.
+func TestBrowserStatusPage(t *testing.T) {
+	if testing.Short() {
+		t.Skip("drives a browser against the running demo")
+	}
+	chrome := chromium(t)
+	p, link := startDemo(t)
+	a := admin.New(p)
+	t.Cleanup(a.Close)
+	srv := httptest.NewServer(a)
+	t.Cleanup(srv.Close)
+
+	eventually(t, "the uplink to be up and delivering", func() bool {
+		c := module(p, "cloud")
+		return c.Phase == "up" && c.Out > 0
+	})
+
+	ctx := browser(t, chrome)
+	console := collectConsole(ctx)
+	if err := chromedp.Do(ctx,
+		chromedp.EmulateViewport(1440, 1000),
+		chromedp.Navigate(srv.URL+"/"),
+	); err != nil {
+		t.Fatal(err)
+	}
+
+	var want []string
+	for _, m := range p.Status().Modules {
+		want = append(want, m.Name)
+	}
+	rates := map[string]map[string]bool{} // rate element → distinct texts seen
+	see := func(s pageState) {
+		for k, v := range s.Rates {
+			if rates[k] == nil {
+				rates[k] = map[string]bool{}
+			}
+			rates[k][v] = true
+		}
+		for k, v := range s.Edges {
+			if rates["edge "+k] == nil {
+				rates["edge "+k] = map[string]bool{}
+			}
+			rates["edge "+k][v] = true
+		}
+	}
+
+	s := waitPage(t, ctx, "every module with its state and every edge with a rate", func(s pageState) bool {
+		see(s)
+		states := map[string]string{}
+		for _, m := range s.Modules {
+			states[m.Name] = m.State
+		}
+		for _, n := range want {
+			if !slices.Contains([]string{"up", "connecting", "down", "starting", "failed"}, states[n]) {
+				return false
+			}
+		}
+		if len(s.Edges) == 0 || s.Link != "link up" || s.ChartLines == 0 {
+			return false
+		}
+		for _, v := range s.Edges {
+			if _, ok := parseRate(v); !ok {
+				return false
+			}
+		}
+		return true
+	})
+	for _, r := range p.Status().Routes {
+		if !slices.Contains(s.Routes, r.Name) {
+			t.Errorf("route %s is not on the page", r.Name)
+		}
+	}
+	if !strings.Contains(s.Summary, "up") {
+		t.Errorf("summary %q", s.Summary)
+	}
+	// The uplink delivers before the cut.
+	waitPage(t, ctx, "the uplink's delivery rate above zero", func(s pageState) bool {
+		see(s)
+		r, ok := parseRate(s.Rates["sink:cloud"])
+		return ok && r > 0
+	})
+
+	link.SetMode(flaky.Cut)
+	t.Log("link cut")
+	down := waitPage(t, ctx, "the uplink to show down", func(s pageState) bool {
+		see(s)
+		return s.Link == "link down" && stateOf(s, "cloud") == "down"
+	})
+	depth := func(s pageState) int64 {
+		n, err := strconv.ParseInt(strings.ReplaceAll(s.Spool, ",", ""), 10, 64)
+		if err != nil {
+			t.Fatalf("spool depth %q on the page: %v", s.Spool, err)
+		}
+		return n
+	}
+	first := depth(down)
+	waitPage(t, ctx, "the uplink's spool depth to rise and its delivery to stop", func(s pageState) bool {
+		see(s)
+		r, ok := parseRate(s.Rates["sink:cloud"])
+		return depth(s) > first+50 && ok && r == 0 && strings.Contains(s.Summary, "cloud is down")
+	})
+	shot(t, ctx, "status-page.png")
+
+	link.SetMode(flaky.Up)
+	waitPage(t, ctx, "the uplink back up", func(s pageState) bool {
+		see(s)
+		return s.Link == "link up"
+	})
+
+	var moved []string
+	for k, seen := range rates {
+		var nums int
+		for v := range seen {
+			if _, ok := parseRate(v); ok {
+				nums++
+			}
+		}
+		if nums >= 2 {
+			moved = append(moved, k)
+		}
+	}
+	if !slices.Contains(moved, "sink:cloud") {
+		t.Errorf("the uplink's rate did not change on the page: %v", rates["sink:cloud"])
+	}
+	t.Logf("rates that changed over the run: %d of %d", len(moved), len(rates))
+
+	// A phone-sized screen: one column, still every module.
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile)); err != nil {
+		t.Fatal(err)
+	}
+	small := waitPage(t, ctx, "the page on a small screen", func(s pageState) bool { return s.Width <= 390 })
+	if small.ScrollWidth > small.Width {
+		t.Errorf("on a small screen the page scrolls sideways: %d px wide in a %d px window", small.ScrollWidth, small.Width)
+	}
+	shot(t, ctx, "status-page-small.png")
+
+	for _, m := range console() {
+		t.Errorf("browser console: %s (%s:%d)", m, m.URL, m.Line+1)
+	}
+}
+
+// chromium finds Debian's chromium, which ./scripts/test installs.
+func chromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	if _, err := os.Stat("/usr/bin/chromium"); err == nil {
+		return "/usr/bin/chromium"
+	}
+	t.Fatal("chromium not found: install Debian's chromium package (./scripts/test does), or run with -short")
+	return ""
+}
+
+// startDemo runs the embedded demo in-process on free ports, with the WAN
+// link left up until the test cuts it, and returns the pipeline and the link.
+func startDemo(t *testing.T) (*router.Pipeline, *flaky.Proxy) {
+	t.Helper()
+	yaml := string(examples.Demo)
+	for _, port := range []string{"5020", "18830", "18831", "1883"} {
+		yaml = regexp.MustCompile(`127\.0\.0\.1:`+port+`\b`).ReplaceAllString(yaml, freeAddr(t))
+	}
+	for old, repl := range map[string]string{
+		"{after: 20s, mode: cut}": "{after: 24h, mode: cut}", // the test cuts the link itself
+		`path: "-"`:               "path: console.jsonl",     // keep the console sink off stdout
+	} {
+		if !strings.Contains(yaml, old) {
+			t.Fatalf("the demo no longer has %q; update this test", old)
+		}
+		yaml = strings.Replace(yaml, old, repl, 1)
+	}
+	cfg, err := router.Load("demo.yaml", []byte(yaml), conf.Resolver{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DataDir = t.TempDir()
+	p, err := router.New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stop(t, p) })
+	links := cfg.Module("sim").Connector.(*simulator.Simulator).LinkSims()
+	if len(links) != 1 {
+		t.Fatalf("the demo has %d links, want 1", len(links))
+	}
+	return p, links[0]
+}
+
+// browser starts headless Chromium with a fresh profile.
+func browser(t *testing.T, path string) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1440, 1000),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	// Start the browser now, so that a browser that cannot start fails here.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// collectConsole gathers what the page writes to the console at level
+// warning or above, and every uncaught exception; the returned func reports
+// them.
+func collectConsole(ctx context.Context) func() []chromedp.ConsoleMessage {
+	var mu sync.Mutex
+	var got []chromedp.ConsoleMessage
+	msgs := chromedp.Console(ctx)
+	go func() {
+		for m, err := range msgs {
+			if err != nil {
+				return
+			}
+			switch m.Type {
+			case chromedp.ConsoleError, chromedp.ConsoleWarning, chromedp.ConsoleException:
+				mu.Lock()
+				got = append(got, m)
+				mu.Unlock()
+			}
+		}
+	}()
+	return func() []chromedp.ConsoleMessage {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(got)
+	}
+}
+
+// pageState is what a person reads on the page, taken from its DOM.
+type pageState struct {
+	Modules []struct {
+		Name  string `json:"name"`
+		State string `json:"state"`
+	} `json:"modules"`
+	Routes      []string          `json:"routes"`
+	Edges       map[string]string `json:"edges"`
+	Rates       map[string]string `json:"rates"`
+	Link        string            `json:"link"`
+	Spool       string            `json:"spool"`
+	Summary     string            `json:"summary"`
+	ChartLines  int               `json:"chartLines"`
+	Width       int               `json:"width"`
+	ScrollWidth int               `json:"scrollWidth"`
+}
+
+const readPage = `(() => {
+  const txt = (e) => (e ? e.textContent.trim() : "");
+  const all = (s) => [...document.querySelectorAll(s)];
+  return {
+    modules: all("[data-module]").map((c) => ({ name: c.dataset.module, state: txt(c.querySelector("[data-field=state]")) })),
+    routes: all("[data-route]").map((c) => c.dataset.route),
+    edges: Object.fromEntries(all("[data-edge]").map((e) => [e.dataset.edge, txt(e)])),
+    rates: Object.fromEntries(all("[data-rate]").map((e) => [e.dataset.rate, txt(e).replace(/^[a-z]+ /, "")])),
+    link: txt(document.querySelector('[data-link="cloud"]')),
+    spool: txt(document.querySelector('[data-module="cloud"] [data-field="spool-records"]')),
+    summary: txt(document.getElementById("summary")),
+    chartLines: all("#chart-rate polyline").length,
+    width: window.innerWidth,
+    scrollWidth: document.documentElement.scrollWidth,
+  };
+})()`
+
+// waitPage reads the page until cond holds. The page changes once a second
+// on its own; there is no event to wait on.
+func waitPage(t *testing.T, ctx context.Context, what string, cond func(pageState) bool) pageState {
+	t.Helper()
+	deadline := time.Now().Add(45 * time.Second)
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	var s pageState
+	for {
+		var err error
+		s, err = chromedp.Run(ctx, chromedp.Evaluate[pageState](readPage))
+		if err != nil {
+			t.Fatalf("read the page: %v", err)
+		}
+		if cond(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			shot(t, ctx, "status-page-failed.png")
+			t.Fatalf("timed out waiting for %s; the page shows %+v", what, s)
+		}
+		<-tick.C
+	}
+}
+
+func stateOf(s pageState, module string) string {
+	for _, m := range s.Modules {
+		if m.Name == module {
+			return m.State
+		}
+	}
+	return ""
+}
+
+// parseRate reads "12/s", "3.5/s" or "1.2k/s".
+func parseRate(s string) (float64, bool) {
+	s, ok := strings.CutSuffix(s, "/s")
+	if !ok {
+		return 0, false
+	}
+	mult := 1.0
+	switch {
+	case strings.HasSuffix(s, "k"):
+		s, mult = strings.TrimSuffix(s, "k"), 1e3
+	case strings.HasSuffix(s, "M"):
+		s, mult = strings.TrimSuffix(s, "M"), 1e6
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	return f * mult, err == nil
+}
+
+// shot saves a full-page screenshot under artifacts/ at the repository root,
+// where CI picks it up.
+func shot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Errorf("screenshot: %v", err)
+		return
+	}
+	dir := filepath.Join("..", "artifacts")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	abs, _ := filepath.Abs(path)
+	t.Logf("screenshot: %s", abs)
+}
