@@ -138,3 +138,31 @@ func archived(p *router.Pipeline) uint64 {
 	}
 	return 0
 }
+
+// Every series the Grafana dashboard queries must be one ferry exports.
+func TestGrafanaDashboardUsesRealMetrics(t *testing.T) {
+	data, err := os.ReadFile("grafana-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var src strings.Builder
+	err = filepath.WalkDir("..", func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".go") && !strings.HasSuffix(path, "_test.go") {
+			b, _ := os.ReadFile(path)
+			src.Write(b)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := regexp.MustCompile(`ferry_[a-z_]+`).FindAllString(string(data), -1)
+	if len(names) < 10 {
+		t.Fatalf("only %d ferry series in the dashboard", len(names))
+	}
+	for _, n := range names {
+		if !strings.Contains(src.String(), `"`+n+`"`) {
+			t.Errorf("dashboard queries %s, which no code registers", n)
+		}
+	}
+}
