@@ -1,16 +1,20 @@
 // Package admin serves ferry's admin HTTP endpoint: health, readiness,
-// Prometheus metrics and the status API.
+// Prometheus metrics, the status API, a short history of throughput and
+// spool depth, and the status page that draws them.
 package admin
 
 import (
 	"context"
+	"embed"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -18,9 +22,62 @@ import (
 	"github.com/ferry-gateway/ferry/router"
 )
 
-// Handler returns the admin routes for a pipeline.
-func Handler(p *router.Pipeline) http.Handler {
-	mux := http.NewServeMux()
+// ui is the status page: plain HTML, CSS and JavaScript, no build step and
+// nothing fetched from elsewhere.
+//
+//go:embed ui
+var ui embed.FS
+
+// History defaults: one sample a second, ten minutes kept.
+const (
+	sampleEvery = time.Second
+	historySize = 600
+)
+
+// contentPolicy keeps the page to its own assets and its own API.
+const contentPolicy = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+// Admin is the admin endpoint of one pipeline. It samples the pipeline's
+// counters once a second for /api/history until Close, or until every
+// module of the pipeline has stopped.
+type Admin struct {
+	p    *router.Pipeline
+	hist *history
+	mux  *http.ServeMux
+	stop context.CancelFunc
+	done chan struct{}
+	once sync.Once
+}
+
+// New returns the admin endpoint for p and starts its sampler.
+func New(p *router.Pipeline) *Admin { return newAdmin(p, sampleEvery, historySize) }
+
+func newAdmin(p *router.Pipeline, every time.Duration, keep int) *Admin {
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &Admin{p: p, hist: newHistory(keep, every), mux: http.NewServeMux(), stop: cancel, done: make(chan struct{})}
+	a.routes()
+	go a.sample(ctx, every)
+	return a
+}
+
+// Handler returns the admin routes for a pipeline. Its sampler ends by
+// itself once the pipeline has stopped; use New to end it earlier.
+func Handler(p *router.Pipeline) http.Handler { return New(p) }
+
+// ServeHTTP serves the admin routes.
+func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// Close stops the sampler. The routes keep answering; the history stops
+// growing.
+func (a *Admin) Close() {
+	a.once.Do(func() {
+		a.stop()
+		<-a.done
+	})
+}
+
+func (a *Admin) routes() {
+	p, mux := a.p, a.mux
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		fmt.Fprintln(w, "ok")
@@ -37,13 +94,40 @@ func Handler(p *router.Pipeline) http.Handler {
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(p.Registry(), promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(p.Status())
+		writeJSON(w, p.Status(), true)
 	})
-	return mux
+	// Ten minutes of samples: compact, since nobody reads it by eye.
+	mux.HandleFunc("GET /api/history", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, a.hist.snapshot(), false)
+	})
+	mux.HandleFunc("GET /api/graph", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, graphOf(p.Config()), true)
+	})
+
+	assets, err := fs.Sub(ui, "ui")
+	if err != nil {
+		panic(err) // the embedded tree is fixed at build time
+	}
+	files := http.FileServerFS(assets)
+	page := func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Content-Security-Policy", contentPolicy)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Cache-Control", "no-cache")
+		files.ServeHTTP(w, r)
+	}
+	mux.HandleFunc("GET /{$}", page)
+	mux.Handle("GET /ui/", http.StripPrefix("/ui", http.HandlerFunc(page)))
+}
+
+func writeJSON(w http.ResponseWriter, v any, indent bool) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	enc := json.NewEncoder(w)
+	if indent {
+		enc.SetIndent("", "  ")
+	}
+	_ = enc.Encode(v)
 }
 
 // Server is a running admin endpoint.

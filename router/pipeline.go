@@ -189,7 +189,9 @@ func (p *Pipeline) Bus() bus.PubSub { return p.bus }
 // source emits finds its consumer missing. A connector that fails to start
 // is marked failed and logged; the rest run on.
 func (p *Pipeline) Start(ctx context.Context) error {
+	p.mu.Lock()
 	p.started = time.Now()
+	p.mu.Unlock()
 	p.runCtx, p.runCancel = context.WithCancel(context.Background())
 	sinkCtx, sinkEnd := context.WithCancel(p.runCtx)
 	p.sinkEnd = sinkEnd
