@@ -1,9 +1,9 @@
 package connectors
 
 import (
-	"errors"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ferry-gateway/ferry/internal/promreg"
 )
 
 // Metrics are the per-module series every connector has. One set exists per
@@ -57,17 +57,5 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 // under the same description, so that a connector restarted by a reload can
 // register its series again.
 func Collector[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if reg == nil {
-		return c
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic("connectors: metric registration: " + err.Error())
-	}
-	return c
+	return promreg.Collector(reg, c)
 }

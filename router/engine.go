@@ -68,7 +68,7 @@ type Engine struct {
 	swaps  chan swap
 
 	subMu      sync.Mutex
-	sub        message.Subscriber
+	subFor     func(topic string) message.Subscriber
 	subCtx     context.Context
 	out        chan delivery
 	subscribed map[string]bool
@@ -266,9 +266,9 @@ type delivery struct {
 // Subscribe subscribes to every input topic. It returns once the
 // subscriptions exist, so sources started afterwards lose nothing; Run then
 // consumes them. The subscriptions end with ctx.
-func (e *Engine) Subscribe(ctx context.Context, sub message.Subscriber) (<-chan delivery, error) {
+func (e *Engine) Subscribe(ctx context.Context, subFor func(topic string) message.Subscriber) (<-chan delivery, error) {
 	e.subMu.Lock()
-	e.sub, e.subCtx, e.out, e.subscribed = sub, ctx, make(chan delivery), map[string]bool{}
+	e.subFor, e.subCtx, e.out, e.subscribed = subFor, ctx, make(chan delivery), map[string]bool{}
 	e.subMu.Unlock()
 	if err := e.subscribe(e.Topics()); err != nil {
 		return nil, err
@@ -276,9 +276,10 @@ func (e *Engine) Subscribe(ctx context.Context, sub message.Subscriber) (<-chan 
 	return e.out, nil
 }
 
-// subscribe adds subscriptions for the topics not subscribed yet. A topic no
-// route takes any more keeps its subscription: its batches are acknowledged
-// and dropped, as for any unrouted source.
+// subscribe adds subscriptions for the topics not subscribed yet, each on
+// the bus its source publishes on. A topic no route takes any more keeps its
+// subscription: its batches are acknowledged and dropped, as for any
+// unrouted source.
 func (e *Engine) subscribe(topics []string) error {
 	e.subMu.Lock()
 	defer e.subMu.Unlock()
@@ -286,7 +287,7 @@ func (e *Engine) subscribe(topics []string) error {
 		if e.subscribed[topic] {
 			continue
 		}
-		ch, err := e.sub.Subscribe(e.subCtx, topic)
+		ch, err := e.subFor(topic).Subscribe(e.subCtx, topic)
 		if err != nil {
 			return fmt.Errorf("router: subscribe %s: %w", topic, err)
 		}

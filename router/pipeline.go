@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,6 +54,12 @@ type running struct {
 	started atomic.Bool
 	spool   *spool.Spool // nil unless the sink stores and forwards
 
+	// ownBus, for a module added by a reload, is a bus of its own: the
+	// shared one cannot take new subscriptions while batches are in flight
+	// (watermill's GoChannel holds its subscriber lock across a blocking
+	// publish), so added modules never subscribe on it.
+	ownBus bus.PubSub
+
 	// A sink's subscription outlives the connector behind it: a reload
 	// swaps the runner reading msgs, so no batch falls in a gap.
 	msgs       <-chan *message.Message
@@ -74,7 +81,7 @@ func New(c *Config, logger *slog.Logger) (*Pipeline, error) {
 	}
 	p := &Pipeline{cfg: c, logger: logger, reg: reg, bus: b, metrics: connectors.NewMetrics(reg)}
 	for _, m := range c.Modules {
-		env, err := p.newEnv(m)
+		env, err := p.newEnv(m, b)
 		if err != nil {
 			return nil, err
 		}
@@ -106,15 +113,15 @@ func New(c *Config, logger *slog.Logger) (*Pipeline, error) {
 	return p, nil
 }
 
-// newEnv builds the Env of one module of the pipeline.
-func (p *Pipeline) newEnv(m *Module) (*connectors.Env, error) {
+// newEnv builds the Env of one module of the pipeline, publishing on pub.
+func (p *Pipeline) newEnv(m *Module, pub bus.PubSub) (*connectors.Env, error) {
 	ec := connectors.EnvConfig{
 		Name: m.Name, Type: m.Type, Site: p.cfg.Site, DataDir: p.cfg.DataDir,
 		Logger: p.logger, Metrics: p.metrics, Outputs: m.Outputs(), Sink: m.IsSink(),
 		WriteTag: p.writeTag,
 	}
 	if len(ec.Outputs) > 0 {
-		ec.Publisher = p.bus
+		ec.Publisher = pub
 	}
 	return connectors.NewEnv(ec)
 }
@@ -146,11 +153,33 @@ func (p *Pipeline) writeTag(ctx context.Context, device, tag string, v bus.Value
 // has one, the bus otherwise.
 func (p *Pipeline) publisherFor(sink string) message.Publisher {
 	for _, m := range p.mods {
-		if m.Name == sink && m.spool != nil {
+		if m.Name != sink {
+			continue
+		}
+		if m.spool != nil {
 			return m.spool
+		}
+		return m.busOf(p.bus)
+	}
+	return p.bus
+}
+
+// subscriberFor is where the engine reads a source topic.
+func (p *Pipeline) subscriberFor(topic string) message.Subscriber {
+	for _, m := range p.mods {
+		if strings.HasPrefix(topic, m.Name+"/") {
+			return m.busOf(p.bus)
 		}
 	}
 	return p.bus
+}
+
+// busOf is the bus the module publishes or is fed on.
+func (m *running) busOf(shared bus.PubSub) bus.PubSub {
+	if m.ownBus != nil {
+		return m.ownBus
+	}
+	return shared
 }
 
 func (p *Pipeline) closeSpools() {
@@ -214,7 +243,7 @@ func (p *Pipeline) Start(ctx context.Context) error {
 		}
 	}
 	p.engineCtx, p.engineEnd = context.WithCancel(p.runCtx)
-	in, err := p.engine.Subscribe(p.engineCtx, p.bus)
+	in, err := p.engine.Subscribe(p.engineCtx, p.subscriberFor)
 	if err != nil {
 		return err
 	}
@@ -238,7 +267,7 @@ func (p *Pipeline) Start(ctx context.Context) error {
 
 // subscribeSink subscribes a sink to its spool or to the bus.
 func (p *Pipeline) subscribeSink(m *running) error {
-	var from message.Subscriber = p.bus
+	var from message.Subscriber = m.busOf(p.bus)
 	if m.spool != nil {
 		from = m.spool
 	}
@@ -392,13 +421,7 @@ func runPipelined(ctx context.Context, p connectors.Pipeliner, env *connectors.E
 				writeWithRetry(ctx, p, env, f.msg, f.b)
 				continue
 			}
-			n := len(f.b.Records)
-			env.CountOut(n)
-			env.Sent(n)
-			if env.State().Phase() == connectors.PhaseDown {
-				env.Up()
-			}
-			f.msg.Ack()
+			delivered(env, f.msg, len(f.b.Records))
 		}
 	}()
 	defer func() { close(q); <-done }()
@@ -429,6 +452,17 @@ func runPipelined(ctx context.Context, p connectors.Pipeliner, env *connectors.E
 	}
 }
 
+// delivered counts a batch the far side took, marks a sink that was down up
+// again, and acknowledges the batch (releasing it from a spool).
+func delivered(env *connectors.Env, msg *message.Message, n int) {
+	env.CountOut(n)
+	env.Sent(n)
+	if env.State().Phase() == connectors.PhaseDown {
+		env.Up()
+	}
+	msg.Ack()
+}
+
 // writeWithRetry writes b until it is taken, poisoned, or ctx ends (then it
 // nacks and reports false).
 func writeWithRetry(ctx context.Context, s connectors.Sink, env *connectors.Env, msg *message.Message, b *bus.Batch) bool {
@@ -437,12 +471,7 @@ func writeWithRetry(ctx context.Context, s connectors.Sink, env *connectors.Env,
 	for {
 		err := s.Write(ctx, b)
 		if err == nil {
-			env.CountOut(n)
-			env.Sent(n)
-			if env.State().Phase() == connectors.PhaseDown {
-				env.Up()
-			}
-			msg.Ack()
+			delivered(env, msg, n)
 			return true
 		}
 		if errors.Is(err, connectors.ErrPoison) {
@@ -522,6 +551,11 @@ func (p *Pipeline) Stop(ctx context.Context) error {
 	p.closeSpools()
 	if err := p.bus.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close bus: %w", err))
+	}
+	for _, m := range p.mods {
+		if m.ownBus != nil {
+			_ = m.ownBus.Close()
+		}
 	}
 	return errors.Join(errs...)
 }

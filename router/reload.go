@@ -8,6 +8,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/connectors"
 )
 
@@ -38,8 +39,7 @@ func (p *Pipeline) Reload(ctx context.Context, nc *Config) (ReloadResult, error)
 	}
 	p.mu.RUnlock()
 
-	var next, changed, added []*running
-	var stopOld []*running
+	var next, fresh, stopOld []*running
 	for _, m := range nc.Modules {
 		o := old[m.Name]
 		if o != nil && o.Type == m.Type && sameSection(o.Node, m.Node) {
@@ -47,25 +47,26 @@ func (p *Pipeline) Reload(ctx context.Context, nc *Config) (ReloadResult, error)
 			delete(old, m.Name)
 			continue
 		}
-		env, err := p.newEnv(m)
+		r := &running{Module: m}
+		if o != nil {
+			// Same name: same topics, same subscription, same spool.
+			r.ownBus = o.ownBus
+			stopOld = append(stopOld, o)
+			delete(old, m.Name)
+			res.Restarted = append(res.Restarted, m.Name)
+			if o.IsSink() && m.IsSink() {
+				r.spool, r.msgs, r.subEnd, r.Spool = o.spool, o.msgs, o.subEnd, o.Spool
+			}
+		} else {
+			r.ownBus = bus.NewMemory(p.logger)
+			res.Added = append(res.Added, m.Name)
+		}
+		env, err := p.newEnv(m, r.busOf(p.bus))
 		if err != nil {
 			return res, err
 		}
-		r := &running{Module: m, env: env}
-		if o != nil {
-			stopOld = append(stopOld, o)
-			delete(old, m.Name)
-			changed = append(changed, r)
-			res.Restarted = append(res.Restarted, m.Name)
-			if o.IsSink() && m.IsSink() {
-				// The queue stays: same subscription, same spool.
-				r.spool, r.msgs, r.subEnd = o.spool, o.msgs, o.subEnd
-				r.Spool = o.Spool
-			}
-		} else {
-			added = append(added, r)
-			res.Added = append(res.Added, m.Name)
-		}
+		r.env = env
+		fresh = append(fresh, r)
 		next = append(next, r)
 	}
 	var removed []*running
@@ -75,20 +76,10 @@ func (p *Pipeline) Reload(ctx context.Context, nc *Config) (ReloadResult, error)
 	}
 	slices.Sort(res.Removed)
 
-	// Stop what goes away or changes; a sink's runner first, so the batch
-	// it held goes back to its subscription for the next runner.
-	for _, o := range append(stopOld, removed...) {
+	// Changed modules stop first; a sink's runner before its connector, so
+	// the batch it held goes back to the subscription for the next runner.
+	for _, o := range stopOld {
 		p.stopRunning(ctx, o)
-	}
-	for _, o := range removed {
-		if o.subEnd != nil {
-			o.subEnd()
-		}
-		if o.spool != nil {
-			if err := o.spool.Close(); err != nil {
-				p.logger.Error("close spool", "module", o.Name, "error", err)
-			}
-		}
 	}
 
 	p.mu.Lock()
@@ -97,7 +88,6 @@ func (p *Pipeline) Reload(ctx context.Context, nc *Config) (ReloadResult, error)
 	p.cfg, p.mods = nc, next
 	p.mu.Unlock()
 
-	fresh := append(slices.Clone(changed), added...)
 	for _, r := range fresh {
 		if r.isServiceOnly() {
 			p.startModule(ctx, r)
@@ -126,6 +116,33 @@ func (p *Pipeline) Reload(ctx context.Context, nc *Config) (ReloadResult, error)
 	for _, r := range fresh {
 		if !r.IsSink() && !r.isServiceOnly() {
 			p.startModule(ctx, r)
+		}
+	}
+	// Removed modules go last, once no route sends to them. A removed sink
+	// on the shared bus keeps a discarding reader on its (now idle)
+	// subscription: unsubscribing there could deadlock with batches in
+	// flight.
+	for _, o := range removed {
+		p.stopRunning(ctx, o)
+		if !o.IsSink() || o.msgs == nil {
+			continue
+		}
+		switch {
+		case o.spool != nil:
+			// The spool's subscription is its own, not the shared bus's.
+			o.subEnd()
+			if err := o.spool.Close(); err != nil {
+				p.logger.Error("close spool", "module", o.Name, "error", err)
+			}
+		case o.ownBus != nil:
+			o.subEnd()
+			_ = o.ownBus.Close()
+		default:
+			p.sinkWG.Add(1)
+			go func() {
+				defer p.sinkWG.Done()
+				discard(p.sinkCtx, o.env, o.msgs)
+			}()
 		}
 	}
 	p.logger.Info("config reloaded", "restarted", res.Restarted, "added", res.Added, "removed", res.Removed, "routes", res.Routes)

@@ -1,13 +1,10 @@
 package spool
 
 import (
-	"context"
-	"errors"
-	"log/slog"
-	"sync"
-	"time"
-
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ferry-gateway/ferry/internal/burstlog"
+	"github.com/ferry-gateway/ferry/internal/promreg"
 )
 
 // droppedTotal is shared by every spool of a registry, labelled by sink.
@@ -26,19 +23,19 @@ type metrics struct {
 	sink    string
 	drops   *prometheus.CounterVec
 	gauges  *gaugeCollector
-	bursts  map[string]*burst
-	ioBurst *burst
+	bursts  map[string]*burstlog.Burst
+	ioBurst *burstlog.Burst
 }
 
 func newMetrics(reg prometheus.Registerer, sink string, st *store) *metrics {
-	m := &metrics{reg: reg, sink: sink, bursts: map[string]*burst{}, ioBurst: &burst{}}
+	m := &metrics{reg: reg, sink: sink, bursts: map[string]*burstlog.Burst{}, ioBurst: &burstlog.Burst{}}
 	for _, r := range []string{reasonQuota, reasonTTL, reasonCorrupt} {
-		m.bursts[r] = &burst{}
+		m.bursts[r] = &burstlog.Burst{}
 	}
 	if reg == nil {
 		return m
 	}
-	m.drops = collector(reg, newDroppedTotal())
+	m.drops = promreg.Collector(reg, newDroppedTotal())
 	for _, r := range []string{reasonQuota, reasonTTL, reasonCorrupt} {
 		m.drops.WithLabelValues(sink, r) // the series exist from the start, at 0
 	}
@@ -63,7 +60,7 @@ func (m *metrics) dropped(reason string, n int64) {
 	}
 }
 
-func (m *metrics) burst(reason string) *burst { return m.bursts[reason] }
+func (m *metrics) burst(reason string) *burstlog.Burst { return m.bursts[reason] }
 
 func (m *metrics) unregister() {
 	if m.reg != nil && m.gauges != nil {
@@ -89,50 +86,4 @@ func (g *gaugeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(g.records, prometheus.GaugeValue, float64(s.Records))
 	ch <- prometheus.MustNewConstMetric(g.bytes, prometheus.GaugeValue, float64(s.Bytes))
 	ch <- prometheus.MustNewConstMetric(g.oldest, prometheus.GaugeValue, age)
-}
-
-// collector registers c on reg, or returns the one already registered under
-// the same description (the same helper as connectors.Collector, which the
-// spool may not import: connectors depends on bus).
-func collector[C prometheus.Collector](reg prometheus.Registerer, c C) C {
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(C); ok {
-				return existing
-			}
-		}
-		panic("spool: metric registration: " + err.Error())
-	}
-	return c
-}
-
-// burst logs the first event of a burst and counts the rest (like
-// connectors.Burst, which the spool may not import). A burst ends after
-// 30s without events; the next line says how many were not logged.
-type burst struct {
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-}
-
-const burstQuiet = 30 * time.Second
-
-func (b *burst) log(l *slog.Logger, msg string, attrs ...slog.Attr) {
-	now := time.Now()
-	b.mu.Lock()
-	in := !b.last.IsZero() && now.Sub(b.last) < burstQuiet
-	b.last = now
-	if in {
-		b.suppressed++
-		b.mu.Unlock()
-		return
-	}
-	n := b.suppressed
-	b.suppressed = 0
-	b.mu.Unlock()
-	if n > 0 {
-		attrs = append(attrs, slog.Int("suppressed_since_last", n))
-	}
-	l.LogAttrs(context.Background(), slog.LevelWarn, msg, attrs...)
 }

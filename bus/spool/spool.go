@@ -534,13 +534,13 @@ func (st *store) drop(reason string, records int64, where string) {
 	}
 	st.dropped[reason] += records
 	st.m.dropped(reason, records)
-	st.m.burst(reason).log(st.logger, "spool: dropped records",
+	st.m.burst(reason).Log(st.logger, slog.LevelWarn, "spool: dropped records",
 		slog.String("reason", reason), slog.Int64("records", records), slog.String("segment", where),
 		slog.Int64("total", st.dropped[reason]))
 }
 
 func (st *store) ioError(op, path string, err error) {
-	st.m.ioBurst.log(st.logger, "spool: i/o error", slog.String("op", op), slog.String("path", path), slog.Any("error", err))
+	st.m.ioBurst.Log(st.logger, slog.LevelWarn, "spool: i/o error", slog.String("op", op), slog.String("path", path), slog.Any("error", err))
 }
 
 // writer appends what publishers queue, many requests per write and fsync:

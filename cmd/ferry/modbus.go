@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/binary"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"math"
@@ -16,30 +14,8 @@ import (
 	"time"
 
 	"github.com/ferry-gateway/ferry/connectors/modbus"
-	"github.com/ferry-gateway/ferry/internal/conf"
-	"github.com/ferry-gateway/ferry/router"
 	simmodbus "github.com/ferry-gateway/ferry/sim/modbus"
 )
-
-// mbParseArgs parses flags that may come before, between or after
-// positional arguments (ferry scan modbus URL --unit 1), and returns the
-// positional ones.
-func mbParseArgs(fs *flag.FlagSet, args []string) ([]string, int, bool) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, 0, false
-			}
-			return nil, 2, false
-		}
-		if fs.NArg() == 0 {
-			return pos, 0, true
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-}
 
 // scanCmd reads a range of a Modbus device and prints each register in
 // every reading an integrator may need to recognise a value.
@@ -54,7 +30,7 @@ func scanCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "ENDPOINT is tcp://HOST[:PORT], rtu-over-tcp://HOST[:PORT], rtu:///dev/PORT?baud=19200 or ascii:///dev/PORT")
 		fs.PrintDefaults()
 	}
-	pos, code, ok := mbParseArgs(fs, args)
+	pos, code, ok := parseInterleaved(fs, args)
 	if !ok {
 		return code
 	}
@@ -186,16 +162,8 @@ func planCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "ferry plan: -c FILE is required")
 		return 2
 	}
-	cfg, err := router.LoadFile(*file)
-	if err != nil {
-		var errs conf.Errors
-		if errors.As(err, &errs) {
-			for _, e := range errs {
-				fmt.Fprintln(stdout, e)
-			}
-		} else {
-			fmt.Fprintln(stdout, err)
-		}
+	cfg, ok := loadOrReport(*file, stdout)
+	if !ok {
 		return 1
 	}
 	n := 0
@@ -244,7 +212,7 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: ferry sim modbus [--addr 127.0.0.1:5020]")
 		fs.PrintDefaults()
 	}
-	pos, code, ok := mbParseArgs(fs, args)
+	pos, code, ok := parseInterleaved(fs, args)
 	if !ok {
 		return code
 	}

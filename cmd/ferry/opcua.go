@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -15,25 +13,6 @@ import (
 	"github.com/ferry-gateway/ferry/connectors/opcua"
 	simopcua "github.com/ferry-gateway/ferry/sim/opcua"
 )
-
-// parseInterleaved parses flags that may come before or after positional
-// arguments ("ferry browse URL --depth 2").
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, int, bool) {
-	var pos []string
-	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return nil, 0, false
-			}
-			return nil, 2, false
-		}
-		if fs.NArg() == 0 {
-			return pos, 0, true
-		}
-		pos = append(pos, fs.Arg(0))
-		args = fs.Args()[1:]
-	}
-}
 
 // browseCmd prints an OPC UA server's address space as a tree, so an
 // integrator can pick nodes for the opcua connector.

@@ -21,16 +21,8 @@ func validateCmd(_ context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "ferry validate: -c FILE is required")
 		return 2
 	}
-	cfg, err := router.LoadFile(*file)
-	if err != nil {
-		var errs conf.Errors
-		if errors.As(err, &errs) {
-			for _, e := range errs {
-				fmt.Fprintln(stdout, e)
-			}
-		} else {
-			fmt.Fprintln(stdout, err)
-		}
+	cfg, ok := loadOrReport(*file, stdout)
+	if !ok {
 		return 1
 	}
 	if *verbose {
@@ -43,4 +35,22 @@ func validateCmd(_ context.Context, args []string, stdout, stderr io.Writer) int
 	}
 	fmt.Fprintln(stdout, "ok")
 	return 0
+}
+
+// loadOrReport loads a config, or prints every problem, one
+// FILE:LINE:COL: message per line, and reports false.
+func loadOrReport(file string, out io.Writer) (*router.Config, bool) {
+	cfg, err := router.LoadFile(file)
+	if err == nil {
+		return cfg, true
+	}
+	var errs conf.Errors
+	if errors.As(err, &errs) {
+		for _, e := range errs {
+			fmt.Fprintln(out, e)
+		}
+	} else {
+		fmt.Fprintln(out, err)
+	}
+	return nil, false
 }

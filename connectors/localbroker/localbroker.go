@@ -264,7 +264,9 @@ func (f levelFloor) WithAttrs(as []slog.Attr) slog.Handler {
 	return levelFloor{f.Handler.WithAttrs(as), f.min}
 }
 
-func (f levelFloor) WithGroup(g string) slog.Handler { return levelFloor{f.Handler.WithGroup(g), f.min} }
+func (f levelFloor) WithGroup(g string) slog.Handler {
+	return levelFloor{f.Handler.WithGroup(g), f.min}
+}
 
 var (
 	_ connectors.Sink   = (*Broker)(nil)

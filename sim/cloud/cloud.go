@@ -121,7 +121,9 @@ func (f levelFilter) WithAttrs(as []slog.Attr) slog.Handler {
 	return levelFilter{f.Handler.WithAttrs(as), f.min}
 }
 
-func (f levelFilter) WithGroup(g string) slog.Handler { return levelFilter{f.Handler.WithGroup(g), f.min} }
+func (f levelFilter) WithGroup(g string) slog.Handler {
+	return levelFilter{f.Handler.WithGroup(g), f.min}
+}
 
 // MQTTAddr is the broker's host:port.
 func (c *Cloud) MQTTAddr() string { return c.tcp.Address() }
