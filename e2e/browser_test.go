@@ -188,8 +188,31 @@ func chromium(t *testing.T) string {
 // link left up until the test cuts it, and returns the pipeline and the link.
 func startDemo(t *testing.T) (*router.Pipeline, *flaky.Proxy) {
 	t.Helper()
+	// Free ports are found by binding and releasing them, so another test
+	// process may take one first: then the simulator fails to start, and the
+	// demo is started again on other ports.
+	for attempt := 1; ; attempt++ {
+		p, cfg := startDemoOnce(t)
+		if ready, _ := p.Ready(); ready {
+			t.Cleanup(func() { stop(t, p) })
+			links := cfg.Module("sim").Connector.(*simulator.Simulator).LinkSims()
+			if len(links) != 1 {
+				t.Fatalf("the demo has %d links, want 1", len(links))
+			}
+			return p, links[0]
+		}
+		stop(t, p)
+		if attempt == 3 {
+			_, failed := p.Ready()
+			t.Fatalf("the demo did not start three times: %v", failed)
+		}
+	}
+}
+
+func startDemoOnce(t *testing.T) (*router.Pipeline, *router.Config) {
+	t.Helper()
 	yaml := string(examples.Demo)
-	for _, port := range []string{"5020", "18830", "18831", "1883"} {
+	for _, port := range []string{"5020", "4840", "18830", "18831", "1883"} {
 		yaml = regexp.MustCompile(`127\.0\.0\.1:`+port+`\b`).ReplaceAllString(yaml, freeAddr(t))
 	}
 	for old, repl := range map[string]string{
@@ -213,12 +236,7 @@ func startDemo(t *testing.T) (*router.Pipeline, *flaky.Proxy) {
 	if err := p.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { stop(t, p) })
-	links := cfg.Module("sim").Connector.(*simulator.Simulator).LinkSims()
-	if len(links) != 1 {
-		t.Fatalf("the demo has %d links, want 1", len(links))
-	}
-	return p, links[0]
+	return p, cfg
 }
 
 // browser starts headless Chromium with a fresh profile.

@@ -57,15 +57,6 @@ func freePorts(t *testing.T, yaml string) string {
 // TestDemoRuns runs the embedded demo until records have reached its sinks
 // and the simulated cloud, and checks the admin endpoint shows them.
 func TestDemoRuns(t *testing.T) {
-	cfg, err := router.Load("demo.yaml", []byte(freePorts(t, string(examples.Demo))), conf.Resolver{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DataDir = t.TempDir()
-	p, err := router.New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	// The console sink writes to stdout; keep test output clean.
 	stdout := os.Stdout
 	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
@@ -75,16 +66,35 @@ func TestDemoRuns(t *testing.T) {
 	os.Stdout = devnull
 	defer func() { os.Stdout = stdout; devnull.Close() }()
 
-	if err := p.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := p.Stop(ctx); err != nil {
-			t.Error(err)
+	// Free ports are found by binding and releasing them, so another test
+	// process may take one first: then a module fails to start, and the demo
+	// is started again on other ports.
+	var p *router.Pipeline
+	var cfg *router.Config
+	for attempt := 1; ; attempt++ {
+		var err error
+		cfg, err = router.Load("demo.yaml", []byte(freePorts(t, string(examples.Demo))), conf.Resolver{})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}()
+		cfg.DataDir = t.TempDir()
+		p, err = router.New(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Start(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		ready, failed := p.Ready()
+		if ready {
+			break
+		}
+		stopDemo(t, p)
+		if attempt == 3 {
+			t.Fatalf("the demo did not start three times: %v", failed)
+		}
+	}
+	defer stopDemo(t, p)
 	srv := httptest.NewServer(admin.Handler(p))
 	defer srv.Close()
 
@@ -127,6 +137,15 @@ func TestDemoRuns(t *testing.T) {
 	}
 	if rep.Missing() != 0 {
 		t.Fatalf("the cloud misses records: %+v", rep)
+	}
+}
+
+func stopDemo(t *testing.T, p *router.Pipeline) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Stop(ctx); err != nil {
+		t.Error(err)
 	}
 }
 
