@@ -263,10 +263,12 @@ func (p *Proxy) pump(l *link, dst, src net.Conn, counter *atomic.Int64) {
 				p.resets.Add(1)
 				return
 			}
+			// Counted before the write: the peer may answer (and a test
+			// look at the stats) before Write returns here.
+			counter.Add(int64(n))
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
 			}
-			counter.Add(int64(n))
 		}
 		if err != nil {
 			if !errors.Is(err, io.EOF) {
