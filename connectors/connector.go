@@ -67,7 +67,9 @@ type Sink interface {
 // Pipeliner is a sink that can have several batches in flight without
 // reordering them: Send hands b to the far side in order and returns without
 // waiting for the acknowledgement; the returned wait blocks until it came
-// back (nil) or failed. The runtime calls Send from one goroutine, in order,
+// back (nil) or failed. Send must fail at once when the link is down rather
+// than wait for it: the runtime then rewrites failed batches, in order,
+// before sending anything newer. The runtime calls Send from one goroutine, in order,
 // and waits in order, with up to the spool's window outstanding — so a
 // backlog drains at link speed, not one round trip per batch.
 type Pipeliner interface {

@@ -396,35 +396,44 @@ type inflight struct {
 }
 
 // runPipelined sends batches as they come and waits for their
-// acknowledgements in order in a second goroutine. A batch whose send or ack
-// failed is written again, synchronously and still in order, before the
-// waiter looks at the next one; records sent after it may then arrive before
-// its retry (at-least-once: consumers de-duplicate on source and seq).
+// acknowledgements in order in a second goroutine. When a send or an
+// acknowledgement fails, sending pauses: the batches still outstanding (sent
+// on the broken link) are resolved in order, the failed ones written again,
+// and only then does sending go on — so a reconnect never lets newer batches
+// overtake older ones. Duplicates remain possible (a batch whose PUBACK was
+// lost is sent again): consumers de-duplicate on source and seq.
 func runPipelined(ctx context.Context, p connectors.Pipeliner, env *connectors.Env, msgs <-chan *message.Message, window int) {
 	q := make(chan inflight, window)
 	done := make(chan struct{})
+	var g gate
+	g.c = sync.NewCond(&g.mu)
 	go func() {
 		defer close(done)
 		for f := range q {
 			if err := f.wait(ctx); err != nil {
 				if ctx.Err() != nil {
 					f.msg.Nack()
+					g.settle(len(q))
 					continue
 				}
 				if errors.Is(err, connectors.ErrPoison) {
 					env.Error(err)
 					f.msg.Ack()
+					g.settle(len(q))
 					continue
 				}
+				g.pause()
 				env.Retry()
 				env.Down(err)
 				writeWithRetry(ctx, p, env, f.msg, f.b)
+				g.settle(len(q))
 				continue
 			}
 			delivered(env, f.msg, len(f.b.Records))
+			g.settle(len(q))
 		}
 	}()
-	defer func() { close(q); <-done }()
+	defer func() { g.open(); close(q); <-done }()
 	var dec bus.Decoder
 	for {
 		msg, ok := next(ctx, msgs)
@@ -438,8 +447,13 @@ func runPipelined(ctx context.Context, p connectors.Pipeliner, env *connectors.E
 			continue
 		}
 		env.CountIn(len(b.Records))
+		if !g.waitOpen(ctx) {
+			msg.Nack()
+			return
+		}
 		wait, err := p.Send(ctx, b)
 		if err != nil {
+			g.pause()
 			failed := err
 			wait = func(context.Context) error { return failed }
 		}
@@ -450,6 +464,48 @@ func runPipelined(ctx context.Context, p connectors.Pipeliner, env *connectors.E
 			return
 		}
 	}
+}
+
+// gate pauses the sender of a pipelined sink while a failure is resolved.
+type gate struct {
+	mu     sync.Mutex
+	c      *sync.Cond
+	paused bool
+}
+
+func (g *gate) pause() {
+	g.mu.Lock()
+	g.paused = true
+	g.mu.Unlock()
+}
+
+// settle reopens the gate once nothing sent before the failure is left.
+func (g *gate) settle(queued int) {
+	g.mu.Lock()
+	if g.paused && queued == 0 {
+		g.paused = false
+		g.c.Broadcast()
+	}
+	g.mu.Unlock()
+}
+
+func (g *gate) open() {
+	g.mu.Lock()
+	g.paused = false
+	g.c.Broadcast()
+	g.mu.Unlock()
+}
+
+// waitOpen blocks while the gate is paused; false when ctx ended.
+func (g *gate) waitOpen(ctx context.Context) bool {
+	stop := context.AfterFunc(ctx, g.open)
+	defer stop()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for g.paused && ctx.Err() == nil {
+		g.c.Wait()
+	}
+	return ctx.Err() == nil
 }
 
 // delivered counts a batch the far side took, marks a sink that was down up

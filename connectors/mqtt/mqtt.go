@@ -170,9 +170,16 @@ func (m *MQTT) dropConn(c conn) {
 }
 
 // Write publishes b, one message per rendered topic, and returns once every
-// message was acknowledged.
+// message was acknowledged. It waits (up to ack_timeout) for a connection
+// when the link is down, so a backlog starts draining the moment it is back.
 func (m *MQTT) Write(ctx context.Context, b *bus.Batch) error {
-	wait, err := m.Send(ctx, b)
+	waitCtx, cancel := context.WithTimeout(ctx, m.AckTimeout.D())
+	c, err := m.connection(waitCtx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	wait, err := m.sendOn(c, b)
 	if err != nil {
 		return err
 	}
@@ -180,18 +187,24 @@ func (m *MQTT) Write(ctx context.Context, b *bus.Batch) error {
 }
 
 // Send hands b's messages to the connection in order and returns without
-// waiting for their PUBACKs; wait does, up to ack_timeout. A message not
-// acknowledged by then means a stuck link: the connection is dropped so the
-// link loop makes a new one, and the runtime retries the batch. Send waits
-// (up to ack_timeout) for a connection when the link is down, so a backlog
-// starts draining the moment it is back.
-func (m *MQTT) Send(ctx context.Context, b *bus.Batch) (func(context.Context) error, error) {
-	waitCtx, cancel := context.WithTimeout(ctx, m.AckTimeout.D())
-	c, err := m.connection(waitCtx)
-	cancel()
-	if err != nil {
-		return nil, err
+// waiting for their PUBACKs; wait does, up to ack_timeout. With the link
+// down it fails at once instead of waiting: the runtime then writes the
+// failed batches again, in order, before it sends anything newer, so a
+// reconnect never lets a newer batch overtake an older one.
+func (m *MQTT) Send(_ context.Context, b *bus.Batch) (func(context.Context) error, error) {
+	m.mu.Lock()
+	c := m.cur
+	m.mu.Unlock()
+	if c == nil {
+		return nil, fmt.Errorf("mqtt %s: %w", m.URL, connectors.ErrNotConnected)
 	}
+	return m.sendOn(c, b)
+}
+
+// sendOn sends b's messages on c. A message not acknowledged within
+// ack_timeout means a stuck link: the connection is dropped so the link loop
+// makes a new one, and the runtime retries the batch.
+func (m *MQTT) sendOn(c conn, b *bus.Batch) (func(context.Context) error, error) {
 	groups := m.group(b)
 	waits := make([]func(context.Context) error, 0, len(groups))
 	m.sendMu.Lock()
