@@ -423,8 +423,12 @@ func runPipelined(ctx context.Context, p connectors.Pipeliner, env *connectors.E
 					continue
 				}
 				g.pause()
-				env.Retry()
-				env.Down(err)
+				if !errors.Is(err, connectors.ErrNotConnected) {
+					// Not connected yet is the link's to report (its
+					// connect loop does); anything else is this batch's.
+					env.Retry()
+					env.Down(err)
+				}
 				writeWithRetry(ctx, p, env, f.msg, f.b)
 				g.settle(len(q))
 				continue
