@@ -466,6 +466,15 @@ func (d *Decoder) same(r *reader, prev *string) error {
 	if err != nil {
 		return err
 	}
+	if branch > 1 {
+		return fmt.Errorf("union branch %d is not 0 (null) or 1 (string): %w", branch, ErrMalformed)
+	}
+	return d.nullOrString(r, branch, prev)
+}
+
+// nullOrString handles the null (keep *prev) and string branches that the
+// repeat-as-null unions share.
+func (d *Decoder) nullOrString(r *reader, branch int64, prev *string) error {
 	switch branch {
 	case 0:
 		return nil
@@ -477,7 +486,7 @@ func (d *Decoder) same(r *reader, prev *string) error {
 		*prev = d.tab.intern(b)
 		return nil
 	}
-	return fmt.Errorf("union branch %d is not 0 (null) or 1 (string): %w", branch, ErrMalformed)
+	return fmt.Errorf("union branch %d is negative: %w", branch, ErrMalformed)
 }
 
 // tag reads the tag union into *prev, which null leaves alone.
@@ -486,17 +495,10 @@ func (d *Decoder) tag(r *reader, prev *string) error {
 	if err != nil {
 		return err
 	}
-	switch branch {
-	case 0:
-		return nil
-	case 1:
-		b, err := r.bytes()
-		if err != nil {
-			return err
-		}
-		*prev = d.tab.intern(b)
-		return nil
-	case 2:
+	switch {
+	case branch < 2:
+		return d.nullOrString(r, branch, prev)
+	case branch == 2:
 		keep, err := r.long()
 		if err != nil {
 			return err

@@ -7,14 +7,12 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/ferry-gateway/ferry/internal/ptytest"
 	"io"
 	"net"
-	"os"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-	"unsafe"
 
 	"github.com/ferry-gateway/ferry/bus"
 	sim "github.com/ferry-gateway/ferry/sim/modbus"
@@ -211,44 +209,6 @@ func rtuGateway(t testing.TB, simAddr string) string {
 	return ln.Addr().String()
 }
 
-// openPTY returns the master side of a new pty and the path of its slave.
-// A second handle on the slave is kept open for the test, so the master
-// does not see a hang-up when the connector closes and reopens the port.
-func openPTY(t testing.TB) (*os.File, string) {
-	t.Helper()
-	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		t.Skipf("no pty here: %v", err)
-	}
-	rc, err := m.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var n uint32
-	var errno syscall.Errno
-	if err := rc.Control(func(fd uintptr) {
-		var unlock int32
-		if _, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCSPTLCK, uintptr(unsafe.Pointer(&unlock))); errno != 0 {
-			return
-		}
-		_, _, errno = syscall.Syscall(syscall.SYS_IOCTL, fd, syscall.TIOCGPTN, uintptr(unsafe.Pointer(&n)))
-	}); err != nil || errno != 0 {
-		_ = m.Close()
-		t.Skipf("pty ioctl: %v %v", err, errno)
-	}
-	path := fmt.Sprintf("/dev/pts/%d", n)
-	keep, err := os.OpenFile(path, os.O_RDWR|syscall.O_NOCTTY, 0)
-	if err != nil {
-		_ = m.Close()
-		t.Skipf("pty slave: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = keep.Close()
-		_ = m.Close()
-	})
-	return m, path
-}
-
 const serialTags = `
 type: modbus
 poll_interval: 1h
@@ -306,14 +266,14 @@ func TestRTUOverTCP(t *testing.T) {
 
 func TestRTUSerial(t *testing.T) {
 	s := startSim(t, sim.DemoConfig())
-	m, path := openPTY(t)
+	m, path := ptytest.Open(t)
 	go func() { _ = serveRTU(m, s.Addr(), 0) }()
 	checkSerialDevice(t, s, "rtu://"+path+"?baud=115200&parity=N&stop_bits=2")
 }
 
 func TestASCIISerial(t *testing.T) {
 	s := startSim(t, sim.DemoConfig())
-	m, path := openPTY(t)
+	m, path := ptytest.Open(t)
 	go func() { _ = serveASCII(m, s.Addr()) }()
 	checkSerialDevice(t, s, "ascii://"+path+"?baud=9600")
 }
@@ -326,7 +286,7 @@ func TestRTUWireEfficiency(t *testing.T) {
 		t.Skip("takes about a second")
 	}
 	s := startSim(t, sim.DemoConfig())
-	m, path := openPTY(t)
+	m, path := ptytest.Open(t)
 	const baud = 115200
 	go func() { _ = serveRTU(m, s.Addr(), baud) }()
 	c, err := Open(fmt.Sprintf("rtu://%s?baud=%d&parity=N&stop_bits=2", path, baud), time.Second)
