@@ -1,7 +1,6 @@
 package bus
 
 import (
-	"fmt"
 	"log/slog"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -15,32 +14,6 @@ import (
 type PubSub interface {
 	message.Publisher
 	message.Subscriber
-}
-
-// Config selects and tunes the bus backend.
-type Config struct {
-	// Type is the backend: "memory" (in-process, the default).
-	Type string `yaml:"type"`
-}
-
-// Backends lists the values Config.Type accepts.
-var Backends = []string{"memory"}
-
-// SetDefaults fills the backend type.
-func (c *Config) SetDefaults() {
-	if c.Type == "" {
-		c.Type = "memory"
-	}
-}
-
-// New builds the configured backend.
-func New(c Config, logger *slog.Logger) (PubSub, error) {
-	c.SetDefaults()
-	switch c.Type {
-	case "memory":
-		return NewMemory(logger), nil
-	}
-	return nil, fmt.Errorf("bus type %q is not one of %v", c.Type, Backends)
 }
 
 // NewMemory returns the in-process backend. Publish blocks until every

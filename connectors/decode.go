@@ -8,7 +8,7 @@ import (
 
 // ReservedKeys are the keys of a connector's section that ferry reads itself:
 // the connector type, and the spool in front of a sink.
-var ReservedKeys = map[string]bool{"type": true, "store_and_forward": true}
+var ReservedKeys = map[string]bool{"type": true, "store_and_forward": true, "active_standby": true}
 
 // Decode decodes one connector section (with its type: key) into
 // cn, applies its defaults and validates it. Tests of sample configs use it

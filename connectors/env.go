@@ -20,15 +20,19 @@ import (
 // Env is what a running connector gets from ferry: its name and logger, the
 // bus to emit on, its state and counters, and supervised goroutines.
 type Env struct {
-	Name    string // instance name from the config
-	Type    string
-	Site    string
-	Logger  *slog.Logger
-	Metrics *Metrics // for connector-specific series, register on Metrics.Reg with Collector
+	Name string // instance name from the config
+	Type string
+	Site string
+	// Instance names this ferry among those sharing a NATS bus; empty on
+	// the in-process bus. Client ids that must be unique per box use it.
+	Instance string
+	Logger   *slog.Logger
+	Metrics  *Metrics // for connector-specific series, register on Metrics.Reg with Collector
 
 	dataDir string
 	pub     message.Publisher
-	seq     *Sequencer
+	seq     SeqSource
+	fenced  bool // seq errors mean this instance may not emit (lease lost)
 	state   *State
 	in, out prometheus.Counter
 	errs    prometheus.Counter
@@ -46,6 +50,7 @@ type Env struct {
 // EnvConfig is what the runtime (or a test) supplies to build an Env.
 type EnvConfig struct {
 	Name, Type, Site string
+	Instance         string // see Env.Instance
 	DataDir          string // ferry's data dir; the connector's own is DataDir/<name>
 	Logger           *slog.Logger
 	Publisher        message.Publisher // where Emit publishes; nil for a sink-only connector
@@ -55,6 +60,15 @@ type EnvConfig struct {
 	// WriteTag, when set, delivers write-back commands to the connector
 	// that owns the tag (the pipeline supplies it).
 	WriteTag func(ctx context.Context, device, tag string, v bus.Value) error
+	// Seq, when set, numbers the records instead of the sequence store in
+	// the data dir: an active/standby source takes its numbers from the
+	// lease it holds, and a refusal there means it must not emit at all.
+	Seq SeqSource
+}
+
+// SeqSource hands out sequence numbers: the first of n consecutive ones.
+type SeqSource interface {
+	Reserve(n int) (uint64, error)
 }
 
 // NewEnv builds an Env. It opens the sequence store, which is the only
@@ -67,7 +81,7 @@ func NewEnv(c EnvConfig) (*Env, error) {
 		c.Metrics = NewMetrics(prometheus.NewRegistry())
 	}
 	e := &Env{
-		Name: c.Name, Type: c.Type, Site: c.Site, Metrics: c.Metrics,
+		Name: c.Name, Type: c.Type, Site: c.Site, Instance: c.Instance, Metrics: c.Metrics,
 		Logger:  c.Logger.With("module", c.Name, "connector", c.Type),
 		dataDir: c.DataDir,
 		pub:     c.Publisher,
@@ -102,7 +116,9 @@ func NewEnv(c EnvConfig) (*Env, error) {
 		e.topics[o] = Topic(c.Name, o)
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
-	if c.Publisher != nil {
+	if c.Seq != nil {
+		e.seq, e.fenced = c.Seq, true
+	} else if c.Publisher != nil {
 		seq, err := OpenSequencer(c.DataDir, c.Name)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", c.Name, err)
@@ -227,6 +243,9 @@ func (e *Env) EmitTo(ctx context.Context, output string, b *bus.Batch) error {
 	first, serr := e.seq.Reserve(n)
 	if serr != nil {
 		e.Error(serr)
+		if e.fenced {
+			return fmt.Errorf("%s: %w", e.Name, serr)
+		}
 	}
 	now := time.Now().UnixNano()
 	for i := range b.Records {
@@ -243,9 +262,24 @@ func (e *Env) EmitTo(ctx context.Context, output string, b *bus.Batch) error {
 	e.CountIn(n)
 	msg := bus.NewMessage(b)
 	msg.SetContext(ctx)
-	if err := e.pub.Publish(topic, msg); err != nil {
+	// A bus that can refuse (NATS away, its stream full) is waited for:
+	// the source stalls, and what it has accepted is not thrown away.
+	var bo Backoff
+	for {
+		err := e.pub.Publish(topic, msg)
+		if err == nil {
+			break
+		}
 		err = fmt.Errorf("%s: publish %s: %w", e.Name, topic, err)
 		e.Error(err)
+		t := time.NewTimer(bo.Next())
+		select {
+		case <-t.C:
+			continue
+		case <-ctx.Done():
+		case <-e.ctx.Done():
+		}
+		t.Stop()
 		return err
 	}
 	e.CountOut(n)

@@ -16,6 +16,9 @@ const (
 	PhaseDown       Phase = "down"
 	PhaseFailed     Phase = "failed" // Start returned an error; it will not run
 	PhaseStopped    Phase = "stopped"
+	// PhaseStandby: another instance on the shared bus owns this source;
+	// this one waits to take over.
+	PhaseStandby Phase = "standby"
 )
 
 // State is a connector's live status, shared with the status page and the

@@ -3,6 +3,7 @@
 package router
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
@@ -12,7 +13,6 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/bus/spool"
 	"github.com/ferry-gateway/ferry/connectors"
 	"github.com/ferry-gateway/ferry/internal/conf"
@@ -24,7 +24,7 @@ type Config struct {
 	Site    string
 	DataDir string
 	Admin   AdminConfig
-	Bus     bus.Config
+	Bus     BusConfig
 	Modules []*Module // in file order
 	Routes  []*RouteConfig
 }
@@ -43,9 +43,35 @@ type Module struct {
 	Connector connectors.Connector
 	Node      *yaml.Node // its section, for reload comparisons and messages
 	// Spool, when set, is the durable queue in front of this sink
-	// (store_and_forward: in its section).
-	Spool *spool.Config
+	// (store_and_forward: in its section). With JetStream set, the queue
+	// is the sink's stream on the NATS bus instead, bounded by
+	// Spool.Quota, OnFull and MaxAge.
+	Spool     *spool.Config
+	JetStream bool
+	// ActiveStandby: on the NATS bus, instances with this source elect one
+	// owner through a lease, and only the owner runs it.
+	ActiveStandby bool
+	// fresh builds a new, unstarted instance of the connector from the same
+	// section: a source that lost its lease and wins it again starts anew.
+	fresh func() connectors.Connector
 }
+
+// storeForward is a store_and_forward: mapping.
+type storeForward struct {
+	// Backend is local (ferry's spool on this box) or jetstream (the sink's
+	// stream on the NATS bus, which survives the loss of the box).
+	Backend      string `yaml:"backend"`
+	spool.Config `yaml:",inline"`
+}
+
+// Store-and-forward backends.
+const (
+	BackendLocal     = "local"
+	BackendJetStream = "jetstream"
+)
+
+// jetstreamKeys are the store_and_forward settings a JetStream stream has.
+var jetstreamKeys = map[string]bool{"backend": true, "quota": true, "on_full": true, "max_age": true, "window": true}
 
 // Roles returns what this instance does.
 func (m *Module) Roles() connectors.Role { return m.Info.Roles }
@@ -70,7 +96,7 @@ type fileConfig struct {
 	Site       string         `yaml:"site"`
 	DataDir    string         `yaml:"data_dir"`
 	Admin      AdminConfig    `yaml:"admin"`
-	Bus        bus.Config     `yaml:"bus"`
+	Bus        BusConfig      `yaml:"bus"`
 	Connectors yaml.Node      `yaml:"connectors"`
 	Routes     []*RouteConfig `yaml:"routes"`
 }
@@ -117,10 +143,7 @@ func Load(file string, data []byte, r conf.Resolver) (*Config, error) {
 	if c.Admin.Addr == "" {
 		c.Admin.Addr = DefaultAdminAddr
 	}
-	c.Bus.SetDefaults()
-	if !contains(bus.Backends, c.Bus.Type) {
-		errs = append(errs, src.At(conf.Locate(src.Root, "bus.type"), "bus.type", "%q is not one of %s", c.Bus.Type, strings.Join(bus.Backends, ", ")))
-	}
+	errs = append(errs, c.Bus.load(src, src.Root)...)
 	if c.Admin.Addr != "off" {
 		if _, port, ok := strings.Cut(c.Admin.Addr, ":"); !ok || !validPort(port) {
 			errs = append(errs, src.At(conf.Locate(src.Root, "admin.addr"), "admin.addr", "%q is not host:port (or \"off\")", c.Admin.Addr))
@@ -172,9 +195,16 @@ func (c *Config) loadModules(src *conf.Source, n *yaml.Node) conf.Errors {
 		}
 		m := &Module{Name: name, Type: typ.Value, Info: info, Connector: info.New(), Node: body}
 		errs = append(errs, connectors.Decode(src, body, m.Connector, path)...)
+		m.fresh = func() connectors.Connector {
+			// The section decoded once already; it decodes the same again.
+			c := info.New()
+			_ = connectors.Decode(src, body, c, path)
+			return c
+		}
 		if sf := conf.MapValue(body, "store_and_forward"); sf != nil {
 			errs = append(errs, c.decodeSpool(src, m, sf, path+".store_and_forward")...)
 		}
+		errs = append(errs, c.decodeActiveStandby(src, m, body, path)...)
 		c.Modules = append(c.Modules, m)
 	}
 	return errs
@@ -187,14 +217,22 @@ func (c *Config) decodeSpool(src *conf.Source, m *Module, n *yaml.Node, path str
 	if !m.IsSink() {
 		return conf.Errors{src.At(n, path, "only a sink can have a store_and_forward spool; %s (type %s) is not one", m.Name, m.Type)}
 	}
-	sc := &spool.Config{}
+	sf := &storeForward{}
 	var errs conf.Errors
 	if n.Kind == yaml.ScalarNode && (n.Value == "true" || n.Value == "false") {
 		if n.Value == "false" {
 			return nil
 		}
 	} else {
-		errs = src.Decode(n, sc, path)
+		errs = src.Decode(n, sf, path)
+	}
+	sc := &sf.Config
+	switch sf.Backend {
+	case "", BackendLocal:
+	case BackendJetStream:
+		return append(errs, c.decodeJetStream(src, m, n, sc, path)...)
+	default:
+		return append(errs, src.At(conf.Locate(n, "backend"), path+".backend", "%q is not one of %s, %s", sf.Backend, BackendLocal, BackendJetStream))
 	}
 	sc.Name = m.Name
 	placeholder := sc.Dir == ""
@@ -208,6 +246,60 @@ func (c *Config) decodeSpool(src *conf.Source, m *Module, n *yaml.Node, path str
 	}
 	m.Spool = sc
 	return errs
+}
+
+// decodeJetStream checks a store_and_forward section that keeps the queue
+// in the sink's JetStream stream.
+func (c *Config) decodeJetStream(src *conf.Source, m *Module, n *yaml.Node, sc *spool.Config, path string) conf.Errors {
+	var errs conf.Errors
+	if !c.Bus.NATS() {
+		errs = append(errs, src.At(conf.Locate(n, "backend"), path+".backend", "jetstream needs the NATS bus (bus: {type: nats, ...}); use backend: local on a memory bus"))
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i]; !jetstreamKeys[k.Value] {
+			errs = append(errs, src.At(k, path+"."+k.Value, "a local spool setting; a jetstream queue takes quota, on_full, max_age and window"))
+		}
+	}
+	sc.Dir = "-" // not used; keeps the spool checks on the settings that are
+	sc.SetDefaults()
+	for _, e := range conf.Flatten(sc.Validate()) {
+		var fe *conf.FieldError
+		if errors.As(e, &fe) && jetstreamKeys[strings.SplitN(fe.Path, ".", 2)[0]] {
+			errs = append(errs, src.Positioned(n, path, fe)...)
+		}
+	}
+	sc.Dir = ""
+	sc.Name = m.Name
+	m.Spool, m.JetStream = sc, true
+	return errs
+}
+
+// decodeActiveStandby reads a connector's active_standby: key. On the NATS
+// bus a source is active/standby unless it says otherwise (a listener that
+// brownfield software pushes to must run on every box) or is also a sink.
+func (c *Config) decodeActiveStandby(src *conf.Source, m *Module, body *yaml.Node, path string) conf.Errors {
+	isSource := len(m.Outputs()) > 0
+	n := conf.MapValue(body, "active_standby")
+	if n == nil {
+		m.ActiveStandby = c.Bus.NATS() && isSource && !m.IsSink()
+		return nil
+	}
+	p := path + ".active_standby"
+	var on bool
+	if err := n.Decode(&on); err != nil {
+		return conf.Errors{src.At(n, p, "expected true or false")}
+	}
+	switch {
+	case !on:
+	case !c.Bus.NATS():
+		return conf.Errors{src.At(n, p, "active/standby needs the NATS bus (bus: {type: nats, ...}), where instances can elect an owner")}
+	case !isSource:
+		return conf.Errors{src.At(n, p, "only a source can be active/standby; %s (type %s) emits nothing", m.Name, m.Type)}
+	case m.IsSink():
+		return conf.Errors{src.At(n, p, "%s (type %s) is also a sink; only a source alone can be active/standby", m.Name, m.Type)}
+	}
+	m.ActiveStandby = on
+	return nil
 }
 
 // Module returns the instance named name, or nil.

@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -242,11 +243,20 @@ func (e *Engine) Flush(ctx context.Context) error {
 		}
 		l.batch.Reset()
 		if err := l.pub.Publish(l.topic, msg); err != nil {
-			return fmt.Errorf("router: publish to %s: %w", l.sink, err)
+			// The input batch will be routed again whole; what the other
+			// lanes hold is dropped with it.
+			for _, o := range e.lanes {
+				o.batch.Reset()
+			}
+			return fmt.Errorf("router: publish to %s: %w: %w", l.sink, errPublish, err)
 		}
 	}
 	return nil
 }
+
+// errPublish marks a failure to hand a routed batch on: the bus refused it
+// (a NATS stream full, the server away), and the input is worth retrying.
+var errPublish = errors.New("sink's queue refused the batch")
 
 // Handle decodes one input message, routes it and publishes the result.
 func (e *Engine) Handle(ctx context.Context, topic string, msg *message.Message) error {
@@ -312,6 +322,7 @@ func (e *Engine) subscribe(topics []string) error {
 // a retry.
 func (e *Engine) Run(ctx context.Context, in <-chan delivery) {
 	var burst connectors.Burst
+	var bo connectors.Backoff
 	for {
 		select {
 		case <-ctx.Done():
@@ -325,7 +336,15 @@ func (e *Engine) Run(ctx context.Context, in <-chan delivery) {
 			}
 			if err := e.Handle(ctx, d.topic, d.msg); err != nil {
 				burst.Log(e.logger, slog.LevelError, "routing failed", slog.String("error", err.Error()))
+				if errors.Is(err, errPublish) {
+					// Given back, the batch comes again (JetStream redelivers
+					// it); the pause keeps that from spinning.
+					_ = connectors.Sleep(ctx, bo.Next())
+					d.msg.Nack()
+					continue
+				}
 			}
+			bo.Reset()
 			d.msg.Ack()
 		}
 	}

@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/ferry-gateway/ferry/bus"
+	"github.com/ferry-gateway/ferry/bus/lease"
+	"github.com/ferry-gateway/ferry/bus/natsbus"
 	"github.com/ferry-gateway/ferry/bus/spool"
 	"github.com/ferry-gateway/ferry/connectors"
 )
@@ -26,7 +28,10 @@ type Pipeline struct {
 	cfg     *Config
 	logger  *slog.Logger
 	reg     *prometheus.Registry
-	bus     bus.PubSub
+	bus     bus.PubSub // source batches to the engine
+	local   bus.PubSub // routed batches to this instance's sinks
+	nats    *natsbus.Bus
+	elector *lease.Elector
 	metrics *connectors.Metrics
 	engine  *Engine
 	mods    []*running
@@ -66,6 +71,10 @@ type running struct {
 	subEnd     context.CancelFunc
 	runnerEnd  context.CancelFunc
 	runnerDone chan struct{}
+
+	// An active/standby source campaigns for its lease until leaseEnd.
+	leaseEnd  context.CancelFunc
+	leaseDone chan struct{}
 }
 
 // New builds a pipeline from a loaded config. Nothing runs until Start.
@@ -75,18 +84,28 @@ func New(c *Config, logger *slog.Logger) (*Pipeline, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	b, err := bus.New(c.Bus, logger)
-	if err != nil {
-		return nil, err
+	p := &Pipeline{cfg: c, logger: logger, reg: reg, metrics: connectors.NewMetrics(reg)}
+	p.local = bus.NewMemory(logger)
+	p.bus = p.local
+	if c.Bus.NATS() {
+		if err := p.openNATS(); err != nil {
+			_ = p.local.Close()
+			return nil, err
+		}
 	}
-	p := &Pipeline{cfg: c, logger: logger, reg: reg, bus: b, metrics: connectors.NewMetrics(reg)}
 	for _, m := range c.Modules {
-		env, err := p.newEnv(m, b)
+		env, err := p.newEnv(m, p.bus, nil)
 		if err != nil {
+			p.closeBuses()
 			return nil, err
 		}
 		r := &running{Module: m, env: env}
-		if m.Spool != nil {
+		if m.JetStream {
+			if err := p.ensureSinkStream(m); err != nil {
+				p.closeBuses()
+				return nil, err
+			}
+		} else if m.Spool != nil {
 			sc := *m.Spool
 			switch {
 			case sc.Dir == "":
@@ -98,6 +117,7 @@ func New(c *Config, logger *slog.Logger) (*Pipeline, error) {
 			sp, err := spool.Open(sc, logger.With("module", m.Name, "component", "spool"))
 			if err != nil {
 				p.closeSpools()
+				p.closeBuses()
 				return nil, fmt.Errorf("%s: spool: %w", m.Name, err)
 			}
 			r.spool = sp
@@ -113,12 +133,16 @@ func New(c *Config, logger *slog.Logger) (*Pipeline, error) {
 	return p, nil
 }
 
-// newEnv builds the Env of one module of the pipeline, publishing on pub.
-func (p *Pipeline) newEnv(m *Module, pub bus.PubSub) (*connectors.Env, error) {
+// newEnv builds the Env of one module of the pipeline, publishing on pub;
+// seq, when set, numbers its records (an active/standby source's lease).
+func (p *Pipeline) newEnv(m *Module, pub bus.PubSub, seq connectors.SeqSource) (*connectors.Env, error) {
 	ec := connectors.EnvConfig{
 		Name: m.Name, Type: m.Type, Site: p.cfg.Site, DataDir: p.cfg.DataDir,
 		Logger: p.logger, Metrics: p.metrics, Outputs: m.Outputs(), Sink: m.IsSink(),
-		WriteTag: p.writeTag,
+		WriteTag: p.writeTag, Seq: seq,
+	}
+	if p.nats != nil {
+		ec.Instance = p.nats.Config().Instance
 	}
 	if len(ec.Outputs) > 0 {
 		ec.Publisher = pub
@@ -150,18 +174,26 @@ func (p *Pipeline) writeTag(ctx context.Context, device, tag string, v bus.Value
 }
 
 // publisherFor is where the engine puts a sink's batches: its spool when it
-// has one, the bus otherwise.
+// has one, its JetStream stream when that is its queue, this instance's
+// in-process bus otherwise.
 func (p *Pipeline) publisherFor(sink string) message.Publisher {
 	for _, m := range p.mods {
-		if m.Name != sink {
-			continue
+		if m.Name == sink {
+			return m.queue(p)
 		}
-		if m.spool != nil {
-			return m.spool
-		}
-		return m.busOf(p.bus)
 	}
-	return p.bus
+	return p.local
+}
+
+// queue is what holds a sink's routed batches until it takes them.
+func (m *running) queue(p *Pipeline) bus.PubSub {
+	switch {
+	case m.spool != nil:
+		return m.spool
+	case m.JetStream && p.nats != nil:
+		return p.nats
+	}
+	return m.busOf(p.local)
 }
 
 // subscriberFor is where the engine reads a source topic.
@@ -259,20 +291,20 @@ func (p *Pipeline) Start(ctx context.Context) error {
 	}
 	for _, m := range p.mods {
 		if !m.IsSink() && !m.isServiceOnly() {
+			if m.ActiveStandby && p.elector != nil {
+				p.campaign(m)
+				continue
+			}
 			p.startModule(ctx, m)
 		}
 	}
 	return nil
 }
 
-// subscribeSink subscribes a sink to its spool or to the bus.
+// subscribeSink subscribes a sink to its queue.
 func (p *Pipeline) subscribeSink(m *running) error {
-	var from message.Subscriber = m.busOf(p.bus)
-	if m.spool != nil {
-		from = m.spool
-	}
 	ctx, end := context.WithCancel(p.sinkCtx)
-	msgs, err := from.Subscribe(ctx, SinkTopic(m.Name))
+	msgs, err := m.queue(p).Subscribe(ctx, SinkTopic(m.Name))
 	if err != nil {
 		end()
 		return fmt.Errorf("subscribe sink %s: %w", m.Name, err)
@@ -559,6 +591,17 @@ func (p *Pipeline) Stop(ctx context.Context) error {
 	defer p.reloadMu.Unlock()
 	var errs []error
 	stop := func(ctx context.Context, m *running) {
+		if m.leaseEnd != nil {
+			// The term, if this instance holds one, stops the connector
+			// and hands the lease on.
+			m.leaseEnd()
+			select {
+			case <-m.leaseDone:
+			case <-ctx.Done():
+			}
+			m.env.State().Set(connectors.PhaseStopped)
+			return
+		}
 		if m.started.Load() {
 			if err := m.Connector.Stop(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("stop %s: %w", m.Name, err))
@@ -609,7 +652,7 @@ func (p *Pipeline) Stop(ctx context.Context) error {
 		p.runCancel()
 	}
 	p.closeSpools()
-	if err := p.bus.Close(); err != nil {
+	if err := p.closeBuses(); err != nil {
 		errs = append(errs, fmt.Errorf("close bus: %w", err))
 	}
 	for _, m := range p.mods {
@@ -659,6 +702,7 @@ func (p *Pipeline) Ready() (bool, []string) {
 	for _, m := range p.mods {
 		switch m.env.State().Phase() {
 		case connectors.PhaseStarting, connectors.PhaseFailed, connectors.PhaseStopped:
+			// A standby is ready: it is doing its job, which is waiting.
 			notReady = append(notReady, m.Name)
 		}
 	}
@@ -667,13 +711,15 @@ func (p *Pipeline) Ready() (bool, []string) {
 
 // Status is the pipeline as /api/status shows it.
 type Status struct {
-	Site    string         `json:"site"`
-	Started time.Time      `json:"started"`
-	Uptime  float64        `json:"uptime_seconds"`
-	Bus     string         `json:"bus"`
-	Modules []ModuleStatus `json:"modules"`
-	Routes  []RouteStatus  `json:"routes"`
-	Reload  *ReloadStatus  `json:"last_reload,omitempty"`
+	Site    string    `json:"site"`
+	Started time.Time `json:"started"`
+	Uptime  float64   `json:"uptime_seconds"`
+	Bus     string    `json:"bus"`
+	// Instance names this ferry on a shared (NATS) bus.
+	Instance string         `json:"instance,omitempty"`
+	Modules  []ModuleStatus `json:"modules"`
+	Routes   []RouteStatus  `json:"routes"`
+	Reload   *ReloadStatus  `json:"last_reload,omitempty"`
 }
 
 // ModuleStatus is one connector instance.
@@ -683,11 +729,14 @@ type ModuleStatus struct {
 	Roles   string       `json:"roles"`
 	Outputs []string     `json:"outputs,omitempty"`
 	Spool   *SpoolStatus `json:"spool,omitempty"`
+	// Lease is the ownership of an active/standby source.
+	Lease *lease.Ownership `json:"lease,omitempty"`
 	connectors.Snapshot
 }
 
 // SpoolStatus is what waits in a sink's spool.
 type SpoolStatus struct {
+	Backend       string           `json:"backend"` // local or jetstream
 	Records       int64            `json:"records"`
 	Batches       int64            `json:"batches"`
 	Bytes         int64            `json:"bytes"`
@@ -712,6 +761,9 @@ func (p *Pipeline) Status() Status {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	s := Status{Site: p.cfg.Site, Started: p.started, Bus: p.cfg.Bus.Type, Reload: p.lastReload}
+	if p.elector != nil {
+		s.Instance = p.elector.Instance()
+	}
 	if !p.started.IsZero() {
 		s.Uptime = time.Since(p.started).Seconds()
 	}
@@ -722,10 +774,17 @@ func (p *Pipeline) Status() Status {
 		}
 		if m.spool != nil {
 			st := m.spool.Stats()
-			ms.Spool = &SpoolStatus{Records: st.Records, Batches: st.Entries, Bytes: st.Bytes, Dropped: st.Dropped}
+			ms.Spool = &SpoolStatus{Backend: BackendLocal, Records: st.Records, Batches: st.Entries, Bytes: st.Bytes, Dropped: st.Dropped}
 			if !st.Oldest.IsZero() {
 				ms.Spool.OldestSeconds = time.Since(st.Oldest).Seconds()
 			}
+		}
+		if m.JetStream && p.nats != nil {
+			ms.Spool = p.jetStreamStatus(m.Name)
+		}
+		if m.leaseEnd != nil {
+			o := p.elector.Status(m.Name)
+			ms.Lease = &o
 		}
 		s.Modules = append(s.Modules, ms)
 	}

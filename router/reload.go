@@ -61,7 +61,7 @@ func (p *Pipeline) Reload(ctx context.Context, nc *Config) (ReloadResult, error)
 			r.ownBus = bus.NewMemory(p.logger)
 			res.Added = append(res.Added, m.Name)
 		}
-		env, err := p.newEnv(m, r.busOf(p.bus))
+		env, err := p.newEnv(m, r.busOf(p.bus), nil)
 		if err != nil {
 			return res, err
 		}
@@ -115,6 +115,10 @@ func (p *Pipeline) Reload(ctx context.Context, nc *Config) (ReloadResult, error)
 	res.Routes = len(nc.Routes)
 	for _, r := range fresh {
 		if !r.IsSink() && !r.isServiceOnly() {
+			if r.ActiveStandby && p.elector != nil {
+				p.campaign(r)
+				continue
+			}
 			p.startModule(ctx, r)
 		}
 	}
@@ -152,6 +156,15 @@ func (p *Pipeline) Reload(ctx context.Context, nc *Config) (ReloadResult, error)
 // stopRunning stops one module: a sink's runner, then the connector, then
 // its goroutines.
 func (p *Pipeline) stopRunning(ctx context.Context, m *running) {
+	if m.leaseEnd != nil {
+		m.leaseEnd()
+		select {
+		case <-m.leaseDone:
+		case <-ctx.Done():
+		}
+		m.env.State().Set(connectors.PhaseStopped)
+		return
+	}
 	if m.runnerEnd != nil {
 		m.runnerEnd()
 		select {

@@ -66,6 +66,11 @@ func (m *MQTT) Start(_ context.Context, env *connectors.Env) error {
 	m.changed = make(chan struct{})
 	if m.ClientID == "" {
 		m.ClientID = "ferry-" + env.Site + "-" + env.Name
+		if env.Instance != "" {
+			// Instances sharing a bus run the same config; a broker drops
+			// one of two clients with the same id.
+			m.ClientID += "-" + env.Instance
+		}
 	}
 	if len(m.Subscribe) > 0 {
 		in, err := newInbox(env, m.Subscribe, m.BatchSize)

@@ -1,0 +1,509 @@
+// Package natsbus is the bus on NATS JetStream: several ferry instances on
+// one NATS cluster share it. Sources publish into one stream; the routing
+// engine and each sink read through durable consumers that every instance
+// joins, so a batch is routed once and delivered once however many
+// instances run, and what an instance was holding when it died goes to
+// another after ack_wait. A sink's stream, with limits, is also its
+// store-and-forward queue.
+package natsbus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	wmnats "github.com/ThreeDotsLabs/watermill-nats/v2/pkg/nats"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/ferry-gateway/ferry/bus"
+	"github.com/ferry-gateway/ferry/internal/burstlog"
+)
+
+// Bus is a bus.PubSub on JetStream.
+type Bus struct {
+	cfg     Config
+	logger  *slog.Logger
+	srv     *server.Server // the embedded server, when this instance runs one
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	pub     *wmnats.Publisher
+	group   string
+	closing chan struct{}
+
+	wg sync.WaitGroup // subscription closers
+}
+
+// Options tune Open for tests and tools.
+type Options struct {
+	// Group names the consumers of this handle. Empty: ferry's own, one per
+	// topic shared by every instance. A different group reads every batch
+	// again, independently.
+	Group string
+	// DataDir places a relative embedded store directory.
+	DataDir string
+}
+
+// Open connects (starting the embedded server first when configured) and
+// makes sure the stream of source batches exists.
+func Open(ctx context.Context, cfg Config, opt Options, logger *slog.Logger) (*Bus, error) {
+	cfg.SetDefaults()
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	b := &Bus{cfg: cfg, logger: logger, group: opt.Group, closing: make(chan struct{})}
+	urls := strings.Join(cfg.URL, ",")
+	if e := cfg.Embedded; e != nil {
+		ec := *e
+		switch {
+		case ec.StoreDir == "":
+			ec.StoreDir = filepath.Join(opt.DataDir, "nats")
+		case !filepath.IsAbs(ec.StoreDir):
+			ec.StoreDir = filepath.Join(opt.DataDir, ec.StoreDir)
+		}
+		srv, err := StartEmbedded(&ec, logger)
+		if err != nil {
+			return nil, err
+		}
+		b.srv = srv
+		if urls == "" {
+			urls = srv.ClientURL()
+		}
+	}
+	nopts, err := cfg.natsOptions(logger)
+	if err != nil {
+		b.shutdownServer()
+		return nil, err
+	}
+	nc, err := nats.Connect(urls, nopts...)
+	if err != nil {
+		b.shutdownServer()
+		return nil, fmt.Errorf("nats %s: %w", urls, err)
+	}
+	b.nc = nc
+	if b.js, err = jetstream.New(nc); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("nats: jetstream: %w", err)
+	}
+	if err := b.ensureStream(ctx, jetstream.StreamConfig{
+		Name:        cfg.Stream,
+		Description: "ferry: source batches not yet routed",
+		Subjects:    []string{cfg.Subject + ".in.>"},
+		Retention:   jetstream.InterestPolicy,
+		Discard:     jetstream.DiscardNew,
+		MaxBytes:    int64(cfg.MaxBytes),
+		MaxAge:      cfg.MaxAge.D(),
+		Replicas:    cfg.Replicas,
+	}); err != nil {
+		b.Close()
+		return nil, err
+	}
+	b.pub, err = wmnats.NewPublisherWithNatsConn(nc, wmnats.PublisherPublishConfig{
+		Marshaler:         subjectMarshaler{b},
+		SubjectCalculator: b.subjectDetail,
+		JetStream:         wmnats.JetStreamConfig{},
+	}, bus.WatermillLogger(logger))
+	if err != nil {
+		b.Close()
+		return nil, fmt.Errorf("nats: publisher: %w", err)
+	}
+	return b, nil
+}
+
+// natsOptions are the connection settings: reconnect forever (a gateway
+// outlives any server restart), authentication, TLS, and logging of link
+// changes.
+func (c *Config) natsOptions(logger *slog.Logger) ([]nats.Option, error) {
+	opts := []nats.Option{
+		nats.Name("ferry " + c.Instance),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+		nats.ReconnectBufSize(-1), // a publish while away fails and is retried; never buffered blindly
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			logger.Warn("nats disconnected", "error", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			logger.Info("nats reconnected", "server", nc.ConnectedUrlRedacted())
+		}),
+	}
+	switch {
+	case c.Credentials != "":
+		opts = append(opts, nats.UserCredentials(c.Credentials))
+	case c.NKey != "":
+		o, err := nats.NkeyOptionFromSeed(c.NKey)
+		if err != nil {
+			return nil, fmt.Errorf("nats nkey %s: %w", c.NKey, err)
+		}
+		opts = append(opts, o)
+	}
+	if c.User != "" {
+		opts = append(opts, nats.UserInfo(c.User, c.Password))
+	}
+	if c.Token != "" {
+		opts = append(opts, nats.Token(c.Token))
+	}
+	if c.TLS != nil {
+		tc, err := c.TLS.Build("")
+		if err != nil {
+			return nil, fmt.Errorf("nats tls: %w", err)
+		}
+		opts = append(opts, nats.Secure(tc))
+	}
+	return opts, nil
+}
+
+func (b *Bus) ensureStream(ctx context.Context, sc jetstream.StreamConfig) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {
+		return fmt.Errorf("nats: stream %s: %w", sc.Name, err)
+	}
+	return nil
+}
+
+// SinkLimits bound a sink's stream: its store-and-forward queue.
+type SinkLimits struct {
+	MaxBytes   int64
+	MaxAge     time.Duration
+	DiscardOld bool // when full, drop the oldest batches; else refuse new ones (back-pressure)
+}
+
+// EnsureSink creates or updates the stream that holds a sink's batches.
+// Batches leave it when the sink has delivered them.
+func (b *Bus) EnsureSink(ctx context.Context, sink string, l SinkLimits) error {
+	discard := jetstream.DiscardNew
+	if l.DiscardOld {
+		discard = jetstream.DiscardOld
+	}
+	return b.ensureStream(ctx, jetstream.StreamConfig{
+		Name:        b.SinkStream(sink),
+		Description: "ferry: batches for sink " + sink,
+		Subjects:    []string{b.subject(sinkTopicPrefix + sink)},
+		Retention:   jetstream.InterestPolicy,
+		Discard:     discard,
+		MaxBytes:    l.MaxBytes,
+		MaxAge:      l.MaxAge,
+		Replicas:    b.cfg.Replicas,
+	})
+}
+
+// SinkStream names the stream of a sink.
+func (b *Bus) SinkStream(sink string) string { return b.cfg.Stream + "_" + token(sink) }
+
+// sinkTopicPrefix is how router topics of sinks start (router.SinkTopic).
+const sinkTopicPrefix = "router/"
+
+// subject maps a watermill topic to its subject: batches for a sink go to
+// "<subject>.out.<sink>", everything else to "<subject>.in.<topic>" with
+// its '/' turned into token separators.
+func (b *Bus) subject(topic string) string {
+	if s, ok := strings.CutPrefix(topic, sinkTopicPrefix); ok {
+		return b.cfg.Subject + ".out." + token(s)
+	}
+	parts := strings.Split(topic, "/")
+	for i, p := range parts {
+		parts[i] = token(p)
+	}
+	return b.cfg.Subject + ".in." + strings.Join(parts, ".")
+}
+
+// token makes s one subject token: characters NATS gives meaning to ('.',
+// '*', '>', whitespace) and '%' are percent-escaped, so distinct names stay
+// distinct.
+func token(s string) string {
+	if !strings.ContainsAny(s, ".*>% \t\r\n") && s != "" {
+		return s
+	}
+	var sb strings.Builder
+	for _, r := range []byte(s) {
+		switch r {
+		case '.', '*', '>', '%', ' ', '\t', '\r', '\n':
+			fmt.Fprintf(&sb, "%%%02X", r)
+		default:
+			sb.WriteByte(r)
+		}
+	}
+	if sb.Len() == 0 {
+		return "%"
+	}
+	return sb.String()
+}
+
+// consumerName is the durable consumer (and deliver group) of a topic in a
+// group: only letters, digits, '_' and '-', with a hash so that names that
+// differ only in other characters stay apart.
+func consumerName(group, topic string) string {
+	h := fnv.New32a()
+	h.Write([]byte(group + "\x00" + topic))
+	var sb strings.Builder
+	for _, r := range group + "_" + topic {
+		if r < 128 && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-') {
+			sb.WriteRune(r)
+		} else {
+			sb.WriteByte('_')
+		}
+	}
+	name := sb.String()
+	if len(name) > 48 {
+		name = name[:48]
+	}
+	return name + "_" + strconv.FormatUint(uint64(h.Sum32()), 36)
+}
+
+func (b *Bus) groupName() string {
+	if b.group == "" {
+		return "ferry"
+	}
+	return b.group
+}
+
+func (b *Bus) subjectDetail(_ string, topic string) *wmnats.SubjectDetail {
+	return &wmnats.SubjectDetail{Primary: b.subject(topic), QueueGroup: consumerName(b.groupName(), topic)}
+}
+
+// subjectMarshaler is watermill-nats' header marshaler, sending to the
+// topic's subject instead of to the topic itself.
+type subjectMarshaler struct{ b *Bus }
+
+func (m subjectMarshaler) Marshal(topic string, msg *message.Message) (*nats.Msg, error) {
+	nm, err := (&wmnats.NATSMarshaler{}).Marshal(m.b.subject(topic), msg)
+	if err != nil {
+		return nil, err
+	}
+	return nm, nil
+}
+
+// Publish publishes to the topic's stream; it returns once JetStream has
+// stored the batch (on every replica).
+func (b *Bus) Publish(topic string, msgs ...*message.Message) error {
+	return b.pub.Publish(topic, msgs...)
+}
+
+// Subscribe reads a topic through the group's durable consumer. Batches
+// come one at a time, in order, each acknowledged before the next.
+//
+// This is ferry's own reader rather than watermill-nats' subscriber: that
+// one pushes batches into a client-side buffer, and a batch buffered when
+// the subscription ends is never answered, which stalls the consumer for
+// ack_wait; nor can it tell JetStream that a batch is still being worked
+// on. Pulling one batch at a time has neither problem.
+func (b *Bus) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	cons, err := b.ensureConsumer(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan *message.Message)
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		defer close(out)
+		var burst burstlog.Burst
+		for ctx.Err() == nil && !b.isClosing() {
+			// A short wait bounds how long the end of the subscription
+			// takes; a batch that arrives after it is answered with a nak.
+			m, err := cons.Next(jetstream.FetchMaxWait(pullWait))
+			if err != nil {
+				if !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, nats.ErrTimeout) {
+					burst.Log(b.logger, slog.LevelWarn, "nats: fetch failed; retrying", slog.String("topic", topic), slog.Any("error", err))
+					b.pause(ctx, pullWait)
+				}
+				continue
+			}
+			b.handle(ctx, m, out)
+		}
+	}()
+	return out, nil
+}
+
+// pullWait is how long one fetch waits for a batch.
+const pullWait = 500 * time.Millisecond
+
+func (b *Bus) isClosing() bool {
+	select {
+	case <-b.closing:
+		return true
+	default:
+		return false
+	}
+}
+
+func (b *Bus) pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	case <-b.closing:
+	}
+}
+
+// handle hands one batch to the reader and answers JetStream: ack when the
+// reader acked, nak when it nacked or when the batch could not be handed
+// over or finished (the subscription ended), so that it goes to the next
+// reader at once. While the reader works, the batch is kept ours.
+func (b *Bus) handle(ctx context.Context, m jetstream.Msg, out chan<- *message.Message) {
+	msg, err := (&wmnats.NATSMarshaler{}).Unmarshal(&nats.Msg{Subject: m.Subject(), Data: m.Data(), Header: m.Headers()})
+	if err != nil {
+		// A batch no ferry can read is of no use to any reader.
+		b.logger.Error("nats: unreadable message dropped", "subject", m.Subject(), "error", err)
+		_ = m.Term()
+		return
+	}
+	mctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	msg.SetContext(mctx)
+	select {
+	case out <- msg:
+	case <-ctx.Done():
+		_ = m.Nak()
+		return
+	case <-b.closing:
+		_ = m.Nak()
+		return
+	}
+	tick := time.NewTicker(b.cfg.AckWait.D() / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-msg.Acked():
+			if err := m.DoubleAck(context.Background()); err != nil {
+				// JetStream hands the batch out again: a duplicate,
+				// which consumers of (source, seq) absorb.
+				b.logger.Warn("nats: ack lost; the batch will be delivered again", "subject", m.Subject(), "error", err)
+			}
+			return
+		case <-msg.Nacked():
+			_ = m.Nak()
+			return
+		case <-ctx.Done():
+			_ = m.Nak()
+			return
+		case <-b.closing:
+			_ = m.Nak()
+			return
+		case <-tick.C:
+			_ = m.InProgress()
+		}
+	}
+}
+
+func (b *Bus) streamOf(topic string) string {
+	if s, ok := strings.CutPrefix(topic, sinkTopicPrefix); ok {
+		return b.SinkStream(s)
+	}
+	return b.cfg.Stream
+}
+
+// SubscribeInitialize creates the topic's durable consumer without reading
+// it: batches published from then on wait for it (the streams keep a batch
+// only while a consumer has yet to take it).
+func (b *Bus) SubscribeInitialize(topic string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := b.ensureConsumer(ctx, topic)
+	return err
+}
+
+// ensureConsumer creates (or updates) the durable pull consumer of a
+// topic in this handle's group. It lets out one batch at a time for the
+// whole group, whichever instance pulls, so batches are handled in order.
+func (b *Bus) ensureConsumer(ctx context.Context, topic string) (jetstream.Consumer, error) {
+	name := consumerName(b.groupName(), topic)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	c, err := b.js.CreateOrUpdateConsumer(ctx, b.streamOf(topic), jetstream.ConsumerConfig{
+		Durable:       name,
+		Description:   "ferry: " + topic,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       b.cfg.AckWait.D(),
+		MaxAckPending: 1,
+		FilterSubject: b.subject(topic),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("nats: consumer %s on stream %s: %w", name, b.streamOf(topic), err)
+	}
+	return c, nil
+}
+
+// JetStream is the bus's JetStream handle, for leases and tools.
+func (b *Bus) JetStream() jetstream.JetStream { return b.js }
+
+// Conn is the bus's NATS connection.
+func (b *Bus) Conn() *nats.Conn { return b.nc }
+
+// Config is the bus's config, defaults filled.
+func (b *Bus) Config() Config { return b.cfg }
+
+// SinkStats is what waits in a sink's stream.
+type SinkStats struct {
+	Batches int64
+	Bytes   int64
+	Oldest  time.Time
+	// Lost counts batches the stream discarded (discard old, or max_age)
+	// before the sink's consumer acknowledged them.
+	Lost int64
+}
+
+// SinkStats reads a sink's stream and consumer state.
+func (b *Bus) SinkStats(ctx context.Context, sink string) (SinkStats, error) {
+	s, err := b.js.Stream(ctx, b.SinkStream(sink))
+	if err != nil {
+		return SinkStats{}, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return SinkStats{}, err
+	}
+	st := SinkStats{Batches: int64(info.State.Msgs), Bytes: int64(info.State.Bytes)}
+	if info.State.Msgs > 0 {
+		st.Oldest = info.State.FirstTime
+	}
+	if c, err := s.Consumer(ctx, consumerName(b.groupName(), sinkTopicPrefix+sink)); err == nil {
+		if ci, err := c.Info(ctx); err == nil && info.State.FirstSeq > ci.AckFloor.Stream+1 {
+			// Interest retention removes acknowledged batches, so the first
+			// batch left being past the ack floor means some were discarded.
+			st.Lost = int64(info.State.FirstSeq - ci.AckFloor.Stream - 1 - uint64(ci.NumAckPending))
+			st.Lost = max(st.Lost, 0)
+		}
+	}
+	return st, nil
+}
+
+// Close closes the subscriptions, the connection and the embedded server.
+func (b *Bus) Close() error {
+	select {
+	case <-b.closing:
+		return nil
+	default:
+	}
+	close(b.closing)
+	// The readers answer their batches (nak) before the connection goes.
+	b.wg.Wait()
+	if b.nc != nil {
+		if err := b.nc.Flush(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+			b.logger.Debug("nats: flush at close", "error", err)
+		}
+		b.nc.Close()
+	}
+	b.shutdownServer()
+	return nil
+}
+
+func (b *Bus) shutdownServer() {
+	if b.srv != nil {
+		b.srv.Shutdown()
+		b.srv.WaitForShutdown()
+		b.srv = nil
+	}
+}

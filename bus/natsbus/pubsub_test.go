@@ -1,0 +1,38 @@
+package natsbus_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
+
+	"github.com/ferry-gateway/ferry/bus/natsbus"
+	"github.com/ferry-gateway/ferry/internal/natstest"
+)
+
+// TestPubSub runs watermill's conformance suite on the nats backend,
+// against a real nats-server. Publisher and subscriber are separate
+// handles: the suite closes one while it keeps the other.
+func TestPubSub(t *testing.T) {
+	srv := natstest.Start(t)
+	open := func(t *testing.T, group string) *natsbus.Bus {
+		b, err := natsbus.Open(context.Background(), natsbus.Config{URL: []string{srv.URL()}}, natsbus.Options{Group: group}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	tests.TestPubSub(t, tests.Features{
+		ConsumerGroups:                      true,
+		GuaranteedOrder:                     true,
+		GuaranteedOrderWithSingleSubscriber: true,
+		Persistent:                          true,
+	}, func(t *testing.T) (message.Publisher, message.Subscriber) {
+		group := watermill.NewShortUUID()
+		return open(t, group), open(t, group)
+	}, func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
+		return open(t, group), open(t, group)
+	})
+}

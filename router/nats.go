@@ -1,0 +1,130 @@
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ferry-gateway/ferry/bus/lease"
+	"github.com/ferry-gateway/ferry/bus/natsbus"
+	"github.com/ferry-gateway/ferry/connectors"
+)
+
+// openNATS connects the pipeline to the NATS bus and sets up the election
+// of active/standby sources.
+func (p *Pipeline) openNATS() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	nc := p.cfg.Bus.Config
+	nb, err := natsbus.Open(ctx, nc, natsbus.Options{DataDir: p.cfg.DataDir}, p.logger)
+	if err != nil {
+		return err
+	}
+	p.nats, p.bus = nb, nb
+	nc = nb.Config()
+	el, err := lease.New(ctx, nb.JetStream(), lease.Config{
+		Instance: nc.Instance, Lease: nc.Lease.D(), Heartbeat: nc.Heartbeat.D(), Replicas: nc.Replicas,
+	}, p.reg, p.logger)
+	if err != nil {
+		_ = nb.Close()
+		return fmt.Errorf("nats: leases: %w", err)
+	}
+	p.elector = el
+	return nil
+}
+
+// ensureSinkStream makes the JetStream stream that queues a sink's batches,
+// bounded as its store_and_forward section says.
+func (p *Pipeline) ensureSinkStream(m *Module) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sc := m.Spool
+	err := p.nats.EnsureSink(ctx, m.Name, natsbus.SinkLimits{
+		MaxBytes:   int64(sc.Quota),
+		MaxAge:     sc.MaxAge.D(),
+		DiscardOld: sc.OnFull != "block",
+	})
+	if err != nil {
+		return fmt.Errorf("%s: store_and_forward: %w", m.Name, err)
+	}
+	return nil
+}
+
+// jetStreamStatus is what waits in a sink's stream, for /api/status.
+func (p *Pipeline) jetStreamStatus(sink string) *SpoolStatus {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	st, err := p.nats.SinkStats(ctx, sink)
+	ss := &SpoolStatus{Backend: BackendJetStream}
+	if err != nil {
+		return ss
+	}
+	ss.Batches, ss.Bytes = st.Batches, st.Bytes
+	if !st.Oldest.IsZero() {
+		ss.OldestSeconds = time.Since(st.Oldest).Seconds()
+	}
+	if st.Lost > 0 {
+		ss.Dropped = map[string]int64{"discarded_batches": st.Lost}
+	}
+	return ss
+}
+
+// campaign runs an active/standby source: it waits as a standby until this
+// instance wins the source's lease, runs the connector for as long as the
+// lease is held, and stops it when the lease is lost. Each term runs a fresh
+// connector and Env, numbering records from the lease so that numbers never
+// repeat across instances.
+func (p *Pipeline) campaign(m *running) {
+	ctx, end := context.WithCancel(p.runCtx)
+	m.leaseEnd, m.leaseDone = end, make(chan struct{})
+	m.env.State().Set(connectors.PhaseStandby)
+	first := true
+	go func() {
+		defer close(m.leaseDone)
+		p.elector.Run(ctx, m.Name, func(tctx context.Context, t *lease.Term) {
+			env, err := p.newEnv(m.Module, m.busOf(p.bus), t)
+			if err != nil {
+				m.env.Error(err)
+				return
+			}
+			p.mu.Lock()
+			if !first {
+				m.Connector = m.fresh()
+			}
+			first = false
+			m.env = env
+			p.mu.Unlock()
+			p.logger.Info("lease won: running source", "module", m.Name, "instance", p.elector.Instance())
+			p.startModule(tctx, m)
+			<-tctx.Done()
+			stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if m.started.Swap(false) {
+				if err := m.Connector.Stop(stopCtx); err != nil {
+					p.logger.Error("stop", "module", m.Name, "error", err)
+				}
+			}
+			if err := env.Shutdown(stopCtx); err != nil && !errors.Is(err, context.Canceled) {
+				p.logger.Error("stop", "module", m.Name, "error", err)
+			}
+			env.State().Set(connectors.PhaseStandby)
+			if ctx.Err() == nil {
+				p.logger.Warn("lease lost: source stopped; standing by", "module", m.Name)
+			}
+		})
+	}()
+}
+
+// closeBuses closes the in-process bus and, on NATS, the connection (and
+// the embedded server).
+func (p *Pipeline) closeBuses() error {
+	var errs []error
+	if p.local != nil {
+		errs = append(errs, p.local.Close())
+	}
+	if p.nats != nil {
+		errs = append(errs, p.nats.Close())
+	}
+	return errors.Join(errs...)
+}
