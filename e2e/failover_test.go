@@ -95,7 +95,11 @@ func TestFailoverOnCrash(t *testing.T) {
 
 	b := pipeline(t, haConfig(srv.URL(), "b", filepath.Join(dir, "b"), c.MQTTAddr()))
 	defer stop(t, b)
-	if l := module(b, "gen").Lease; l == nil || l.Mine || l.Owner != "a" {
+	eventually(t, "b to see a as the owner", func() bool {
+		l := module(b, "gen").Lease
+		return l != nil && l.Owner == "a"
+	})
+	if l := module(b, "gen").Lease; l.Mine {
 		t.Fatalf("b's view of the lease while a owns it: %+v", l)
 	}
 	if ph := module(b, "gen").Phase; ph != "standby" {

@@ -14,7 +14,8 @@ import (
 // openNATS connects the pipeline to the NATS bus and sets up the election
 // of active/standby sources.
 func (p *Pipeline) openNATS() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// A node of a cluster that boots with its peers waits for a quorum.
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	nc := p.cfg.Bus.Config
 	nb, err := natsbus.Open(ctx, nc, natsbus.Options{DataDir: p.cfg.DataDir}, p.logger)
@@ -23,9 +24,13 @@ func (p *Pipeline) openNATS() error {
 	}
 	p.nats, p.bus = nb, nb
 	nc = nb.Config()
-	el, err := lease.New(ctx, nb.JetStream(), lease.Config{
-		Instance: nc.Instance, Lease: nc.Lease.D(), Heartbeat: nc.Heartbeat.D(), Replicas: nc.Replicas,
-	}, p.reg, p.logger)
+	var el *lease.Elector
+	err = natsbus.Retry(ctx, func(ctx context.Context) error {
+		el, err = lease.New(ctx, nb.JetStream(), lease.Config{
+			Instance: nc.Instance, Lease: nc.Lease.D(), Heartbeat: nc.Heartbeat.D(), Replicas: nc.Replicas,
+		}, p.reg, p.logger)
+		return err
+	})
 	if err != nil {
 		_ = nb.Close()
 		return fmt.Errorf("nats: leases: %w", err)

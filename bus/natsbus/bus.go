@@ -94,6 +94,10 @@ func Open(ctx context.Context, cfg Config, opt Options, logger *slog.Logger) (*B
 		b.Close()
 		return nil, fmt.Errorf("nats: jetstream: %w", err)
 	}
+	if err := b.waitJetStream(ctx); err != nil {
+		b.Close()
+		return nil, err
+	}
 	if err := b.ensureStream(ctx, jetstream.StreamConfig{
 		Name:        cfg.Stream,
 		Description: "ferry: source batches not yet routed",
@@ -130,7 +134,9 @@ func (c *Config) natsOptions(logger *slog.Logger) ([]nats.Option, error) {
 		nats.RetryOnFailedConnect(true),
 		nats.ReconnectBufSize(-1), // a publish while away fails and is retried; never buffered blindly
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			logger.Warn("nats disconnected", "error", err)
+			if err != nil { // nil: closed on purpose
+				logger.Warn("nats disconnected", "error", err)
+			}
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			logger.Info("nats reconnected", "server", nc.ConnectedUrlRedacted())
@@ -162,13 +168,57 @@ func (c *Config) natsOptions(logger *slog.Logger) ([]nats.Option, error) {
 	return opts, nil
 }
 
-func (b *Bus) ensureStream(ctx context.Context, sc jetstream.StreamConfig) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {
-		return fmt.Errorf("nats: stream %s: %w", sc.Name, err)
+// waitJetStream waits until JetStream answers. A request made before a
+// cluster has elected its meta leader gets no answer at all, so each try is
+// short and they repeat until ctx ends.
+func (b *Bus) waitJetStream(ctx context.Context) error {
+	for {
+		tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err := b.js.AccountInfo(tctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("nats: JetStream is not available (is it enabled, and does the cluster have a quorum?): %w", err)
+		}
+		b.pause(ctx, 250*time.Millisecond)
 	}
-	return nil
+}
+
+func (b *Bus) ensureStream(ctx context.Context, sc jetstream.StreamConfig) error {
+	return Retry(ctx, func(ctx context.Context) error {
+		if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("nats: stream %s: %w", sc.Name, err)
+		}
+		return nil
+	})
+}
+
+// Retry runs op with a short deadline until it succeeds or ctx ends. In a
+// cluster whose nodes boot together, a JetStream request can go unanswered
+// (its proposal lost to another node's), and only a new request helps.
+func Retry(ctx context.Context, op func(context.Context) error) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+	}
+	for {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := op(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		t := time.NewTimer(250 * time.Millisecond)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		}
+	}
 }
 
 // SinkLimits bound a sink's stream: its store-and-forward queue.
@@ -419,16 +469,19 @@ func (b *Bus) SubscribeInitialize(topic string) error {
 // whole group, whichever instance pulls, so batches are handled in order.
 func (b *Bus) ensureConsumer(ctx context.Context, topic string) (jetstream.Consumer, error) {
 	name := consumerName(b.groupName(), topic)
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	c, err := b.js.CreateOrUpdateConsumer(ctx, b.streamOf(topic), jetstream.ConsumerConfig{
-		Durable:       name,
-		Description:   "ferry: " + topic,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       b.cfg.AckWait.D(),
-		MaxAckPending: 1,
-		FilterSubject: b.subject(topic),
+	var c jetstream.Consumer
+	err := Retry(ctx, func(ctx context.Context) error {
+		var err error
+		c, err = b.js.CreateOrUpdateConsumer(ctx, b.streamOf(topic), jetstream.ConsumerConfig{
+			Durable:       name,
+			Description:   "ferry: " + topic,
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       b.cfg.AckWait.D(),
+			MaxAckPending: 1,
+			FilterSubject: b.subject(topic),
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("nats: consumer %s on stream %s: %w", name, b.streamOf(topic), err)
