@@ -19,7 +19,7 @@ import (
 )
 
 // ferryBinary builds cmd/ferry once for the crash tests.
-func ferryBinary(t *testing.T) string {
+func ferryBinary(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "ferry")
 	cmd := exec.Command("go", "build", "-o", bin, "../cmd/ferry")
@@ -29,7 +29,7 @@ func ferryBinary(t *testing.T) string {
 	return bin
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -57,18 +57,19 @@ func owns(st router.Status) bool {
 	return l != nil && l.Mine
 }
 
-// TestFailoverOnCrash runs two instances configured with the same source:
-// one as a process that is killed with SIGKILL while it owns the source, the
-// other in this test. The survivor must take over within the lease (plus
-// the heartbeat it takes to notice), and the cloud must have every (source,
-// seq) except the numbers the dead owner had reserved but not used, which
-// all lie in one hole at the failover; duplicates come only from batches
-// redelivered after ack_wait.
-func TestFailoverOnCrash(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and kills a ferry process")
-	}
-	bin := ferryBinary(t)
+// failover is what one crash of an owner produced.
+type failover struct {
+	takeover   time.Duration // SIGKILL of the owner to the standby owning the source
+	gaps       []cloud.Span
+	missing    uint64 // sequence numbers in gaps
+	duplicates uint64
+}
+
+// crashOwner runs two instances configured with the same source: one as a
+// process that is killed with SIGKILL while it owns the source, the other
+// in this process. It returns once the survivor owns the source and the
+// cloud has its records and everything the dead owner published.
+func crashOwner(t testing.TB, bin string) failover {
 	srv := natstest.Start(t)
 	c, err := cloud.Start(t.Context(), cloud.Config{HTTPAddr: "off"})
 	if err != nil {
@@ -87,7 +88,7 @@ func TestFailoverOnCrash(t *testing.T) {
 	if err := a.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = a.Process.Kill(); _, _ = a.Process.Wait() })
+	defer func() { _ = a.Process.Kill(); _, _ = a.Process.Wait() }()
 	eventually(t, "instance a to own the source", func() bool {
 		st, err := status(adminA)
 		return err == nil && owns(st)
@@ -118,14 +119,7 @@ func TestFailoverOnCrash(t *testing.T) {
 	killed := time.Now()
 	_, _ = a.Process.Wait()
 	eventually(t, "instance b to take over", func() bool { return owns(b.Status()) })
-	takeover := time.Since(killed)
-	t.Logf("takeover %v after SIGKILL (lease %v, heartbeat %v)", takeover.Round(time.Millisecond), haLease, haHeartbeat)
-	// The bound a test can assert on a loaded machine: the lease, one
-	// heartbeat to notice, and slack for scheduling. The benchmark
-	// reports the figure itself.
-	if limit := haLease + 2*haHeartbeat + 2*time.Second; takeover > limit {
-		t.Errorf("takeover took %v, more than %v", takeover, limit)
-	}
+	f := failover{takeover: time.Since(killed)}
 
 	// b's own records after the takeover arrive, and so does everything a
 	// published before it died (a batch a held unacknowledged comes back
@@ -139,23 +133,61 @@ func TestFailoverOnCrash(t *testing.T) {
 		t.Fatalf("after the failover: %v (report %+v)", err, c.Report().Sources["gen"])
 	}
 	s := rep.Sources["gen"]
-	var missing uint64
+	f.gaps, f.duplicates = s.Gaps, s.Duplicates
 	for _, g := range s.Gaps {
-		missing += g.To - g.From + 1
+		f.missing += g.To - g.From + 1
 	}
-	t.Logf("cloud: %d unique, %d duplicates, gaps %v (%d numbers)", s.Unique, s.Duplicates, s.Gaps, missing)
-	if len(s.Gaps) > 1 {
-		t.Errorf("%d holes in (gen, seq); only the failover may leave one: %v", len(s.Gaps), s.Gaps)
+	return f
+}
+
+// TestFailoverOnCrash kills the owner of a source: the survivor must take
+// over within the lease (plus the heartbeat it takes to notice), and the
+// cloud must have every (source, seq) except the numbers the dead owner
+// had reserved but not used, which all lie in one hole at the failover;
+// duplicates come only from batches redelivered after ack_wait.
+func TestFailoverOnCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and kills a ferry process")
+	}
+	f := crashOwner(t, ferryBinary(t))
+	t.Logf("takeover %v after SIGKILL (lease %v, heartbeat %v); cloud: %d duplicates, gaps %v (%d numbers)",
+		f.takeover.Round(time.Millisecond), haLease, haHeartbeat, f.duplicates, f.gaps, f.missing)
+	// The bound a test can assert on a loaded machine: the lease, one
+	// heartbeat to notice, and slack for scheduling. BenchmarkFailover
+	// reports the figure itself.
+	if limit := haLease + 2*haHeartbeat + 2*time.Second; f.takeover > limit {
+		t.Errorf("takeover took %v, more than %v", f.takeover, limit)
+	}
+	if len(f.gaps) > 1 {
+		t.Errorf("%d holes in (gen, seq); only the failover may leave one: %v", len(f.gaps), f.gaps)
 	}
 	// The hole is the unused end of a's last sequence block, which is
 	// sized to about two heartbeats of records; what a emitted in its last
 	// moments and never got onto the bus falls in it too.
-	if limit := uint64(2*haRate*haLease/time.Second) + 1024; missing > limit {
-		t.Errorf("%d sequence numbers missing, more than the lease window allows (%d)", missing, limit)
+	if limit := uint64(2*haRate*haLease/time.Second) + 1024; f.missing > limit {
+		t.Errorf("%d sequence numbers missing, more than the lease window allows (%d)", f.missing, limit)
 	}
-	if limit := uint64(haRate * (haAckWait + haLease) / time.Second); s.Duplicates > limit {
-		t.Errorf("%d duplicates, more than the at-least-once window allows (%d)", s.Duplicates, limit)
+	if limit := uint64(haRate * (haAckWait + haLease) / time.Second); f.duplicates > limit {
+		t.Errorf("%d duplicates, more than the at-least-once window allows (%d)", f.duplicates, limit)
 	}
+}
+
+// BenchmarkFailover measures the takeover after the owner of a source is
+// killed (lease 2s, heartbeat 250ms), and what the cloud misses.
+//
+//	go test ./e2e -run '^$' -bench Failover -benchtime 3x
+func BenchmarkFailover(b *testing.B) {
+	bin := ferryBinary(b)
+	var total time.Duration
+	var missing uint64
+	for i := 0; i < b.N; i++ {
+		f := crashOwner(b, bin)
+		total += f.takeover
+		missing += f.missing
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms-takeover")
+	b.ReportMetric(float64(haLease.Milliseconds()), "ms-lease")
+	b.ReportMetric(float64(missing)/float64(b.N), "seq-missing")
 }
 
 // TestNATSRestart restarts the NATS server under two running instances: they

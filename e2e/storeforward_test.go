@@ -74,7 +74,7 @@ func module(p *router.Pipeline, name string) router.ModuleStatus {
 // eventually polls cond until it holds. It is for states that have no event
 // to wait on (a gauge in a status snapshot); the deadline is generous and
 // only a failure takes that long.
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	tick := time.NewTicker(10 * time.Millisecond)
