@@ -103,7 +103,15 @@ func (p *Pipeline) campaign(m *running) {
 			p.logger.Info("lease won: running source", "module", m.Name, "instance", p.elector.Instance())
 			p.startModule(tctx, m)
 			<-tctx.Done()
-			stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			// A lost lease leaves one heartbeat before a standby may start
+			// the source elsewhere: the device must not be polled twice, so
+			// the stop is cut short. A shutdown keeps the lease renewed
+			// until the stop is done, and can take its time.
+			wait := 10 * time.Second
+			if ctx.Err() == nil {
+				wait = p.nats.Config().Heartbeat.D() / 2
+			}
+			stopCtx, cancel := context.WithTimeout(context.Background(), wait)
 			defer cancel()
 			if m.started.Swap(false) {
 				if err := m.Connector.Stop(stopCtx); err != nil {

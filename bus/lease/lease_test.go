@@ -176,12 +176,6 @@ func (p *probe) await(t *testing.T, from int, timeout time.Duration, what string
 	return ev, i
 }
 
-func (p *probe) len() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.evs)
-}
-
 func startOf(who string) func(event) bool {
 	return func(ev event) bool { return ev.start && (who == "" || ev.who == who) }
 }
@@ -748,13 +742,13 @@ func TestMetricsRegistration(t *testing.T) {
 
 func TestKVKey(t *testing.T) {
 	for in, want := range map[string]string{
-		"press1":      "press1",
+		"press1":       "press1",
 		"line-2/plc_a": "line-2/plc_a",
-		"press.1":     "press=2E1",
-		"a b":         "a=20b",
-		"x=y":         "x=3Dy",
-		"":            "=",
-		"é":           "=C3=A9",
+		"press.1":      "press=2E1",
+		"a b":          "a=20b",
+		"x=y":          "x=3Dy",
+		"":             "=",
+		"é":            "=C3=A9",
 	} {
 		if got := kvKey(in); got != want {
 			t.Errorf("kvKey(%q) = %q, want %q", in, got, want)

@@ -43,6 +43,10 @@ type Term struct {
 	// window, to size the next block.
 	winStart  time.Time
 	cur, prev uint64
+	// The last failed reservation, so that callers queued behind it fail
+	// with it instead of each waiting out a timeout of its own.
+	failedAt time.Time
+	failErr  error
 }
 
 func newTerm(ctx context.Context, cancel context.CancelCauseFunc, r *runner) *Term {
@@ -67,8 +71,10 @@ func (t *Term) Context() context.Context { return t.ctx }
 func (t *Term) Key() string { return t.key }
 
 // Reserve returns the first of n consecutive sequence numbers for the key,
-// numbers no other term hands out. It is safe for concurrent use, and
-// waits at most about a heartbeat for the bucket. Once the term has ended,
+// numbers no other term hands out. It is safe for concurrent use. Most
+// calls take numbers from a block already reserved; the others write the
+// bucket, waiting at most a heartbeat for it (two for a call queued behind
+// another's write that succeeded). Once the term has ended,
 // or another term has reserved numbers since this one's last block, it
 // returns an error wrapping ErrFenced (and, in the second case, ends the
 // term).
@@ -76,16 +82,21 @@ func (t *Term) Reserve(n int) (uint64, error) {
 	if n < 1 {
 		return 0, fmt.Errorf("lease %s: reserve %d sequence numbers: expected at least 1", t.key, n)
 	}
+	asked := time.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.ctx.Err() != nil {
 		return 0, t.endedErr()
 	}
-	t.count(time.Now(), uint64(n))
+	t.count(asked, uint64(n))
 	if t.end-t.next < uint64(n) {
+		if t.failErr != nil && t.failedAt.After(asked) {
+			return 0, t.failErr
+		}
 		ctx, cancel := context.WithTimeout(t.ctx, t.hb)
 		defer cancel()
 		if err := t.extend(ctx, uint64(n)); err != nil {
+			t.failedAt, t.failErr = time.Now(), err
 			return 0, err
 		}
 	}
