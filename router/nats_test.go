@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/ferry-gateway/ferry/connectors"
 	"github.com/ferry-gateway/ferry/internal/natstest"
 )
@@ -94,6 +96,9 @@ routes:
 			t.Fatalf("no batches queued in the stream while the sink fails: %+v", s)
 		}
 		time.Sleep(10 * time.Millisecond) // a status snapshot: nothing to await
+	}
+	if n, err := testutil.GatherAndCount(p.Registry(), "ferry_spool_batches", "ferry_spool_bytes", "ferry_spool_oldest_seconds"); err != nil || n != 3 {
+		t.Fatalf("JetStream queue gauges: %d series, %v", n, err)
 	}
 	cap := captures["out"]
 	var last uint64

@@ -124,6 +124,9 @@ func New(c *Config, logger *slog.Logger) (*Pipeline, error) {
 		}
 		p.mods = append(p.mods, r)
 	}
+	if p.nats != nil {
+		p.registerJetStreamGauges()
+	}
 	p.engine = NewEngine(c.CompiledRoutes(), c.sourceTopics(), p.publisherFor, reg, logger)
 	for _, m := range p.mods {
 		if len(m.Outputs()) > 0 && !p.routed(m.Name) {

@@ -14,6 +14,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,7 +41,8 @@ type Bus struct {
 	group   string
 	closing chan struct{}
 
-	wg sync.WaitGroup // subscription closers
+	wg        sync.WaitGroup // subscription readers
+	closeOnce sync.Once
 }
 
 // Options tune Open for tests and tools.
@@ -188,11 +190,28 @@ func (b *Bus) waitJetStream(ctx context.Context) error {
 
 func (b *Bus) ensureStream(ctx context.Context, sc jetstream.StreamConfig) error {
 	return Retry(ctx, func(ctx context.Context) error {
+		// An update only when something changed: every instance opens the
+		// same streams at start, and an update is a cluster-wide proposal
+		// that also races consumer creation inside the server.
+		if s, err := b.js.Stream(ctx, sc.Name); err == nil {
+			if sameLimits(s.CachedInfo().Config, sc) {
+				return nil
+			}
+		} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("nats: stream %s: %w", sc.Name, err)
+		}
 		if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("nats: stream %s: %w", sc.Name, err)
 		}
 		return nil
 	})
+}
+
+// sameLimits compares what ferry sets on a stream.
+func sameLimits(have, want jetstream.StreamConfig) bool {
+	return have.Retention == want.Retention && have.Discard == want.Discard &&
+		have.MaxBytes == want.MaxBytes && have.MaxAge == want.MaxAge &&
+		have.Replicas == want.Replicas && slices.Equal(have.Subjects, want.Subjects)
 }
 
 // Retry runs op with a short deadline until it succeeds or ctx ends. In a
@@ -426,7 +445,10 @@ func (b *Bus) handle(ctx context.Context, m jetstream.Msg, out chan<- *message.M
 	for {
 		select {
 		case <-msg.Acked():
-			if err := m.DoubleAck(context.Background()); err != nil {
+			// A plain ack: it goes out before the next fetch on the same
+			// connection, so order holds; if the link drops first, the
+			// batch comes again (a duplicate, which (source, seq) absorbs).
+			if err := m.Ack(); err != nil {
 				// JetStream hands the batch out again: a duplicate,
 				// which consumers of (source, seq) absorb.
 				b.logger.Warn("nats: ack lost; the batch will be delivered again", "subject", m.Subject(), "error", err)
@@ -523,11 +545,11 @@ func (b *Bus) SinkStats(ctx context.Context, sink string) (SinkStats, error) {
 		st.Oldest = info.State.FirstTime
 	}
 	if c, err := s.Consumer(ctx, consumerName(b.groupName(), sinkTopicPrefix+sink)); err == nil {
-		if ci, err := c.Info(ctx); err == nil && info.State.FirstSeq > ci.AckFloor.Stream+1 {
+		if ci, err := c.Info(ctx); err == nil {
 			// Interest retention removes acknowledged batches, so the first
-			// batch left being past the ack floor means some were discarded.
-			st.Lost = int64(info.State.FirstSeq - ci.AckFloor.Stream - 1 - uint64(ci.NumAckPending))
-			st.Lost = max(st.Lost, 0)
+			// batch left lying past the ack floor (and what is out for
+			// delivery) means some were discarded unacknowledged.
+			st.Lost = max(int64(info.State.FirstSeq)-int64(ci.AckFloor.Stream)-1-int64(ci.NumAckPending), 0)
 		}
 	}
 	return st, nil
@@ -535,22 +557,21 @@ func (b *Bus) SinkStats(ctx context.Context, sink string) (SinkStats, error) {
 
 // Close closes the subscriptions, the connection and the embedded server.
 func (b *Bus) Close() error {
-	select {
-	case <-b.closing:
-		return nil
-	default:
-	}
+	b.closeOnce.Do(b.close)
+	return nil
+}
+
+func (b *Bus) close() {
 	close(b.closing)
 	// The readers answer their batches (nak) before the connection goes.
 	b.wg.Wait()
 	if b.nc != nil {
-		if err := b.nc.Flush(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		if err := b.nc.FlushTimeout(time.Second); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
 			b.logger.Debug("nats: flush at close", "error", err)
 		}
 		b.nc.Close()
 	}
 	b.shutdownServer()
-	return nil
 }
 
 func (b *Bus) shutdownServer() {
