@@ -51,6 +51,7 @@ func (p *Pipeline) ensureSinkStream(m *Module) error {
 		MaxBytes:   int64(sc.Quota),
 		MaxAge:     sc.MaxAge.D(),
 		DiscardOld: sc.OnFull != "block",
+		Window:     sc.Window,
 	})
 	if err != nil {
 		return fmt.Errorf("%s: store_and_forward: %w", m.Name, err)

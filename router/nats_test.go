@@ -80,7 +80,7 @@ connectors:
   out:
     type: testcapture
     fail: 4
-    store_and_forward: {backend: jetstream, quota: 64MiB, max_age: 1h}
+    store_and_forward: {backend: jetstream, quota: 64MiB, max_age: 1h, window: 4}
 routes:
   - {from: gen, to: out}
 `)

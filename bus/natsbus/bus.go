@@ -43,6 +43,18 @@ type Bus struct {
 
 	wg        sync.WaitGroup // subscription readers
 	closeOnce sync.Once
+
+	mu      sync.Mutex
+	windows map[string]int // topic → batches out at once, when not 1
+}
+
+func (b *Bus) window(topic string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if w := b.windows[topic]; w > 1 {
+		return w
+	}
+	return 1
 }
 
 // Options tune Open for tests and tools.
@@ -245,11 +257,22 @@ type SinkLimits struct {
 	MaxBytes   int64
 	MaxAge     time.Duration
 	DiscardOld bool // when full, drop the oldest batches; else refuse new ones (back-pressure)
+	// Window is how many batches the sink may hold unacknowledged (a
+	// pipelining uplink's window); default 1.
+	Window int
 }
 
 // EnsureSink creates or updates the stream that holds a sink's batches.
 // Batches leave it when the sink has delivered them.
 func (b *Bus) EnsureSink(ctx context.Context, sink string, l SinkLimits) error {
+	if l.Window > 1 {
+		b.mu.Lock()
+		if b.windows == nil {
+			b.windows = map[string]int{}
+		}
+		b.windows[sinkTopicPrefix+sink] = l.Window
+		b.mu.Unlock()
+	}
 	discard := jetstream.DiscardNew
 	if l.DiscardOld {
 		discard = jetstream.DiscardOld
@@ -372,10 +395,13 @@ func (b *Bus) Subscribe(ctx context.Context, topic string) (<-chan *message.Mess
 		return nil, err
 	}
 	out := make(chan *message.Message)
+	window := b.window(topic)
 	b.wg.Add(1)
 	go func() {
 		defer b.wg.Done()
+		var acks sync.WaitGroup
 		defer close(out)
+		defer acks.Wait()
 		var burst burstlog.Burst
 		for ctx.Err() == nil && !b.isClosing() {
 			// A short wait bounds how long the end of the subscription
@@ -388,7 +414,18 @@ func (b *Bus) Subscribe(ctx context.Context, topic string) (<-chan *message.Mess
 				}
 				continue
 			}
-			b.handle(ctx, m, out)
+			msg, ok := b.handle(ctx, m, out)
+			if !ok {
+				continue
+			}
+			if window == 1 {
+				b.await(ctx, m, msg)
+				continue
+			}
+			// A pipelining sink takes the next batches before it acks
+			// this one; the consumer lets out at most window.
+			acks.Add(1)
+			go func() { defer acks.Done(); b.await(ctx, m, msg) }()
 		}
 	}()
 	return out, nil
@@ -416,30 +453,44 @@ func (b *Bus) pause(ctx context.Context, d time.Duration) {
 	}
 }
 
-// handle hands one batch to the reader and answers JetStream: ack when the
-// reader acked, nak when it nacked or when the batch could not be handed
-// over or finished (the subscription ended), so that it goes to the next
-// reader at once. While the reader works, the batch is kept ours.
-func (b *Bus) handle(ctx context.Context, m jetstream.Msg, out chan<- *message.Message) {
+// handle hands one batch to the reader; a batch it cannot hand over (the
+// subscription ended) is given back at once, for the next reader.
+func (b *Bus) handle(ctx context.Context, m jetstream.Msg, out chan<- *message.Message) (*message.Message, bool) {
 	msg, err := (&wmnats.NATSMarshaler{}).Unmarshal(&nats.Msg{Subject: m.Subject(), Data: m.Data(), Header: m.Headers()})
 	if err != nil {
 		// A batch no ferry can read is of no use to any reader.
 		b.logger.Error("nats: unreadable message dropped", "subject", m.Subject(), "error", err)
 		_ = m.Term()
-		return
+		return nil, false
 	}
+	// The batch's context ends once it is answered, as watermill readers
+	// expect.
 	mctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	msg.SetContext(mctx)
+	go func() {
+		select {
+		case <-msg.Acked():
+		case <-msg.Nacked():
+		case <-mctx.Done():
+		case <-b.closing:
+		}
+		cancel()
+	}()
 	select {
 	case out <- msg:
+		return msg, true
 	case <-ctx.Done():
-		_ = m.Nak()
-		return
 	case <-b.closing:
-		_ = m.Nak()
-		return
 	}
+	cancel()
+	_ = m.Nak()
+	return nil, false
+}
+
+// await answers JetStream for a batch handed over: ack when the reader
+// acked, nak when it nacked or the subscription ended. While the reader
+// works, the batch is kept ours.
+func (b *Bus) await(ctx context.Context, m jetstream.Msg, msg *message.Message) {
 	tick := time.NewTicker(b.cfg.AckWait.D() / 3)
 	defer tick.Stop()
 	for {
@@ -449,23 +500,18 @@ func (b *Bus) handle(ctx context.Context, m jetstream.Msg, out chan<- *message.M
 			// connection, so order holds; if the link drops first, the
 			// batch comes again (a duplicate, which (source, seq) absorbs).
 			if err := m.Ack(); err != nil {
-				// JetStream hands the batch out again: a duplicate,
-				// which consumers of (source, seq) absorb.
 				b.logger.Warn("nats: ack lost; the batch will be delivered again", "subject", m.Subject(), "error", err)
 			}
 			return
 		case <-msg.Nacked():
-			_ = m.Nak()
-			return
 		case <-ctx.Done():
-			_ = m.Nak()
-			return
 		case <-b.closing:
-			_ = m.Nak()
-			return
 		case <-tick.C:
 			_ = m.InProgress()
+			continue
 		}
+		_ = m.Nak()
+		return
 	}
 }
 
@@ -488,7 +534,8 @@ func (b *Bus) SubscribeInitialize(topic string) error {
 
 // ensureConsumer creates (or updates) the durable pull consumer of a
 // topic in this handle's group. It lets out one batch at a time for the
-// whole group, whichever instance pulls, so batches are handled in order.
+// whole group (a sink's window, for a pipelining sink), whichever instance
+// pulls, so batches are handled in order.
 func (b *Bus) ensureConsumer(ctx context.Context, topic string) (jetstream.Consumer, error) {
 	name := consumerName(b.groupName(), topic)
 	var c jetstream.Consumer
@@ -500,7 +547,7 @@ func (b *Bus) ensureConsumer(ctx context.Context, topic string) (jetstream.Consu
 			DeliverPolicy: jetstream.DeliverAllPolicy,
 			AckPolicy:     jetstream.AckExplicitPolicy,
 			AckWait:       b.cfg.AckWait.D(),
-			MaxAckPending: 1,
+			MaxAckPending: b.window(topic),
 			FilterSubject: b.subject(topic),
 		})
 		return err
