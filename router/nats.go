@@ -85,7 +85,9 @@ func (p *Pipeline) jetStreamStatus(sink string) *SpoolStatus {
 // repeat across instances.
 func (p *Pipeline) campaign(m *running) {
 	ctx, end := context.WithCancel(p.runCtx)
+	p.mu.Lock()
 	m.leaseEnd, m.leaseDone = end, make(chan struct{})
+	p.mu.Unlock()
 	m.env.State().Set(connectors.PhaseStandby)
 	first := true
 	go func() {

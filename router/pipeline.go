@@ -156,20 +156,27 @@ func (p *Pipeline) newEnv(m *Module, pub bus.PubSub, seq connectors.SeqSource) (
 // writeTag routes a write-back command to the writer that owns the tag: each
 // started writer is asked in turn; ErrUnknownTag passes to the next.
 func (p *Pipeline) writeTag(ctx context.Context, device, tag string, v bus.Value) error {
+	type writer struct {
+		name string
+		w    connectors.Writer
+	}
+	var writers []writer
 	p.mu.RLock()
-	mods := p.mods
-	p.mu.RUnlock()
-	for _, m := range mods {
-		w, ok := m.Connector.(connectors.Writer)
-		if !ok || !m.started.Load() || m.Roles()&connectors.RoleWriter == 0 {
-			continue
+	for _, m := range p.mods {
+		// An active/standby source writes only where it runs: on the
+		// instance that owns its lease.
+		if w, ok := m.Connector.(connectors.Writer); ok && m.started.Load() && m.Roles()&connectors.RoleWriter != 0 {
+			writers = append(writers, writer{m.Name, w})
 		}
-		err := w.WriteTag(ctx, device, tag, v)
+	}
+	p.mu.RUnlock()
+	for _, m := range writers {
+		err := m.w.WriteTag(ctx, device, tag, v)
 		if errors.Is(err, connectors.ErrUnknownTag) {
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("%s: %w", m.Name, err)
+			return fmt.Errorf("%s: %w", m.name, err)
 		}
 		return nil
 	}

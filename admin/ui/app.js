@@ -86,6 +86,7 @@
     down: "lost its connection; retrying",
     failed: "could not start; will not run",
     stopped: "stopped",
+    standby: "another instance on the shared bus owns this source; this one takes over if it goes",
   };
 
   function stateClass(s) {
@@ -142,12 +143,14 @@
       const depth = el("div", "spool-depth");
       const rec = el("b");
       rec.dataset.field = "spool-records";
-      depth.append(el("span", "spool-label", "spool "), rec, el("span", null, " records waiting"));
+      const unit = el("span", null, " records waiting");
+      depth.append(el("span", "spool-label", "spool "), rec, unit);
       const meta = el("div", "spool-meta");
       sp.append(depth, meta);
       c.append(sp);
       f.spool = sp;
       f.spoolRecords = rec;
+      f.spoolUnit = unit;
       f.spoolMeta = meta;
     }
     const err = el("div", "error");
@@ -298,7 +301,12 @@
     f.state.title = STATE_HELP[m.state] || m.state;
     f.el.dataset.state = m.state;
     const since = Date.parse(m.since);
-    setText(f.since, isFinite(since) ? m.state + " for " + fmtAge((now - since) / 1000) + " · since " + fmtClock(since) : "");
+    let sinceText = isFinite(since) ? m.state + " for " + fmtAge((now - since) / 1000) + " · since " + fmtClock(since) : "";
+    if (m.lease) {
+      // Active/standby on a NATS bus: who holds the source's lease.
+      sinceText += " · lease " + (m.lease.mine ? "held here" : m.lease.owner ? "held by " + m.lease.owner : "free");
+    }
+    setText(f.since, sinceText);
 
     if (kind === "source") {
       setText(f.rate, "reads " + fmtRate(modRate(m.name, "records_out")));
@@ -336,7 +344,10 @@
       }
       if (m.spool) {
         const s = m.spool;
-        setText(f.spoolRecords, fmtInt(s.records));
+        // A JetStream queue counts batches; the local spool, records.
+        const waiting = s.backend === "jetstream" ? s.batches : s.records;
+        setText(f.spoolRecords, fmtInt(waiting));
+        setText(f.spoolUnit, s.backend === "jetstream" ? " batches waiting in JetStream" : " records waiting");
         let dropped = 0;
         const why = [];
         for (const k in s.dropped || {}) {
@@ -346,10 +357,10 @@
         setText(
           f.spoolMeta,
           fmtInt(s.batches) + " batches · " + fmtBytes(s.bytes) + " · oldest " +
-            (s.records > 0 ? fmtAge(s.oldest_seconds) : "–") + " · dropped " + fmtInt(dropped)
+            (waiting > 0 ? fmtAge(s.oldest_seconds) : "–") + " · dropped " + fmtInt(dropped)
         );
         f.spoolMeta.title = why.length ? "dropped by reason: " + why.join(", ") : "nothing dropped";
-        f.spool.classList.toggle("filling", s.records > 0);
+        f.spool.classList.toggle("filling", waiting > 0);
         f.spool.classList.toggle("dropping", dropped > 0);
       }
     }

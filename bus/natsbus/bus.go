@@ -360,7 +360,7 @@ func (b *Bus) groupName() string {
 }
 
 func (b *Bus) subjectDetail(_ string, topic string) *wmnats.SubjectDetail {
-	return &wmnats.SubjectDetail{Primary: b.subject(topic), QueueGroup: consumerName(b.groupName(), topic)}
+	return &wmnats.SubjectDetail{Primary: b.subject(topic)}
 }
 
 // subjectMarshaler is watermill-nats' header marshaler, sending to the
@@ -368,11 +368,7 @@ func (b *Bus) subjectDetail(_ string, topic string) *wmnats.SubjectDetail {
 type subjectMarshaler struct{ b *Bus }
 
 func (m subjectMarshaler) Marshal(topic string, msg *message.Message) (*nats.Msg, error) {
-	nm, err := (&wmnats.NATSMarshaler{}).Marshal(m.b.subject(topic), msg)
-	if err != nil {
-		return nil, err
-	}
-	return nm, nil
+	return (&wmnats.NATSMarshaler{}).Marshal(m.b.subject(topic), msg)
 }
 
 // Publish publishes to the topic's stream; it returns once JetStream has
@@ -382,7 +378,7 @@ func (b *Bus) Publish(topic string, msgs ...*message.Message) error {
 }
 
 // Subscribe reads a topic through the group's durable consumer. Batches
-// come one at a time, in order, each acknowledged before the next.
+// come in order, one at a time for the whole group (up to a sink's window).
 //
 // This is ferry's own reader rather than watermill-nats' subscriber: that
 // one pushes batches into a client-side buffer, and a batch buffered when
