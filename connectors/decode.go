@@ -7,7 +7,8 @@ import (
 )
 
 // ReservedKeys are the keys of a connector's section that ferry reads itself:
-// the connector type, and the spool in front of a sink.
+// the connector type, the spool in front of a sink, and whether a source is
+// active/standby on a NATS bus.
 var ReservedKeys = map[string]bool{"type": true, "store_and_forward": true, "active_standby": true}
 
 // Decode decodes one connector section (with its type: key) into
