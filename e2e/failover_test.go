@@ -51,6 +51,17 @@ routes:
 `, dataDir, natsURL, instance, haLease, haHeartbeat, haAckWait, cloudAddr)
 }
 
+// haRig is a NATS server and a cloud, both gone when the test ends.
+func haRig(t testing.TB) (*natstest.Server, *cloud.Cloud) {
+	srv := natstest.Start(t)
+	c, err := cloud.Start(t.Context(), cloud.Config{HTTPAddr: "off"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return srv, c
+}
+
 // owner reports whether the instance behind st holds gen's lease.
 func owns(st router.Status) bool {
 	l := findModule(st, "gen").Lease
@@ -70,13 +81,7 @@ type failover struct {
 // in this process. It returns once the survivor owns the source and the
 // cloud has its records and everything the dead owner published.
 func crashOwner(t testing.TB, bin string) failover {
-	srv := natstest.Start(t)
-	c, err := cloud.Start(t.Context(), cloud.Config{HTTPAddr: "off"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-
+	srv, c := haRig(t)
 	dir := t.TempDir()
 	cfgFile := filepath.Join(dir, "a.yaml")
 	if err := os.WriteFile(cfgFile, []byte(haConfig(srv.URL(), "a", filepath.Join(dir, "a"), c.MQTTAddr())), 0o600); err != nil {
@@ -194,12 +199,7 @@ func BenchmarkFailover(b *testing.B) {
 // reconnect by themselves, an instance owns the source again, and records
 // flow to the cloud without any hand on the instances.
 func TestNATSRestart(t *testing.T) {
-	srv := natstest.Start(t)
-	c, err := cloud.Start(t.Context(), cloud.Config{HTTPAddr: "off"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	srv, c := haRig(t)
 	dir := t.TempDir()
 	a := pipeline(t, haConfig(srv.URL(), "a", filepath.Join(dir, "a"), c.MQTTAddr()))
 	defer stop(t, a)

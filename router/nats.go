@@ -134,6 +134,25 @@ func (p *Pipeline) campaign(m *running) {
 	}()
 }
 
+// endCampaign stops an active/standby source: the term, if this instance
+// holds one, stops the connector and hands the lease on. It reports false
+// for a module that is not active/standby.
+func (p *Pipeline) endCampaign(ctx context.Context, m *running) bool {
+	if m.leaseEnd == nil {
+		return false
+	}
+	m.leaseEnd()
+	select {
+	case <-m.leaseDone:
+	case <-ctx.Done():
+	}
+	p.mu.RLock()
+	env := m.env
+	p.mu.RUnlock()
+	env.State().Set(connectors.PhaseStopped)
+	return true
+}
+
 // closeBuses closes the in-process bus and, on NATS, the connection (and
 // the embedded server).
 func (p *Pipeline) closeBuses() error {

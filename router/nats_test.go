@@ -143,20 +143,7 @@ routes:
 			if kind == "nats" {
 				text = natsBus(natstest.Start(b).URL(), "bench") + pipe
 			}
-			p := start(b, load(b, text))
-			cap := captures["out"]
-			b.ResetTimer()
-			n := 0
-			for n < b.N {
-				n += len((<-cap.got).Records)
-			}
-			b.StopTimer()
-			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "records/s")
-			go func() {
-				for range cap.got {
-				}
-			}()
-			stop(b, p)
+			benchPipeline(b, text)
 		})
 	}
 }

@@ -601,15 +601,7 @@ func (p *Pipeline) Stop(ctx context.Context) error {
 	defer p.reloadMu.Unlock()
 	var errs []error
 	stop := func(ctx context.Context, m *running) {
-		if m.leaseEnd != nil {
-			// The term, if this instance holds one, stops the connector
-			// and hands the lease on.
-			m.leaseEnd()
-			select {
-			case <-m.leaseDone:
-			case <-ctx.Done():
-			}
-			m.env.State().Set(connectors.PhaseStopped)
+		if p.endCampaign(ctx, m) {
 			return
 		}
 		if m.started.Load() {

@@ -278,7 +278,7 @@ routes:
 // BenchmarkPipeline measures generator → router (where + two transforms) →
 // a sink that discards, end to end on the in-process bus.
 func BenchmarkPipeline(b *testing.B) {
-	c := load(b, `
+	benchPipeline(b, `
 connectors:
   gen:
     type: generator
@@ -295,7 +295,12 @@ routes:
       - unit: F
     to: out
 `)
-	p := start(b, c)
+}
+
+// benchPipeline runs a config whose sink is the testcapture "out" and
+// reports the records/s it receives.
+func benchPipeline(b *testing.B, text string) {
+	p := start(b, load(b, text))
 	cap := captures["out"]
 	b.ResetTimer()
 	n := 0

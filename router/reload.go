@@ -156,13 +156,7 @@ func (p *Pipeline) Reload(ctx context.Context, nc *Config) (ReloadResult, error)
 // stopRunning stops one module: a sink's runner, then the connector, then
 // its goroutines.
 func (p *Pipeline) stopRunning(ctx context.Context, m *running) {
-	if m.leaseEnd != nil {
-		m.leaseEnd()
-		select {
-		case <-m.leaseDone:
-		case <-ctx.Done():
-		}
-		m.env.State().Set(connectors.PhaseStopped)
+	if p.endCampaign(ctx, m) {
 		return
 	}
 	if m.runnerEnd != nil {
