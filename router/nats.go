@@ -105,7 +105,6 @@ func (p *Pipeline) campaign(m *running) {
 			first = false
 			m.env = env
 			p.mu.Unlock()
-			p.logger.Info("lease won: running source", "module", m.Name, "instance", p.elector.Instance())
 			p.startModule(tctx, m)
 			<-tctx.Done()
 			// A lost lease leaves one heartbeat before a standby may start
@@ -127,9 +126,6 @@ func (p *Pipeline) campaign(m *running) {
 				p.logger.Error("stop", "module", m.Name, "error", err)
 			}
 			env.State().Set(connectors.PhaseStandby)
-			if ctx.Err() == nil {
-				p.logger.Warn("lease lost: source stopped; standing by", "module", m.Name)
-			}
 		})
 	}()
 }
