@@ -31,6 +31,7 @@ type Env struct {
 
 	dataDir string
 	pub     message.Publisher
+	source  string
 	seq     SeqSource
 	fenced  bool // seq errors mean this instance may not emit (lease lost)
 	state   *State
@@ -51,12 +52,16 @@ type Env struct {
 type EnvConfig struct {
 	Name, Type, Site string
 	Instance         string // see Env.Instance
-	DataDir          string // ferry's data dir; the connector's own is DataDir/<name>
-	Logger           *slog.Logger
-	Publisher        message.Publisher // where Emit publishes; nil for a sink-only connector
-	Metrics          *Metrics
-	Outputs          []string
-	Sink             bool // reports ferry_link_up
+	// Source is the source name stamped on records; default Name. A
+	// source that runs on every instance of a shared bus numbers its
+	// records on its own, so each instance stamps a name of its own.
+	Source    string
+	DataDir   string // ferry's data dir; the connector's own is DataDir/<name>
+	Logger    *slog.Logger
+	Publisher message.Publisher // where Emit publishes; nil for a sink-only connector
+	Metrics   *Metrics
+	Outputs   []string
+	Sink      bool // reports ferry_link_up
 	// WriteTag, when set, delivers write-back commands to the connector
 	// that owns the tag (the pipeline supplies it).
 	WriteTag func(ctx context.Context, device, tag string, v bus.Value) error
@@ -85,6 +90,7 @@ func NewEnv(c EnvConfig) (*Env, error) {
 		Logger:  c.Logger.With("module", c.Name, "connector", c.Type),
 		dataDir: c.DataDir,
 		pub:     c.Publisher,
+		source:  c.Source,
 		in:      c.Metrics.RecordsIn.WithLabelValues(c.Name),
 		out:     c.Metrics.RecordsOut.WithLabelValues(c.Name),
 		errs:    c.Metrics.Errors.WithLabelValues(c.Name),
@@ -114,6 +120,9 @@ func NewEnv(c EnvConfig) (*Env, error) {
 	}
 	for _, o := range outs {
 		e.topics[o] = Topic(c.Name, o)
+	}
+	if e.source == "" {
+		e.source = c.Name
 	}
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	if c.Seq != nil {
@@ -250,7 +259,7 @@ func (e *Env) EmitTo(ctx context.Context, output string, b *bus.Batch) error {
 	now := time.Now().UnixNano()
 	for i := range b.Records {
 		r := &b.Records[i]
-		r.Source = e.Name
+		r.Source = e.source
 		if r.IngestTime == 0 {
 			r.IngestTime = now
 		}

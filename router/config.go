@@ -52,8 +52,11 @@ type Module struct {
 	// owner through a lease, and only the owner runs it.
 	ActiveStandby bool
 	// fresh builds a new, unstarted instance of the connector from the same
-	// section: a source that lost its lease and wins it again starts anew.
+	// section: each term of an active/standby source starts anew.
 	fresh func() connectors.Connector
+
+	outputs []string
+	sink    bool
 }
 
 // storeForward is a store_and_forward: mapping.
@@ -77,18 +80,20 @@ var jetstreamKeys = map[string]bool{"backend": true, "quota": true, "on_full": t
 func (m *Module) Roles() connectors.Role { return m.Info.Roles }
 
 // Outputs returns the source outputs of the instance, or nil.
-func (m *Module) Outputs() []string {
-	s, ok := m.Connector.(connectors.Source)
-	if !ok || m.Info.Roles&connectors.RoleSource == 0 {
-		return nil
-	}
-	return s.Outputs()
-}
+func (m *Module) Outputs() []string { return m.outputs }
 
 // IsSink reports whether the instance can take routed batches.
-func (m *Module) IsSink() bool {
+func (m *Module) IsSink() bool { return m.sink }
+
+// settle records what the decoded connector is. They are read everywhere
+// (status, graph, reload) while an active/standby source swaps its
+// connector for a fresh one at each term, so they are not asked of it.
+func (m *Module) settle() {
+	if s, ok := m.Connector.(connectors.Source); ok && m.Info.Roles&connectors.RoleSource != 0 {
+		m.outputs = s.Outputs()
+	}
 	_, ok := m.Connector.(connectors.Sink)
-	return ok && m.Info.Roles&connectors.RoleSink != 0
+	m.sink = ok && m.Info.Roles&connectors.RoleSink != 0
 }
 
 // fileConfig is the top level of the file as YAML sees it.
@@ -195,6 +200,7 @@ func (c *Config) loadModules(src *conf.Source, n *yaml.Node) conf.Errors {
 		}
 		m := &Module{Name: name, Type: typ.Value, Info: info, Connector: info.New(), Node: body}
 		errs = append(errs, connectors.Decode(src, body, m.Connector, path)...)
+		m.settle()
 		m.fresh = func() connectors.Connector {
 			// The section decoded once already; it decodes the same again.
 			c := info.New()

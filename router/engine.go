@@ -67,6 +67,8 @@ type Engine struct {
 	vec    *prometheus.CounterVec
 	pubFor func(sink string) message.Publisher
 	swaps  chan swap
+	// pubBurst logs a refusing sink queue once per burst.
+	pubBurst connectors.Burst
 
 	subMu      sync.Mutex
 	subFor     func(topic string) message.Subscriber
@@ -242,13 +244,25 @@ func (e *Engine) Flush(ctx context.Context) error {
 			msg.Metadata.Set(MetaTTL, l.ttl.String())
 		}
 		l.batch.Reset()
-		if err := l.pub.Publish(l.topic, msg); err != nil {
-			// The input batch will be routed again whole; what the other
-			// lanes hold is dropped with it.
-			for _, o := range e.lanes {
-				o.batch.Reset()
+		// A queue that refuses (a JetStream stream full under on_full:
+		// block, the server away) is waited for here, lane by lane: routing
+		// the input again would send the lanes already out a second time.
+		var bo connectors.Backoff
+		for {
+			err := l.pub.Publish(l.topic, msg)
+			if err == nil {
+				break
 			}
-			return fmt.Errorf("router: publish to %s: %w: %w", l.sink, errPublish, err)
+			e.pubBurst.Log(e.logger, slog.LevelWarn, "sink's queue refused a batch; retrying", slog.String("sink", l.sink), slog.String("error", err.Error()))
+			if connectors.Sleep(ctx, bo.Next()) != nil {
+				// Stopping: the input goes back whole for another
+				// instance (or the next start); what the lanes hold is
+				// dropped with it.
+				for _, o := range e.lanes {
+					o.batch.Reset()
+				}
+				return fmt.Errorf("router: publish to %s: %w: %w", l.sink, errPublish, err)
+			}
 		}
 	}
 	return nil
@@ -322,7 +336,6 @@ func (e *Engine) subscribe(topics []string) error {
 // a retry.
 func (e *Engine) Run(ctx context.Context, in <-chan delivery) {
 	var burst connectors.Burst
-	var bo connectors.Backoff
 	for {
 		select {
 		case <-ctx.Done():
@@ -334,17 +347,17 @@ func (e *Engine) Run(ctx context.Context, in <-chan delivery) {
 			if !ok {
 				return
 			}
-			if err := e.Handle(ctx, d.topic, d.msg); err != nil {
-				burst.Log(e.logger, slog.LevelError, "routing failed", slog.String("error", err.Error()))
-				if errors.Is(err, errPublish) {
-					// Given back, the batch comes again (JetStream redelivers
-					// it); the pause keeps that from spinning.
-					_ = connectors.Sleep(ctx, bo.Next())
-					d.msg.Nack()
-					continue
-				}
+			err := e.Handle(ctx, d.topic, d.msg)
+			if errors.Is(err, errPublish) || ctx.Err() != nil {
+				// Stopping before the sinks surely took it: given back, the
+				// batch comes again (JetStream hands it to another
+				// instance); a duplicate at worst, never a loss.
+				d.msg.Nack()
+				continue
 			}
-			bo.Reset()
+			if err != nil {
+				burst.Log(e.logger, slog.LevelError, "routing failed", slog.String("error", err.Error()))
+			}
 			d.msg.Ack()
 		}
 	}

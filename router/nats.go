@@ -28,7 +28,11 @@ func (p *Pipeline) openNATS() error {
 	nc = nb.Config()
 	var el *lease.Elector
 	err = natsbus.Retry(ctx, func(ctx context.Context) error {
+		// The buckets belong to the bus (its stream name), so two sites on
+		// one NATS cluster with sources of the same name do not share
+		// their leases.
 		el, err = lease.New(ctx, nb.JetStream(), lease.Config{
+			Bucket: nc.Stream + "_leases", SeqBucket: nc.Stream + "_seq",
 			Instance: nc.Instance, Lease: nc.Lease.D(), Heartbeat: nc.Heartbeat.D(), Replicas: nc.Replicas,
 		}, p.reg, p.logger)
 		return err
@@ -89,7 +93,6 @@ func (p *Pipeline) campaign(m *running) {
 	m.leaseEnd, m.leaseDone = end, make(chan struct{})
 	p.mu.Unlock()
 	m.env.State().Set(connectors.PhaseStandby)
-	first := true
 	go func() {
 		defer close(m.leaseDone)
 		p.elector.Run(ctx, m.Name, func(tctx context.Context, t *lease.Term) {
@@ -99,13 +102,17 @@ func (p *Pipeline) campaign(m *running) {
 				return
 			}
 			p.mu.Lock()
-			if !first {
-				m.Connector = m.fresh()
-			}
-			first = false
+			m.Connector = m.fresh()
+			old := m.env
 			m.env = env
 			p.mu.Unlock()
-			p.startModule(tctx, m)
+			_ = old.Shutdown(context.Background())
+			if !p.startModule(tctx, m) {
+				// Returning gives the lease up: a standby whose device or
+				// port is fine gets its turn instead of this instance
+				// holding the source without running it.
+				return
+			}
 			<-tctx.Done()
 			// A lost lease leaves one heartbeat before a standby may start
 			// the source elsewhere: the device must not be polled twice, so

@@ -1,12 +1,16 @@
 package router
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/connectors"
 	"github.com/ferry-gateway/ferry/internal/natstest"
 )
@@ -146,4 +150,122 @@ routes:
 			benchPipeline(b, text)
 		})
 	}
+}
+
+// picky fails Start on one instance only: a source whose port is taken on
+// one box, or a sink whose certificate is missing there.
+type picky struct {
+	FailOn string `yaml:"fail_on"`
+	got    chan bus.Batch
+}
+
+func (c *picky) Validate() error   { return nil }
+func (c *picky) Outputs() []string { return []string{"out"} }
+func (c *picky) Start(_ context.Context, e *connectors.Env) error {
+	if e.Instance == c.FailOn {
+		return errors.New("not on this box")
+	}
+	pickyStarted.Store(e.Instance, c)
+	return nil
+}
+func (c *picky) Stop(context.Context) error { return nil }
+func (c *picky) Write(ctx context.Context, b *bus.Batch) error {
+	select {
+	case c.got <- bus.Batch{Records: append([]bus.Record(nil), b.Records...)}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+var pickyStarted sync.Map // instance → *picky
+
+func init() {
+	connectors.Register(connectors.Info{Name: "testpickysource", Roles: connectors.RoleSource,
+		New: func() connectors.Connector { return &picky{} }})
+	connectors.Register(connectors.Info{Name: "testpickysink", Roles: connectors.RoleSink,
+		New: func() connectors.Connector { return &picky{got: make(chan bus.Batch, 1024)} }})
+}
+
+// A source that cannot start on the instance that won its lease gives the
+// lease up, and the instance where it can start takes the source.
+func TestFailedSourceGivesLeaseUp(t *testing.T) {
+	srv := natstest.Start(t)
+	cfg := `
+connectors:
+  src: {type: testpickysource, fail_on: one}
+  out: {type: testcapture}
+routes:
+  - {from: src, to: out}
+`
+	a := start(t, load(t, natsBus(srv.URL(), "one")+cfg))
+	defer stop(t, a)
+	deadline := time.Now().Add(10 * time.Second)
+	for a.Status().Modules[0].Phase != connectors.PhaseFailed {
+		if time.Now().After(deadline) {
+			t.Fatalf("src on one: %+v", a.Status().Modules[0])
+		}
+		time.Sleep(10 * time.Millisecond) // a status snapshot: nothing to await
+	}
+	b := start(t, load(t, natsBus(srv.URL(), "two")+cfg))
+	defer stop(t, b)
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		m := b.Status().Modules[0]
+		if m.Lease != nil && m.Lease.Mine && m.Phase == connectors.PhaseUp {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("src on two never took over from the instance where it cannot start: %+v %+v", m.Phase, m.Lease)
+		}
+		time.Sleep(10 * time.Millisecond) // a status snapshot: nothing to await
+	}
+}
+
+// A JetStream-queued sink that cannot start on one instance leaves the
+// shared queue to the instance where it runs: nothing is discarded.
+func TestFailedSinkLeavesSharedQueue(t *testing.T) {
+	srv := natstest.Start(t)
+	cfg := `
+connectors:
+  gen:
+    type: generator
+    interval: 1ms
+    tags: [{name: t, signal: counter}]
+  out:
+    type: testpickysink
+    fail_on: one
+    store_and_forward: {backend: jetstream, quota: 64MiB}
+routes:
+  - {from: gen, to: out}
+`
+	a := start(t, load(t, natsBus(srv.URL(), "one")+cfg))
+	defer stop(t, a)
+	b := start(t, load(t, natsBus(srv.URL(), "two")+cfg))
+	defer stop(t, b)
+	v, ok := pickyStarted.Load("two")
+	if !ok {
+		t.Fatal("the sink did not start on two")
+	}
+	got := v.(*picky).got
+	var last uint64
+	for n := 0; n < 3000; {
+		var batch bus.Batch
+		select {
+		case batch = <-got:
+		case <-time.After(20 * time.Second):
+			t.Fatalf("only %d records reached the sink on two", n)
+		}
+		for _, r := range batch.Records {
+			if last != 0 && r.Seq != last+1 {
+				t.Fatalf("seq jumped from %d to %d: batches lost", last, r.Seq)
+			}
+			last = r.Seq
+		}
+		n += len(batch.Records)
+	}
+	go func() {
+		for range got {
+		}
+	}()
 }

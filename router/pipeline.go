@@ -146,6 +146,11 @@ func (p *Pipeline) newEnv(m *Module, pub bus.PubSub, seq connectors.SeqSource) (
 	}
 	if p.nats != nil {
 		ec.Instance = p.nats.Config().Instance
+		if len(ec.Outputs) > 0 && !m.ActiveStandby {
+			// It runs on every instance, each numbering its own records:
+			// (source, seq) stays unique only with the instance in it.
+			ec.Source = m.Name + "@" + ec.Instance
+		}
 	}
 	if len(ec.Outputs) > 0 {
 		ec.Publisher = pub
@@ -338,6 +343,13 @@ func (p *Pipeline) startSink(ctx context.Context, m *running) {
 		defer p.sinkWG.Done()
 		defer close(m.runnerDone)
 		if !started {
+			if m.JetStream && p.nats != nil {
+				// The queue is shared: leave its batches to the instances
+				// whose sink runs (ending the subscription gives back the
+				// one it held).
+				m.subEnd()
+				return
+			}
 			discard(rctx, m.env, m.msgs)
 			return
 		}
@@ -760,9 +772,21 @@ type RouteStatus struct {
 
 // Status snapshots the pipeline.
 func (p *Pipeline) Status() Status {
+	s, jsSinks := p.status()
+	// Asking JetStream takes round trips: not under the lock a starting
+	// term waits for.
+	for _, i := range jsSinks {
+		s.Modules[i].Spool = p.jetStreamStatus(s.Modules[i].Name)
+	}
+	return s
+}
+
+// status snapshots what the pipeline itself holds, with the indexes of the
+// modules whose queue is in JetStream.
+func (p *Pipeline) status() (s Status, jsSinks []int) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
-	s := Status{Site: p.cfg.Site, Started: p.started, Bus: p.cfg.Bus.Type, Reload: p.lastReload}
+	s = Status{Site: p.cfg.Site, Started: p.started, Bus: p.cfg.Bus.Type, Reload: p.lastReload}
 	if p.elector != nil {
 		s.Instance = p.elector.Instance()
 	}
@@ -782,7 +806,7 @@ func (p *Pipeline) Status() Status {
 			}
 		}
 		if m.JetStream && p.nats != nil {
-			ms.Spool = p.jetStreamStatus(m.Name)
+			jsSinks = append(jsSinks, len(s.Modules))
 		}
 		if m.leaseEnd != nil {
 			o := p.elector.Status(m.Name)
@@ -797,7 +821,7 @@ func (p *Pipeline) Status() Status {
 			Dropped: r.Dropped.Load(), Expired: r.Expired.Load(),
 		})
 	}
-	return s
+	return s, jsSinks
 }
 
 // isServiceOnly reports a module that neither emits nor takes batches.

@@ -55,7 +55,8 @@ func (p *Pipeline) Reload(ctx context.Context, nc *Config) (ReloadResult, error)
 			delete(old, m.Name)
 			res.Restarted = append(res.Restarted, m.Name)
 			if o.IsSink() && m.IsSink() {
-				r.spool, r.msgs, r.subEnd, r.Spool = o.spool, o.msgs, o.subEnd, o.Spool
+				// The queue, local or JetStream, stays as it started.
+				r.spool, r.msgs, r.subEnd, r.Spool, r.JetStream = o.spool, o.msgs, o.subEnd, o.Spool, o.JetStream
 			}
 		} else {
 			r.ownBus = bus.NewMemory(p.logger)
@@ -97,7 +98,7 @@ func (p *Pipeline) Reload(ctx context.Context, nc *Config) (ReloadResult, error)
 		if r.IsSink() && r.msgs == nil {
 			if r.Spool != nil {
 				p.logger.Warn("a sink added by a reload gets its spool at the next start", "module", r.Name)
-				r.Spool = nil
+				r.Spool, r.JetStream = nil, false
 			}
 			if err := p.subscribeSink(r); err != nil {
 				return res, err
@@ -132,6 +133,10 @@ func (p *Pipeline) Reload(ctx context.Context, nc *Config) (ReloadResult, error)
 			continue
 		}
 		switch {
+		case o.JetStream && p.nats != nil:
+			// The shared queue keeps its batches for the instances that
+			// still run the sink.
+			o.subEnd()
 		case o.spool != nil:
 			// The spool's subscription is its own, not the shared bus's.
 			o.subEnd()

@@ -62,9 +62,11 @@ func (c *Config) Validate() error {
 	}
 	switch {
 	case c.Lease <= 0:
-		p.Add("lease", "%s: expected a positive duration of at least two heartbeats, e.g. 10s", c.Lease)
-	case c.Lease < 2*c.Heartbeat:
-		p.Add("lease", "%s is shorter than two heartbeats (heartbeat %s): one late renewal would hand the source to another instance", c.Lease, c.Heartbeat)
+		p.Add("lease", "%s: expected a positive duration of at least three heartbeats, e.g. 10s", c.Lease)
+	case c.Lease < 3*c.Heartbeat:
+		// The owner gives up Lease - Heartbeat after its last renewal was
+		// sent; below three heartbeats one late renewal ends the term.
+		p.Add("lease", "%s is shorter than three heartbeats (heartbeat %s): one late renewal would hand the source to another instance", c.Lease, c.Heartbeat)
 	}
 	for _, b := range []struct{ field, name string }{{"bucket", c.Bucket}, {"seq_bucket", c.SeqBucket}} {
 		if !bucketName.MatchString(b.name) {

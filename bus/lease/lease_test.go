@@ -681,7 +681,7 @@ func TestConfigValidation(t *testing.T) {
 		want []string // every problem reported
 	}{
 		{"missing instance", Config{Lease: time.Second, Heartbeat: 100 * time.Millisecond}, []string{"instance: missing"}},
-		{"lease below two heartbeats", Config{Instance: "a", Lease: time.Second, Heartbeat: 600 * time.Millisecond}, []string{"lease: 1s is shorter than two heartbeats"}},
+		{"lease below three heartbeats", Config{Instance: "a", Lease: time.Second, Heartbeat: 400 * time.Millisecond}, []string{"lease: 1s is shorter than three heartbeats"}},
 		{"no durations", Config{Instance: "a"}, []string{"heartbeat: 0s", "lease: 0s"}},
 		{"several", Config{Lease: 10 * time.Millisecond, Heartbeat: time.Second, Bucket: "a.b", Replicas: 7},
 			[]string{"instance: missing", "lease: 10ms", `bucket: "a.b"`, "replicas: 7"}},

@@ -53,6 +53,8 @@ type Config struct {
 
 	// Embedded starts a nats-server inside ferry.
 	Embedded *EmbeddedConfig `yaml:"embedded"`
+
+	instanceDefaulted bool
 }
 
 // EmbeddedConfig is an in-process nats-server with JetStream.
@@ -115,6 +117,7 @@ func (c *Config) SetDefaults() {
 		c.Heartbeat = DefaultHeartbeat
 	}
 	if c.Instance == "" {
+		c.instanceDefaulted = true
 		host, _ := os.Hostname()
 		if host == "" {
 			host = "ferry"
@@ -189,8 +192,10 @@ func (c *Config) Validate() error {
 	if c.Heartbeat.D() < 100*time.Millisecond {
 		p.Add("heartbeat", "%s is below 100ms", c.Heartbeat)
 	}
-	if c.Lease.D() < 2*c.Heartbeat.D() {
-		p.Add("lease", "%s is shorter than two heartbeats (heartbeat %s): one late renewal would hand the source to another instance", c.Lease, c.Heartbeat)
+	if c.Lease.D() < 3*c.Heartbeat.D() {
+		// The owner gives up Lease - Heartbeat after its last renewal was
+		// sent; below three heartbeats one late renewal ends its term.
+		p.Add("lease", "%s is shorter than three heartbeats (heartbeat %s): one late renewal would hand the source to another instance", c.Lease, c.Heartbeat)
 	}
 	if e := c.Embedded; e != nil {
 		if msg := checkHostPort(e.Listen); msg != "" {
@@ -200,6 +205,11 @@ func (c *Config) Validate() error {
 			p.Add("embedded.max_store", "%s is below 1MiB", e.MaxStore)
 		}
 		if cl := e.Cluster; cl != nil {
+			if e.Name == c.Instance && c.instanceDefaulted {
+				// The cluster knows its members by name: one that changes
+				// at every restart leaves offline peers behind.
+				p.Add("embedded.name", "a cluster node needs a name that stays the same across restarts: set instance (or embedded.name)")
+			}
 			if !streamName.MatchString(cl.Name) {
 				p.Add("embedded.cluster.name", "%q: expected a cluster name of letters, digits, '_' and '-'", cl.Name)
 			}
