@@ -198,6 +198,9 @@ func (c *Config) Validate() error {
 		p.Add("lease", "%s is shorter than three heartbeats (heartbeat %s): one late renewal would hand the source to another instance", c.Lease, c.Heartbeat)
 	}
 	if e := c.Embedded; e != nil {
+		if e.Cluster == nil && len(c.URL) == 0 && c.Replicas > 1 {
+			p.Add("replicas", "%d replicas need a cluster; the embedded server alone keeps 1 (add embedded.cluster, or url: of a cluster)", c.Replicas)
+		}
 		if msg := checkHostPort(e.Listen); msg != "" {
 			p.Add("embedded.listen", "%q: %s", e.Listen, msg)
 		}
