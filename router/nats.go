@@ -106,7 +106,13 @@ func (p *Pipeline) campaign(m *running) {
 			old := m.env
 			m.env = env
 			p.mu.Unlock()
-			_ = old.Shutdown(context.Background())
+			// The Env before: the one built at load (never started) or the
+			// last term's (already shut down, unless a goroutine of it
+			// outlived its stop; that one emits nothing any more, its term
+			// refuses numbers).
+			sctx, scancel := context.WithTimeout(context.Background(), time.Second)
+			_ = old.Shutdown(sctx)
+			scancel()
 			if !p.startModule(tctx, m) {
 				// Returning gives the lease up: a standby whose device or
 				// port is fine gets its turn instead of this instance
