@@ -102,6 +102,7 @@ func New(c *Config, logger *slog.Logger) (*Pipeline, error) {
 		r := &running{Module: m, env: env}
 		if m.JetStream {
 			if err := p.ensureSinkStream(m); err != nil {
+				p.closeSpools()
 				p.closeBuses()
 				return nil, err
 			}
@@ -714,9 +715,9 @@ func (p *Pipeline) Ready() (bool, []string) {
 	defer p.mu.RUnlock()
 	var notReady []string
 	for _, m := range p.mods {
+		// A standby is ready: it is doing its job, which is waiting.
 		switch m.env.State().Phase() {
 		case connectors.PhaseStarting, connectors.PhaseFailed, connectors.PhaseStopped:
-			// A standby is ready: it is doing its job, which is waiting.
 			notReady = append(notReady, m.Name)
 		}
 	}
