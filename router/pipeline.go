@@ -96,6 +96,7 @@ func New(c *Config, logger *slog.Logger) (*Pipeline, error) {
 	for _, m := range c.Modules {
 		env, err := p.newEnv(m, p.bus, nil)
 		if err != nil {
+			p.closeSpools()
 			p.closeBuses()
 			return nil, err
 		}
