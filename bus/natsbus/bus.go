@@ -186,6 +186,7 @@ func (c *Config) natsOptions(logger *slog.Logger) ([]nats.Option, error) {
 // cluster has elected its meta leader gets no answer at all, so each try is
 // short and they repeat until ctx ends.
 func (b *Bus) waitJetStream(ctx context.Context) error {
+	burst := burstlog.Burst{Quiet: 10 * time.Second}
 	for {
 		tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		_, err := b.js.AccountInfo(tctx)
@@ -193,8 +194,9 @@ func (b *Bus) waitJetStream(ctx context.Context) error {
 		if err == nil {
 			return nil
 		}
+		burst.Log(b.logger, slog.LevelWarn, "waiting for NATS JetStream", slog.String("servers", strings.Join(b.nc.Servers(), ",")), slog.String("error", err.Error()))
 		if ctx.Err() != nil {
-			return fmt.Errorf("nats: JetStream is not available (is it enabled, and does the cluster have a quorum?): %w", err)
+			return fmt.Errorf("nats %s: JetStream did not answer (is the server reachable, JetStream enabled, the cluster at quorum?): %w", strings.Join(b.nc.Servers(), ","), err)
 		}
 		b.pause(ctx, 250*time.Millisecond)
 	}
