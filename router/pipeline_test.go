@@ -107,6 +107,22 @@ func stop(t testing.TB, p *Pipeline) {
 	}
 }
 
+// contiguous returns a check that the records of the batches it is given,
+// in turn, carry consecutive sequence numbers; it returns how many it saw.
+func contiguous(t *testing.T) func(bus.Batch) int {
+	var last uint64
+	return func(b bus.Batch) int {
+		t.Helper()
+		for _, r := range b.Records {
+			if last != 0 && r.Seq != last+1 {
+				t.Fatalf("seq jumped from %d to %d: records lost", last, r.Seq)
+			}
+			last = r.Seq
+		}
+		return len(b.Records)
+	}
+}
+
 func recv(t *testing.T, c *capture) bus.Batch {
 	t.Helper()
 	select {
@@ -250,15 +266,7 @@ routes:
 	// The first writes fail and are retried; the sink is also read slowly, so
 	// the source blocks behind it. Either way no sequence number may be
 	// skipped.
-	var last uint64
-	check := func(b bus.Batch) {
-		for _, r := range b.Records {
-			if last != 0 && r.Seq != last+1 {
-				t.Fatalf("seq jumped from %d to %d: records lost", last, r.Seq)
-			}
-			last = r.Seq
-		}
-	}
+	check := contiguous(t)
 	for range 50 {
 		check(recv(t, cap))
 	}
