@@ -1,16 +1,11 @@
 package opcua
 
 import (
-	"crypto/rand"
 	"crypto/rsa"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"fmt"
-	"math/big"
-	"net"
-	"net/url"
 	"sync"
 	"time"
+
+	"github.com/ferry-gateway/ferry/internal/uacert"
 )
 
 // Certificate is an application instance certificate (DER) and its key.
@@ -19,41 +14,11 @@ type Certificate struct {
 	Key *rsa.PrivateKey
 }
 
-// NewCertificate makes a self-signed RSA-2048 application instance
-// certificate for appURI, valid for the given host names and addresses, as
-// OPC UA Part 6 wants it: the application URI in the subject alternative
-// name, key usages for signing and key encipherment, both TLS usages.
+// NewCertificate makes a self-signed application instance certificate for
+// appURI, valid five years for the given host names and addresses (see
+// internal/uacert).
 func NewCertificate(appURI, commonName string, hosts ...string) (Certificate, error) {
-	key, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		return Certificate{}, err
-	}
-	u, err := url.Parse(appURI)
-	if err != nil {
-		return Certificate{}, fmt.Errorf("application uri %q: %w", appURI, err)
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
-	if err != nil {
-		return Certificate{}, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: commonName, Organization: []string{"ferry"}},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().AddDate(5, 0, 0),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment | x509.KeyUsageKeyEncipherment | x509.KeyUsageDataEncipherment | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		BasicConstraintsValid: true,
-		URIs:                  []*url.URL{u},
-	}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else if h != "" {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	der, key, err := uacert.New(appURI, commonName, 5*365*24*time.Hour, hosts...)
 	if err != nil {
 		return Certificate{}, err
 	}
