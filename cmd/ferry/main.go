@@ -115,8 +115,18 @@ func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 }
 
 // parseInterleaved parses flags that may come before or after positional
-// arguments ("ferry browse URL --depth 2").
-func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, int, bool) {
+// arguments ("ferry browse URL --depth 2"), and prints the usage (exit
+// code 2) when the positional arguments are not what want accepts.
+func parseInterleaved(fs *flag.FlagSet, args []string, want func(pos []string) bool) ([]string, int, bool) {
+	pos, code, ok := interleaved(fs, args)
+	if ok && !want(pos) {
+		fs.Usage()
+		return nil, 2, false
+	}
+	return pos, code, ok
+}
+
+func interleaved(fs *flag.FlagSet, args []string) ([]string, int, bool) {
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {

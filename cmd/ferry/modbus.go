@@ -30,13 +30,9 @@ func scanCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "ENDPOINT is tcp://HOST[:PORT], rtu-over-tcp://HOST[:PORT], rtu:///dev/PORT?baud=19200 or ascii:///dev/PORT")
 		fs.PrintDefaults()
 	}
-	pos, code, ok := parseInterleaved(fs, args)
+	pos, code, ok := parseInterleaved(fs, args, func(p []string) bool { return len(p) == 2 && p[0] == "modbus" })
 	if !ok {
 		return code
-	}
-	if len(pos) != 2 || pos[0] != "modbus" {
-		fs.Usage()
-		return 2
 	}
 	a, okArea := modbus.ParseArea(*area)
 	first, last, errRange := mbParseRange(*rangeFlag)
@@ -212,13 +208,9 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: ferry sim modbus [--addr 127.0.0.1:5020]")
 		fs.PrintDefaults()
 	}
-	pos, code, ok := parseInterleaved(fs, args)
+	_, code, ok := parseInterleaved(fs, args, func(p []string) bool { return len(p) == 1 && p[0] == "modbus" })
 	if !ok {
 		return code
-	}
-	if len(pos) != 1 || pos[0] != "modbus" {
-		fs.Usage()
-		return 2
 	}
 	logger, err := lf.logger(stderr)
 	if err != nil {
@@ -233,8 +225,14 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprintf(stdout, "modbus sim listening on %s: unit 1 with the demo registers; try: ferry scan modbus tcp://%s --range 0-17\n", s.Addr(), s.Addr())
+	return runUntilDone(ctx, s.Close, stderr)
+}
+
+// runUntilDone waits for the context (SIGINT, SIGTERM), then closes a
+// simulator.
+func runUntilDone(ctx context.Context, closeFn func() error, stderr io.Writer) int {
 	<-ctx.Done()
-	if err := s.Close(); err != nil {
+	if err := closeFn(); err != nil {
 		fmt.Fprintln(stderr, "ferry sim:", err)
 		return 1
 	}

@@ -30,13 +30,9 @@ func browseCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "usage: ferry browse opc.tcp://HOST:PORT[/PATH] [--depth N] [--security POLICY/MODE] [--root NODEID] [--user NAME]")
 		fs.PrintDefaults()
 	}
-	pos, code, ok := parseInterleaved(fs, args)
+	pos, code, ok := parseInterleaved(fs, args, func(p []string) bool { return len(p) == 1 })
 	if !ok {
 		return code
-	}
-	if len(pos) != 1 {
-		fs.Usage()
-		return 2
 	}
 	policy, mode, _ := strings.Cut(*security, "/")
 	opts := opcua.BrowseOptions{
@@ -74,13 +70,9 @@ func simOPCUACmd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintln(stderr, "usage: ferry sim opcua [--addr 127.0.0.1:4840] [--tags 1000] [--interval 1s] [--user NAME:PASSWORD]")
 		fs.PrintDefaults()
 	}
-	pos, code, ok := parseInterleaved(fs, args)
+	_, code, ok := parseInterleaved(fs, args, func(p []string) bool { return len(p) == 0 })
 	if !ok {
 		return code
-	}
-	if len(pos) != 0 {
-		fs.Usage()
-		return 2
 	}
 	logger, err := lf.logger(stderr)
 	if err != nil {
@@ -104,10 +96,5 @@ func simOPCUACmd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	fmt.Fprintf(stdout, "opcua sim listening on %s: %d variables under ns=%d;s=Plant (namespace %s), thumbprint %s\n",
 		s.Endpoint(), s.Tags(), s.NamespaceIndex(), s.NamespaceURI(), opcua.Thumbprint(s.Certificate()))
 	fmt.Fprintf(stdout, "try: ferry browse %s --depth 3\n", s.Endpoint())
-	<-ctx.Done()
-	if err := s.Close(); err != nil {
-		fmt.Fprintln(stderr, "ferry sim:", err)
-		return 1
-	}
-	return 0
+	return runUntilDone(ctx, s.Close, stderr)
 }
