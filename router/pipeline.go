@@ -416,17 +416,10 @@ func runSink(ctx context.Context, s connectors.Sink, env *connectors.Env, msgs <
 	}
 	var dec bus.Decoder
 	for {
-		msg, ok := next(ctx, msgs)
+		msg, b, ok := nextBatch(ctx, env, &dec, msgs)
 		if !ok {
 			return
 		}
-		b := &bus.Batch{}
-		if err := dec.DecodeMessage(msg, b); err != nil {
-			env.Error(err)
-			msg.Ack()
-			continue
-		}
-		env.CountIn(len(b.Records))
 		if !writeWithRetry(ctx, s, env, msg, b) {
 			return
 		}
@@ -442,6 +435,26 @@ func next(ctx context.Context, msgs <-chan *message.Message) (*message.Message, 
 		return nil, false
 	case m, ok := <-msgs:
 		return m, ok
+	}
+}
+
+// nextBatch receives and decodes the next batch for a sink, counting it in.
+// A batch that does not decode is counted as an error and dropped: it
+// would not decode on a retry either.
+func nextBatch(ctx context.Context, env *connectors.Env, dec *bus.Decoder, msgs <-chan *message.Message) (*message.Message, *bus.Batch, bool) {
+	for {
+		msg, ok := next(ctx, msgs)
+		if !ok {
+			return nil, nil, false
+		}
+		b := &bus.Batch{}
+		if err := dec.DecodeMessage(msg, b); err != nil {
+			env.Error(err)
+			msg.Ack()
+			continue
+		}
+		env.CountIn(len(b.Records))
+		return msg, b, true
 	}
 }
 
@@ -496,17 +509,10 @@ func runPipelined(ctx context.Context, p connectors.Pipeliner, env *connectors.E
 	defer func() { g.open(); close(q); <-done }()
 	var dec bus.Decoder
 	for {
-		msg, ok := next(ctx, msgs)
+		msg, b, ok := nextBatch(ctx, env, &dec, msgs)
 		if !ok {
 			return
 		}
-		b := &bus.Batch{}
-		if err := dec.DecodeMessage(msg, b); err != nil {
-			env.Error(err)
-			msg.Ack()
-			continue
-		}
-		env.CountIn(len(b.Records))
 		if !g.waitOpen(ctx) {
 			msg.Nack()
 			return

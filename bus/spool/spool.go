@@ -548,17 +548,11 @@ func (st *store) ioError(op, path string, err error) {
 func (st *store) writer() {
 	defer st.bg.Done()
 	for {
+		closing := false
 		select {
 		case <-st.qsig:
 		case <-st.closing:
-			st.qmu.Lock()
-			q := st.queue
-			st.queue = nil
-			st.qmu.Unlock()
-			if len(q) > 0 {
-				st.writeRound(q)
-			}
-			return
+			closing = true
 		}
 		st.qmu.Lock()
 		q := st.queue
@@ -566,6 +560,9 @@ func (st *store) writer() {
 		st.qmu.Unlock()
 		if len(q) > 0 {
 			st.writeRound(q)
+		}
+		if closing {
+			return
 		}
 	}
 }

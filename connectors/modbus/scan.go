@@ -36,20 +36,12 @@ func (c *Conn) Registers(ctx context.Context, unit uint8, area Area, start, coun
 		return nil, 0, fmt.Errorf("modbus: %s is not a register area", area)
 	}
 	out := make([]uint16, 0, count)
-	reqs := 0
-	for done := 0; done < count; {
-		n := min(count-done, area.Limit())
-		reqs++
-		data, err := c.l.read(ctx, unit, c.timeout, area, uint16(start+done), n)
-		if err != nil {
-			return out, reqs, &RequestError{Device: c.l.ep.String(), Op: "read", Area: area, Start: start + done, Count: n, Err: err}
-		}
+	reqs, err := c.readChunks(ctx, unit, area, start, count, func(data []byte, n int) {
 		for i := range n {
 			out = append(out, binary.BigEndian.Uint16(data[2*i:]))
 		}
-		done += n
-	}
-	return out, reqs, nil
+	})
+	return out, reqs, err
 }
 
 // Bits reads count coils or discrete inputs from start.
@@ -58,20 +50,30 @@ func (c *Conn) Bits(ctx context.Context, unit uint8, area Area, start, count int
 		return nil, 0, fmt.Errorf("modbus: %s is not a bit area", area)
 	}
 	out := make([]bool, 0, count)
+	reqs, err := c.readChunks(ctx, unit, area, start, count, func(data []byte, n int) {
+		for i := range n {
+			out = append(out, data[i/8]>>(i%8)&1 != 0)
+		}
+	})
+	return out, reqs, err
+}
+
+// readChunks reads count items of area from start in requests of at most
+// the protocol's limit, handing each answer (and how many items it holds)
+// to take; it returns the number of requests made.
+func (c *Conn) readChunks(ctx context.Context, unit uint8, area Area, start, count int, take func(data []byte, n int)) (int, error) {
 	reqs := 0
 	for done := 0; done < count; {
 		n := min(count-done, area.Limit())
 		reqs++
 		data, err := c.l.read(ctx, unit, c.timeout, area, uint16(start+done), n)
 		if err != nil {
-			return out, reqs, &RequestError{Device: c.l.ep.String(), Op: "read", Area: area, Start: start + done, Count: n, Err: err}
+			return reqs, &RequestError{Device: c.l.ep.String(), Op: "read", Area: area, Start: start + done, Count: n, Err: err}
 		}
-		for i := range n {
-			out = append(out, data[i/8]>>(i%8)&1 != 0)
-		}
+		take(data, n)
 		done += n
 	}
-	return out, reqs, nil
+	return reqs, nil
 }
 
 // Close closes the connection.
