@@ -11,6 +11,7 @@ import (
 
 	_ "github.com/ferry-gateway/ferry/connectors/all"
 	"github.com/ferry-gateway/ferry/internal/conf"
+	"github.com/ferry-gateway/ferry/internal/waitfor"
 	"github.com/ferry-gateway/ferry/router"
 	"github.com/ferry-gateway/ferry/sim/cloud"
 	"github.com/ferry-gateway/ferry/sim/flaky"
@@ -76,15 +77,7 @@ func module(p *router.Pipeline, name string) router.ModuleStatus {
 // only a failure takes that long.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		<-tick.C
-	}
+	waitfor.Until(t, 30*time.Second, cond, waitfor.Say("timed out waiting for "+what))
 }
 
 func uplinkConfig(dataDir, linkAddr, spoolOpts string) string {

@@ -2,6 +2,7 @@ package examples_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"github.com/ferry-gateway/ferry/connectors/simulator"
 	"github.com/ferry-gateway/ferry/examples"
 	"github.com/ferry-gateway/ferry/internal/conf"
+	"github.com/ferry-gateway/ferry/internal/waitfor"
 	"github.com/ferry-gateway/ferry/router"
 	"github.com/ferry-gateway/ferry/sim/cloud"
 )
@@ -99,15 +101,8 @@ func TestDemoRuns(t *testing.T) {
 	defer srv.Close()
 
 	const want = 100
-	deadline := time.Now().Add(30 * time.Second)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for archived(p) < want {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d records archived in 30s; status %+v", archived(p), p.Status())
-		}
-		<-tick.C
-	}
+	waitfor.Until(t, 30*time.Second, func() bool { return archived(p) >= want },
+		func() string { return fmt.Sprintf("only %d records archived; status %+v", archived(p), p.Status()) })
 	for path, contains := range map[string]string{
 		"/healthz":    "ok",
 		"/readyz":     "ok",

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ferry-gateway/ferry/internal/conf"
+	"github.com/ferry-gateway/ferry/internal/waitfor"
 	"github.com/ferry-gateway/ferry/router"
 	"github.com/ferry-gateway/ferry/sim/cloud"
 	simmodbus "github.com/ferry-gateway/ferry/sim/modbus"
@@ -129,16 +130,9 @@ func TestThreeNodeExample(t *testing.T) {
 
 func waitOwner(t *testing.T, owner func() int) int {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if o := owner(); o >= 0 {
-			return o
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no node owns the press")
-		}
-		time.Sleep(20 * time.Millisecond) // polling a status snapshot; nothing to await
-	}
+	o := -1
+	waitfor.Until(t, 60*time.Second, func() bool { o = owner(); return o >= 0 }, waitfor.Say("no node owns the press"))
+	return o
 }
 
 func stopNode(t *testing.T, p *router.Pipeline) {

@@ -13,6 +13,7 @@ import (
 	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/connectors"
 	"github.com/ferry-gateway/ferry/internal/natstest"
+	"github.com/ferry-gateway/ferry/internal/waitfor"
 )
 
 func natsBus(url, instance string) string {
@@ -85,17 +86,11 @@ routes:
 `)
 	p := start(t, c)
 	defer stop(t, p)
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		s := p.Status().Modules[1].Spool
-		if s != nil && s.Backend == BackendJetStream && s.Batches > 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no batches queued in the stream while the sink fails: %+v", s)
-		}
-		time.Sleep(10 * time.Millisecond) // a status snapshot: nothing to await
-	}
+	var s *SpoolStatus
+	waitfor.Until(t, 30*time.Second, func() bool {
+		s = p.Status().Modules[1].Spool
+		return s != nil && s.Backend == BackendJetStream && s.Batches > 3
+	}, func() string { return fmt.Sprintf("no batches queued in the stream while the sink fails: %+v", s) })
 	if n, err := testutil.GatherAndCount(p.Registry(), "ferry_spool_batches", "ferry_spool_bytes", "ferry_spool_oldest_seconds"); err != nil || n != 3 {
 		t.Fatalf("JetStream queue gauges: %d series, %v", n, err)
 	}
@@ -187,26 +182,17 @@ routes:
 `
 	a := start(t, load(t, natsBus(srv.URL(), "one")+cfg))
 	defer stop(t, a)
-	deadline := time.Now().Add(10 * time.Second)
-	for a.Status().Modules[0].Phase != connectors.PhaseFailed {
-		if time.Now().After(deadline) {
-			t.Fatalf("src on one: %+v", a.Status().Modules[0])
-		}
-		time.Sleep(10 * time.Millisecond) // a status snapshot: nothing to await
-	}
+	waitfor.Until(t, 10*time.Second, func() bool { return a.Status().Modules[0].Phase == connectors.PhaseFailed },
+		func() string { return fmt.Sprintf("src on one: %+v", a.Status().Modules[0]) })
 	b := start(t, load(t, natsBus(srv.URL(), "two")+cfg))
 	defer stop(t, b)
-	deadline = time.Now().Add(20 * time.Second)
-	for {
-		m := b.Status().Modules[0]
-		if m.Lease != nil && m.Lease.Mine && m.Phase == connectors.PhaseUp {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("src on two never took over from the instance where it cannot start: %+v %+v", m.Phase, m.Lease)
-		}
-		time.Sleep(10 * time.Millisecond) // a status snapshot: nothing to await
-	}
+	var m ModuleStatus
+	waitfor.Until(t, 20*time.Second, func() bool {
+		m = b.Status().Modules[0]
+		return m.Lease != nil && m.Lease.Mine && m.Phase == connectors.PhaseUp
+	}, func() string {
+		return fmt.Sprintf("src on two never took over from the instance where it cannot start: %+v %+v", m.Phase, m.Lease)
+	})
 }
 
 // A JetStream-queued sink that cannot start on one instance leaves the

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/internal/conf"
+	"github.com/ferry-gateway/ferry/internal/waitfor"
 )
 
 func TestMessageRoundTrip(t *testing.T) {
@@ -222,13 +223,7 @@ func TestReleaseBySegment(t *testing.T) {
 // not a sleep standing in for an event the test could wait on.
 func waitFor(t testing.TB, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitfor.Until(t, 5*time.Second, cond, waitfor.Say("condition not met"))
 }
 
 type fakeClock struct {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/bus/spool"
+	"github.com/ferry-gateway/ferry/internal/waitfor"
 	"github.com/ferry-gateway/ferry/router"
 )
 
@@ -209,13 +211,8 @@ routes:
 		_ = json.NewDecoder(resp.Body).Decode(&s)
 		return s
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for len(status().Modules) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("ferry did not come up:\n%s", stderr.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitfor.Until(t, 20*time.Second, func() bool { return len(status().Modules) > 0 },
+		func() string { return "ferry did not come up:\n" + stderr.String() })
 	since := map[string]time.Time{}
 	for _, m := range status().Modules {
 		since[m.Name] = m.Since
@@ -255,17 +252,12 @@ routes:
 	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	deadline = time.Now().Add(20 * time.Second)
-	for {
-		s := status()
-		if s.Reload != nil && s.Reload.OK && s.Reload.Result != nil && len(s.Reload.Result.Restarted) == 2 {
-			break // gen (changed) and other (back to u)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("SIGHUP did not reload: %+v", s.Reload)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	var s router.Status
+	waitfor.Until(t, 20*time.Second, func() bool {
+		s = status()
+		// gen (changed) and other (back to u)
+		return s.Reload != nil && s.Reload.OK && s.Reload.Result != nil && len(s.Reload.Result.Restarted) == 2
+	}, func() string { return fmt.Sprintf("SIGHUP did not reload: %+v", s.Reload) })
 	cancel()
 	if c := <-done; c != 0 {
 		t.Fatalf("exit %d:\n%s", c, stderr.String())
