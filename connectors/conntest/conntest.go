@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
-
 	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/connectors"
 )
@@ -60,7 +58,7 @@ func Run(t *testing.T, f Features, h Harness) {
 		}
 		c := h.FailStart(t)
 		rig := newRig(t, c)
-		if err := c.Start(t.Context(), rig.env); err == nil {
+		if err := c.Start(t.Context(), rig.Env); err == nil {
 			t.Fatal("Start succeeded; the harness promised a failing start")
 		}
 		rig.stop(t)
@@ -72,7 +70,7 @@ func Run(t *testing.T, f Features, h Harness) {
 			defer rig.stop(t)
 			b := rig.next(t, f.FirstBatch)
 			for i, r := range b.Records {
-				if r.Source != rig.env.Name || r.Tag == "" || r.SourceTime == 0 || r.IngestTime == 0 {
+				if r.Source != rig.Env.Name || r.Tag == "" || r.SourceTime == 0 || r.IngestTime == 0 {
 					t.Fatalf("record %d lacks source, tag or timestamps: %+v", i, r)
 				}
 			}
@@ -162,44 +160,20 @@ func sampleBatch(n int) bus.Batch {
 func SampleBatch(n int) bus.Batch { return sampleBatch(n) }
 
 type rig struct {
-	c    connectors.Connector
-	env  *connectors.Env
-	ps   bus.PubSub
-	msgs <-chan *message.Message
-	dec  bus.Decoder
+	*Runner
+	c connectors.Connector
 }
 
 func newRig(t *testing.T, c connectors.Connector) *rig {
 	t.Helper()
-	ps := bus.NewMemory(nil)
-	r := &rig{c: c, ps: ps}
-	var outs []string
-	if s, ok := c.(connectors.Source); ok {
-		outs = s.Outputs()
-	}
-	env, err := connectors.NewEnv(connectors.EnvConfig{
-		Name: "dut", Type: "conntest", DataDir: t.TempDir(), Publisher: ps, Outputs: outs,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.env = env
-	if len(outs) > 0 {
-		// Subscribe before Start: the memory bus drops what nobody listens to.
-		msgs, err := ps.Subscribe(t.Context(), connectors.Topic("dut", outs[0]))
-		if err != nil {
-			t.Fatal(err)
-		}
-		r.msgs = msgs
-	}
-	return r
+	return &rig{Runner: NewRunner(t, c, connectors.EnvConfig{Type: "conntest"}), c: c}
 }
 
 func (r *rig) start(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	if err := r.c.Start(ctx, r.env); err != nil {
+	if err := r.c.Start(ctx, r.Env); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
 }
@@ -208,53 +182,18 @@ func (r *rig) stop(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	// Stop must return even while a source is blocked publishing: drain the
-	// subscription in the background meanwhile.
-	done := make(chan struct{})
-	if r.msgs != nil {
-		go func() {
-			for {
-				select {
-				case m := <-r.msgs:
-					if m != nil {
-						m.Ack()
-					}
-				case <-done:
-					return
-				}
-			}
-		}()
+	if err := r.Stop(ctx); err != nil {
+		t.Error(err)
 	}
-	defer close(done)
-	if err := r.c.Stop(ctx); err != nil {
-		t.Errorf("Stop: %v", err)
-	}
-	if err := r.env.Shutdown(ctx); err != nil {
-		t.Errorf("goroutines left running: %v", err)
-	}
-	_ = r.ps.Close()
 }
 
 func (r *rig) next(t *testing.T, within time.Duration) *bus.Batch {
 	t.Helper()
-	if r.msgs == nil {
-		t.Fatal("connector declares no outputs")
+	b := r.Next(t, within)
+	if len(b.Records) == 0 {
+		t.Fatal("empty batch emitted")
 	}
-	select {
-	case m := <-r.msgs:
-		var b bus.Batch
-		if err := r.dec.DecodeMessage(m, &b); err != nil {
-			t.Fatalf("emitted batch does not decode: %v", err)
-		}
-		m.Ack()
-		if len(b.Records) == 0 {
-			t.Fatal("empty batch emitted")
-		}
-		return &b
-	case <-time.After(within):
-		t.Fatalf("no batch within %v (state %+v)", within, r.env.State().Snapshot())
-	}
-	return nil
+	return b
 }
 
 // drainUntilGood reads batches until one holds a GOOD record ingested after

@@ -170,7 +170,7 @@ func benchCycle(b *testing.B, endpoints []string, unitsPer int, viaBus bool) {
 		r = newRig(b, m, "")
 		wait = func(check bool) {
 			for range n {
-				msg := <-r.msgs
+				msg := <-r.Msgs
 				if check {
 					var batch bus.Batch
 					if err := bus.DecodeBatch(msg.Payload, &batch); err != nil {
@@ -193,7 +193,7 @@ func benchCycle(b *testing.B, endpoints []string, unitsPer int, viaBus bool) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		r.env = env
+		r.Env = env
 		if err := m.Start(context.Background(), env); err != nil {
 			b.Fatal(err)
 		}
@@ -334,12 +334,12 @@ func BenchmarkSustained500k(b *testing.B) {
 			}
 			r := newRig(b, mustDecode(b, "", cfg.String()), "")
 			for range 2 * n { // warm up: connect, first cycles
-				(<-r.msgs).Ack()
+				(<-r.Msgs).Ack()
 			}
 			cpu0, sim0 := cpuTime(), childCPU()
 			b.ResetTimer()
 			for range b.N * n {
-				(<-r.msgs).Ack()
+				(<-r.Msgs).Ack()
 			}
 			b.StopTimer()
 			wall := b.Elapsed()

@@ -6,12 +6,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/connectors"
+	"github.com/ferry-gateway/ferry/connectors/conntest"
 	sim "github.com/ferry-gateway/ferry/sim/modbus"
 )
 
@@ -42,13 +42,10 @@ func mustDecode(t testing.TB, addr, text string) *Modbus {
 
 // rig runs a connector on an in-memory bus and reads its batches.
 type rig struct {
+	*conntest.Runner
 	m       *Modbus
-	env     *connectors.Env
 	reg     *prometheus.Registry
-	ps      bus.PubSub
-	msgs    <-chan *message.Message
 	dataDir string
-	stopped bool
 }
 
 func newRig(t testing.TB, m *Modbus, dataDir string) *rig {
@@ -56,21 +53,11 @@ func newRig(t testing.TB, m *Modbus, dataDir string) *rig {
 	if dataDir == "" {
 		dataDir = t.TempDir()
 	}
-	r := &rig{m: m, ps: bus.NewMemory(nil), reg: prometheus.NewRegistry(), dataDir: dataDir}
-	env, err := connectors.NewEnv(connectors.EnvConfig{
-		Name: "mb", Type: "modbus", DataDir: dataDir, Publisher: r.ps,
-		Metrics: connectors.NewMetrics(r.reg),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.env = env
-	msgs, err := r.ps.Subscribe(context.Background(), "mb/out")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.msgs = msgs
-	if err := m.Start(context.Background(), env); err != nil {
+	reg := prometheus.NewRegistry()
+	r := &rig{m: m, reg: reg, dataDir: dataDir, Runner: conntest.NewRunner(t, m, connectors.EnvConfig{
+		Name: "mb", Type: "modbus", DataDir: dataDir, Metrics: connectors.NewMetrics(reg),
+	})}
+	if err := m.Start(context.Background(), r.Env); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(r.stop)
@@ -84,50 +71,13 @@ func start(t testing.TB, s *sim.Server, text string) *rig {
 }
 
 func (r *rig) stop() {
-	if r.stopped {
-		return
-	}
-	r.stopped = true
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case m := <-r.msgs:
-				if m != nil {
-					m.Ack()
-				}
-			case <-done:
-				return
-			}
-		}
-	}()
-	_ = r.m.Stop(ctx)
-	_ = r.env.Shutdown(ctx)
-	close(done)
-	_ = r.ps.Close()
+	_ = r.Stop(ctx)
 }
 
 // next returns the next batch, failing the test after within.
-func (r *rig) next(t testing.TB, within time.Duration) *bus.Batch {
-	t.Helper()
-	timer := time.NewTimer(within)
-	defer timer.Stop()
-	select {
-	case m := <-r.msgs:
-		var b bus.Batch
-		var dec bus.Decoder
-		if err := dec.DecodeMessage(m, &b); err != nil {
-			t.Fatalf("batch does not decode: %v", err)
-		}
-		m.Ack()
-		return &b
-	case <-timer.C:
-		t.Fatalf("no batch within %v (state %+v)", within, r.env.State().Snapshot())
-	}
-	return nil
-}
+func (r *rig) next(t testing.TB, within time.Duration) *bus.Batch { return r.Next(t, within) }
 
 // until reads batches until ok accepts one, failing the test after within.
 func (r *rig) until(t testing.TB, within time.Duration, ok func(*bus.Batch) bool) *bus.Batch {
@@ -136,7 +86,7 @@ func (r *rig) until(t testing.TB, within time.Duration, ok func(*bus.Batch) bool
 	for {
 		left := time.Until(deadline)
 		if left <= 0 {
-			t.Fatalf("no matching batch within %v (state %+v)", within, r.env.State().Snapshot())
+			t.Fatalf("no matching batch within %v (state %+v)", within, r.Env.State().Snapshot())
 		}
 		if b := r.next(t, left); ok(b) {
 			return b

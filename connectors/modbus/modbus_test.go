@@ -281,8 +281,8 @@ func TestExceptions(t *testing.T) {
 	if n := r.metric(t, "ferry_modbus_exceptions_total", map[string]string{"device": "demo", "code": "6"}); n < 1 {
 		t.Errorf("exceptions_total{code=6} = %v", n)
 	}
-	if r.env.State().Phase() != connectors.PhaseUp {
-		t.Errorf("an exception reply must not mark the connector down: %v", r.env.State().Phase())
+	if r.Env.State().Phase() != connectors.PhaseUp {
+		t.Errorf("an exception reply must not mark the connector down: %v", r.Env.State().Phase())
 	}
 }
 
@@ -298,12 +298,12 @@ func TestSilentDevice(t *testing.T) {
 	if rec.Status != StatusNoAnswer || !strings.Contains(rec.Attrs["error"], "no answer") {
 		t.Errorf("silent device: %+v, want status %#x and the reason", rec, StatusNoAnswer)
 	}
-	if ph := r.env.State().Phase(); ph != connectors.PhaseDown {
+	if ph := r.Env.State().Phase(); ph != connectors.PhaseDown {
 		t.Errorf("phase %s while the device is silent, want down", ph)
 	}
 	s.SetSilent(false)
 	r.until(t, wait, allGood)
-	if ph := r.env.State().Phase(); ph != connectors.PhaseUp {
+	if ph := r.Env.State().Phase(); ph != connectors.PhaseUp {
 		t.Errorf("phase %s after the device answers again, want up", ph)
 	}
 	if n := r.metric(t, "ferry_modbus_failures_total", map[string]string{"reason": "no_answer"}); n < 2 {

@@ -129,16 +129,17 @@ browse:
 				go func(r *rig) {
 					defer wg.Done()
 					var batch bus.Batch
+					var dec bus.Decoder
 					for {
 						select {
 						case <-stop:
 							return
-						case m := <-r.msgs:
+						case m := <-r.Msgs:
 							mu.Lock()
 							if !measuring || mode == "latency" {
 								now := time.Now().UnixNano()
 								batch.Reset()
-								if err := r.dec.DecodeMessage(m, &batch); err == nil {
+								if err := dec.DecodeMessage(m, &batch); err == nil {
 									for _, rec := range batch.Records {
 										if !measuring {
 											if !seen[rec.Tag] {

@@ -7,10 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
-
 	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/connectors"
+	"github.com/ferry-gateway/ferry/connectors/conntest"
 	"github.com/ferry-gateway/ferry/internal/conf"
 	simopcua "github.com/ferry-gateway/ferry/sim/opcua"
 )
@@ -61,12 +60,9 @@ func config(s *simopcua.Server, extra string) string {
 
 // rig runs a connector on an in-memory bus and reads what it emits.
 type rig struct {
-	c    *OPCUA
-	env  *connectors.Env
-	ps   bus.PubSub
-	msgs <-chan *message.Message
-	dec  bus.Decoder
-	dir  string
+	*conntest.Runner
+	c   *OPCUA
+	dir string
 }
 
 func run(t testing.TB, c *OPCUA) *rig {
@@ -76,17 +72,8 @@ func run(t testing.TB, c *OPCUA) *rig {
 
 func runIn(t testing.TB, c *OPCUA, dir string) *rig {
 	t.Helper()
-	ps := bus.NewMemory(nil)
-	env, err := connectors.NewEnv(connectors.EnvConfig{Name: "ua", Type: "opcua", DataDir: dir, Publisher: ps})
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs, err := ps.Subscribe(context.Background(), "ua/out")
-	if err != nil {
-		t.Fatal(err)
-	}
-	r := &rig{c: c, env: env, ps: ps, msgs: msgs, dir: dir}
-	if err := c.Start(context.Background(), env); err != nil {
+	r := &rig{c: c, dir: dir, Runner: conntest.NewRunner(t, c, connectors.EnvConfig{Name: "ua", Type: "opcua", DataDir: dir})}
+	if err := c.Start(context.Background(), r.Env); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(r.stop)
@@ -94,44 +81,13 @@ func runIn(t testing.TB, c *OPCUA, dir string) *rig {
 }
 
 func (r *rig) stop() {
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case m := <-r.msgs:
-				if m != nil {
-					m.Ack()
-				}
-			case <-done:
-				return
-			}
-		}
-	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_ = r.c.Stop(ctx)
-	_ = r.env.Shutdown(ctx)
-	close(done)
-	_ = r.ps.Close()
+	_ = r.Stop(ctx)
 }
 
 // next returns the next batch, or nil after within.
-func (r *rig) next(t testing.TB, within time.Duration) *bus.Batch {
-	t.Helper()
-	tm := time.NewTimer(within)
-	defer tm.Stop()
-	select {
-	case m := <-r.msgs:
-		var b bus.Batch
-		if err := r.dec.DecodeMessage(m, &b); err != nil {
-			t.Fatalf("batch does not decode: %v", err)
-		}
-		m.Ack()
-		return &b
-	case <-tm.C:
-		return nil
-	}
-}
+func (r *rig) next(t testing.TB, within time.Duration) *bus.Batch { return r.TryNext(t, within) }
 
 // until reads batches until done returns true for the records seen so
 // far, failing the test after within.
@@ -149,7 +105,7 @@ func (r *rig) until(t testing.TB, within time.Duration, what string, done func(b
 			}
 		}
 	}
-	t.Fatalf("%s: not within %v (state %+v, stats %+v)", what, within, r.env.State().Snapshot(), r.c.Stats())
+	t.Fatalf("%s: not within %v (state %+v, stats %+v)", what, within, r.Env.State().Snapshot(), r.c.Stats())
 }
 
 // expect returns what the sim's line variable i holds at generation gen,

@@ -194,14 +194,14 @@ nodes:
 	var rejected []os.DirEntry
 	for deadline := time.Now().Add(10 * time.Second); len(rejected) == 0; {
 		if time.Now().After(deadline) {
-			t.Fatalf("no certificate in rejected/ (state %+v)", r.env.State().Snapshot())
+			t.Fatalf("no certificate in rejected/ (state %+v)", r.Env.State().Snapshot())
 		}
 		if b := r.next(t, 50*time.Millisecond); b != nil {
 			t.Fatalf("data from an untrusted server: %+v", b.Records[0])
 		}
 		rejected, _ = os.ReadDir(filepath.Join(pki, "rejected"))
 	}
-	if st := r.env.State().Snapshot(); !strings.Contains(st.LastError, "not trusted") || !strings.Contains(st.LastError, "copy") {
+	if st := r.Env.State().Snapshot(); !strings.Contains(st.LastError, "not trusted") || !strings.Contains(st.LastError, "copy") {
 		t.Errorf("last error %q does not say how to trust the certificate", st.LastError)
 	}
 	if _, err := os.Stat(filepath.Join(pki, "own", "cert.der")); err != nil {
@@ -269,7 +269,7 @@ nodes:
 
 	bad := run(t, decode(t, cfg("wrong")))
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		st := bad.env.State().Snapshot()
+		st := bad.Env.State().Snapshot()
 		if strings.Contains(st.LastError, `refused user "op"`) && strings.Contains(st.LastError, "wrong user name or password") {
 			if st.Phase != connectors.PhaseDown {
 				t.Errorf("phase %s with a refused password", st.Phase)
