@@ -3,6 +3,7 @@ package generator
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 
 	"github.com/ferry-gateway/ferry/internal/conf"
@@ -91,7 +92,7 @@ func (c *Config) Validate() error {
 			p.Add(path+".name", "tag %q is defined twice", t.Name)
 		}
 		names[t.Name] = true
-		if !contains(Signals, t.Signal) {
+		if !slices.Contains(Signals, t.Signal) {
 			p.Add(path+".signal", "%q is not one of %s", t.Signal, strings.Join(Signals, ", "))
 		}
 		if t.Count < 1 {
@@ -105,13 +106,4 @@ func (c *Config) Validate() error {
 		}
 	}
 	return p.Err()
-}
-
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -158,7 +159,7 @@ func (c *Config) Validate() error {
 			if err := topics.ValidFilter(a.Filter); err != nil {
 				p.Add(ap+".filter", "%v", err)
 			}
-			if !contains(accesses, a.Access) {
+			if !slices.Contains(accesses, a.Access) {
 				p.Add(ap+".access", "%q is not one of %s", a.Access, strings.Join(accesses, ", "))
 			}
 		}
@@ -166,7 +167,7 @@ func (c *Config) Validate() error {
 	if _, err := topics.Parse(c.Topic); err != nil {
 		p.Add("topic", "%v", err)
 	}
-	if !contains(formats, c.Format) {
+	if !slices.Contains(formats, c.Format) {
 		p.Add("format", "%q is not one of %s", c.Format, strings.Join(formats, ", "))
 	}
 	if c.QoS != 0 && c.QoS != 1 {
@@ -191,13 +192,4 @@ func (c *Config) Validate() error {
 		}
 	}
 	return p.Err()
-}
-
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -106,10 +107,10 @@ func (c *Config) Validate() error {
 			p.Add("url", "scheme %q is not one of tcp, mqtt, tls, ssl, mqtts", u.Scheme)
 		}
 	}
-	if !contains(Versions, c.Version) {
+	if !slices.Contains(Versions, c.Version) {
 		p.Add("version", "%q is not one of %s", c.Version, strings.Join(Versions, ", "))
 	}
-	if !contains(Formats, c.Format) {
+	if !slices.Contains(Formats, c.Format) {
 		p.Add("format", "%q is not one of %s", c.Format, strings.Join(Formats, ", "))
 	}
 	if _, err := topics.Parse(c.Topic); err != nil {
@@ -153,13 +154,4 @@ func (c *Config) tlsConfig() (*tls.Config, error) {
 	}
 	u, _ := url.Parse(c.URL)
 	return c.TLS.Build(u.Hostname())
-}
-
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -101,13 +102,13 @@ func (c *Config) SetDefaults() {
 // Validate checks the mapping; paths are relative to the parse: section.
 func (c *Config) Validate() error {
 	var p conf.Problems
-	if !contains(Formats, c.Format) {
+	if !slices.Contains(Formats, c.Format) {
 		p.Add("format", "%q is not one of %s", c.Format, strings.Join(Formats, ", "))
 	}
-	if !contains(ValueTypes, c.ValueType) {
+	if !slices.Contains(ValueTypes, c.ValueType) {
 		p.Add("value_type", "%q is not one of %s", c.ValueType, strings.Join(ValueTypes, ", "))
 	}
-	if !contains(TimeFormats, c.TimeFormat) && !strings.ContainsAny(c.TimeFormat, "0123456789") {
+	if !slices.Contains(TimeFormats, c.TimeFormat) && !strings.ContainsAny(c.TimeFormat, "0123456789") {
 		p.Add("time_format", "%q is not one of %s or a Go layout such as 2006-01-02 15:04:05", c.TimeFormat, strings.Join(TimeFormats, ", "))
 	}
 	switch c.Format {
@@ -139,15 +140,6 @@ func (c *Config) Validate() error {
 		}
 	}
 	return p.Err()
-}
-
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // template is a compiled {topic}, {topic.N}, {key} template.
