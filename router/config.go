@@ -8,7 +8,6 @@ import (
 	"os"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -150,7 +149,7 @@ func Load(file string, data []byte, r conf.Resolver) (*Config, error) {
 	}
 	errs = append(errs, c.Bus.load(src, src.Root)...)
 	if c.Admin.Addr != "off" {
-		if _, port, ok := strings.Cut(c.Admin.Addr, ":"); !ok || !validPort(port) {
+		if _, _, err := conf.HostPort(c.Admin.Addr); err != nil {
 			errs = append(errs, src.At(conf.Locate(src.Root, "admin.addr"), "admin.addr", "%q is not host:port (or \"off\")", c.Admin.Addr))
 		}
 	}
@@ -338,9 +337,4 @@ func (c *Config) sinkNames() []string {
 		}
 	}
 	return out
-}
-
-func validPort(p string) bool {
-	n, err := strconv.Atoi(p)
-	return err == nil && n >= 0 && n <= 65535
 }

@@ -1,7 +1,6 @@
 package natsbus
 
 import (
-	"net"
 	"net/url"
 	"os"
 	"regexp"
@@ -256,12 +255,8 @@ func checkURL(s string) string {
 }
 
 func checkHostPort(s string) string {
-	_, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return "expected host:port"
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		return "port " + port + " is not 0..65535"
+	if _, _, err := conf.HostPort(s); err != nil {
+		return err.Error()
 	}
 	return ""
 }

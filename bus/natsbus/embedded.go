@@ -3,19 +3,19 @@ package natsbus
 import (
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/ferry-gateway/ferry/internal/conf"
 )
 
 // StartEmbedded starts an in-process nats-server with JetStream, for a box
 // that wants durable streams without running a server of its own, or (with
 // cluster:) for instances that each bring one node of the cluster.
 func StartEmbedded(c *EmbeddedConfig, logger *slog.Logger) (*server.Server, error) {
-	host, port, err := splitListen(c.Listen)
+	host, port, err := conf.HostPort(c.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("nats embedded listen %q: %w", c.Listen, err)
 	}
@@ -32,7 +32,7 @@ func StartEmbedded(c *EmbeddedConfig, logger *slog.Logger) (*server.Server, erro
 		opts.Port = server.RANDOM_PORT
 	}
 	if cl := c.Cluster; cl != nil {
-		ch, cp, err := splitListen(cl.Listen)
+		ch, cp, err := conf.HostPort(cl.Listen)
 		if err != nil {
 			return nil, fmt.Errorf("nats embedded cluster listen %q: %w", cl.Listen, err)
 		}
@@ -61,18 +61,6 @@ func StartEmbedded(c *EmbeddedConfig, logger *slog.Logger) (*server.Server, erro
 		return nil, fmt.Errorf("nats embedded server on %s did not come up", c.Listen)
 	}
 	return s, nil
-}
-
-func splitListen(s string) (string, int, error) {
-	h, p, err := net.SplitHostPort(s)
-	if err != nil {
-		return "", 0, err
-	}
-	n, err := strconv.Atoi(p)
-	if err != nil {
-		return "", 0, err
-	}
-	return h, n, nil
 }
 
 // serverLogger routes nats-server's log lines to slog.
