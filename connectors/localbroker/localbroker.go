@@ -23,6 +23,7 @@ import (
 	"github.com/ferry-gateway/ferry/connectors"
 	"github.com/ferry-gateway/ferry/connectors/parse"
 	"github.com/ferry-gateway/ferry/connectors/topics"
+	"github.com/ferry-gateway/ferry/internal/logfloor"
 )
 
 //go:embed sample.yaml
@@ -77,7 +78,7 @@ func (b *Broker) Start(_ context.Context, env *connectors.Env) error {
 	b.srv = mqtt.New(&mqtt.Options{
 		InlineClient: true,
 		Capabilities: caps,
-		Logger:       slog.New(levelFloor{env.Logger.Handler(), slog.LevelWarn}),
+		Logger:       logfloor.New(env.Logger, slog.LevelWarn),
 	})
 	if err := b.srv.AddHook(&authHook{b: b, cfg: &b.Config}, nil); err != nil {
 		return fmt.Errorf("localbroker: %w", err)
@@ -247,25 +248,6 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 		go h.b.reply(c, fmt.Errorf("%w: user %q may not write %s", errRefused, u.Name, topic))
 	}
 	return false
-}
-
-type levelFloor struct {
-	slog.Handler
-	min slog.Level
-}
-
-func (f levelFloor) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= f.min && f.Handler.Enabled(ctx, l)
-}
-
-// WithAttrs and WithGroup keep the filter on derived loggers (mochi derives
-// one per listener).
-func (f levelFloor) WithAttrs(as []slog.Attr) slog.Handler {
-	return levelFloor{f.Handler.WithAttrs(as), f.min}
-}
-
-func (f levelFloor) WithGroup(g string) slog.Handler {
-	return levelFloor{f.Handler.WithGroup(g), f.min}
 }
 
 var (

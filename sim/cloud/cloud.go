@@ -28,6 +28,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/ferry-gateway/ferry/bus"
+	"github.com/ferry-gateway/ferry/internal/logfloor"
 )
 
 // Config says where the endpoints listen.
@@ -103,26 +104,7 @@ func Start(ctx context.Context, cfg Config) (*Cloud, error) {
 // quiet keeps mochi's per-connection chatter (every reset connection is a
 // warning with no message) out of the demo's log and test output.
 func quiet(l *slog.Logger) *slog.Logger {
-	return slog.New(levelFilter{l.Handler(), slog.LevelError})
-}
-
-type levelFilter struct {
-	slog.Handler
-	min slog.Level
-}
-
-func (f levelFilter) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= f.min && f.Handler.Enabled(ctx, l)
-}
-
-// WithAttrs and WithGroup keep the filter on derived loggers (mochi derives
-// one per listener).
-func (f levelFilter) WithAttrs(as []slog.Attr) slog.Handler {
-	return levelFilter{f.Handler.WithAttrs(as), f.min}
-}
-
-func (f levelFilter) WithGroup(g string) slog.Handler {
-	return levelFilter{f.Handler.WithGroup(g), f.min}
+	return logfloor.New(l, slog.LevelError)
 }
 
 // MQTTAddr is the broker's host:port.
