@@ -245,14 +245,7 @@ func (t *tail) setWaiting() {
 // caller polls again at once instead of waiting.
 func (t *tail) step() (bool, error) {
 	if t.f == nil {
-		if _, err := os.Stat(t.path); err != nil {
-			t.setWaiting()
-			return false, nil
-		}
-		if err := t.open(t.path, 0); err != nil {
-			return false, err
-		}
-		return true, t.commit()
+		return t.reopen()
 	}
 	n, err := t.f.ReadAt(t.buf, t.pos)
 	if n > 0 {
@@ -418,6 +411,12 @@ func (t *tail) checkRotation() (bool, error) {
 		return false, err
 	}
 	t.closeFile()
+	return t.reopen()
+}
+
+// reopen opens the file at the path from its start, or waits for it to
+// appear; it reports whether it made progress, as step does.
+func (t *tail) reopen() (bool, error) {
 	if _, err := os.Stat(t.path); err != nil {
 		t.setWaiting()
 		return false, nil

@@ -171,16 +171,7 @@ func (b *browser) browseAll(ctx context.Context, n *ua.NodeID) ([]*ua.ReferenceD
 	if len(res.Results) == 0 {
 		return nil, nil
 	}
-	refs := res.Results[0].References
-	cp := res.Results[0].ContinuationPoint
-	for len(cp) > 0 {
-		next, err := call[*ua.BrowseNextResponse](ctx, b.s, &ua.BrowseNextRequest{ContinuationPoints: [][]byte{cp}})
-		if err != nil || len(next.Results) == 0 {
-			break
-		}
-		refs = append(refs, next.Results[0].References...)
-		cp = next.Results[0].ContinuationPoint
-	}
+	refs := b.rest(ctx, res.Results[0])
 	// some servers (gopcua's among them) list a reference twice
 	seen := map[string]bool{}
 	out := refs[:0]

@@ -179,17 +179,7 @@ func (b *browser) browse(ctx context.Context, nodes []*ua.NodeID) ([][]*ua.Refer
 			if k >= len(res.Results) {
 				break
 			}
-			r := res.Results[k]
-			refs := r.References
-			cp := r.ContinuationPoint
-			for len(cp) > 0 {
-				next, err := call[*ua.BrowseNextResponse](ctx, b.s, &ua.BrowseNextRequest{ContinuationPoints: [][]byte{cp}})
-				if err != nil || len(next.Results) == 0 {
-					break
-				}
-				refs = append(refs, next.Results[0].References...)
-				cp = next.Results[0].ContinuationPoint
-			}
+			refs := b.rest(ctx, res.Results[k])
 			var keep []*ua.ReferenceDescription
 			for _, ref := range refs {
 				if ref.ReferenceTypeID != nil && ref.ReferenceTypeID.Namespace() == 0 && ref.ReferenceTypeID.IntID() == id.HasProperty {
@@ -202,6 +192,23 @@ func (b *browser) browse(ctx context.Context, nodes []*ua.NodeID) ([][]*ua.Refer
 		}
 	}
 	return out, nil
+}
+
+// rest returns a browse result's references with those the server held
+// back for continuation points. A BrowseNext that fails ends the list
+// early: a partial view of a node beats none.
+func (b *browser) rest(ctx context.Context, r *ua.BrowseResult) []*ua.ReferenceDescription {
+	refs := r.References
+	cp := r.ContinuationPoint
+	for len(cp) > 0 {
+		next, err := call[*ua.BrowseNextResponse](ctx, b.s, &ua.BrowseNextRequest{ContinuationPoints: [][]byte{cp}})
+		if err != nil || len(next.Results) == 0 {
+			break
+		}
+		refs = append(refs, next.Results[0].References...)
+		cp = next.Results[0].ContinuationPoint
+	}
+	return refs
 }
 
 // follow walks a browse path from start; a name matches a browse name in
