@@ -412,18 +412,19 @@ func (b *Bus) Subscribe(ctx context.Context, topic string) (<-chan *message.Mess
 				}
 				continue
 			}
-			msg, ok := b.handle(ctx, m, out)
+			msg, done, ok := b.handle(ctx, m, out)
 			if !ok {
 				continue
 			}
 			if window == 1 {
 				b.await(ctx, m, msg)
+				done()
 				continue
 			}
 			// A pipelining sink takes the next batches before it acks
 			// this one; the consumer lets out at most window.
 			acks.Add(1)
-			go func() { defer acks.Done(); b.await(ctx, m, msg) }()
+			go func() { defer acks.Done(); b.await(ctx, m, msg); done() }()
 		}
 	}()
 	return out, nil
@@ -453,36 +454,27 @@ func (b *Bus) pause(ctx context.Context, d time.Duration) {
 
 // handle hands one batch to the reader; a batch it cannot hand over (the
 // subscription ended) is given back at once, for the next reader.
-func (b *Bus) handle(ctx context.Context, m jetstream.Msg, out chan<- *message.Message) (*message.Message, bool) {
+func (b *Bus) handle(ctx context.Context, m jetstream.Msg, out chan<- *message.Message) (*message.Message, context.CancelFunc, bool) {
 	msg, err := (&wmnats.NATSMarshaler{}).Unmarshal(&nats.Msg{Subject: m.Subject(), Data: m.Data(), Header: m.Headers()})
 	if err != nil {
 		// A batch no ferry can read is of no use to any reader.
 		b.logger.Error("nats: unreadable message dropped", "subject", m.Subject(), "error", err)
 		_ = m.Term()
-		return nil, false
+		return nil, nil, false
 	}
-	// The batch's context ends once it is answered, as watermill readers
-	// expect.
+	// The batch's context ends once it is answered (the caller cancels it
+	// after await), as watermill readers expect.
 	mctx, cancel := context.WithCancel(ctx)
 	msg.SetContext(mctx)
-	go func() {
-		select {
-		case <-msg.Acked():
-		case <-msg.Nacked():
-		case <-mctx.Done():
-		case <-b.closing:
-		}
-		cancel()
-	}()
 	select {
 	case out <- msg:
-		return msg, true
+		return msg, cancel, true
 	case <-ctx.Done():
 	case <-b.closing:
 	}
 	cancel()
 	_ = m.Nak()
-	return nil, false
+	return nil, nil, false
 }
 
 // await answers JetStream for a batch handed over: ack when the reader
@@ -577,25 +569,23 @@ type SinkStats struct {
 
 // SinkStats reads a sink's stream and consumer state.
 func (b *Bus) SinkStats(ctx context.Context, sink string) (SinkStats, error) {
+	// Looking the stream and the consumer up fetches their info already:
+	// two requests, not four.
 	s, err := b.js.Stream(ctx, b.SinkStream(sink))
 	if err != nil {
 		return SinkStats{}, err
 	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		return SinkStats{}, err
-	}
+	info := s.CachedInfo()
 	st := SinkStats{Batches: int64(info.State.Msgs), Bytes: int64(info.State.Bytes)}
 	if info.State.Msgs > 0 {
 		st.Oldest = info.State.FirstTime
 	}
 	if c, err := s.Consumer(ctx, consumerName(b.groupName(), sinkTopicPrefix+sink)); err == nil {
-		if ci, err := c.Info(ctx); err == nil {
-			// Interest retention removes acknowledged batches, so the first
-			// batch left lying past the ack floor (and what is out for
-			// delivery) means some were discarded unacknowledged.
-			st.Lost = max(int64(info.State.FirstSeq)-int64(ci.AckFloor.Stream)-1-int64(ci.NumAckPending), 0)
-		}
+		ci := c.CachedInfo()
+		// Interest retention removes acknowledged batches, so the first
+		// batch left lying past the ack floor (and what is out for
+		// delivery) means some were discarded unacknowledged.
+		st.Lost = max(int64(info.State.FirstSeq)-int64(ci.AckFloor.Stream)-1-int64(ci.NumAckPending), 0)
 	}
 	return st, nil
 }
