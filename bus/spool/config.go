@@ -82,6 +82,15 @@ type Config struct {
 	checkpointEvery time.Duration
 	// clock replaces time.Now in tests of expiry.
 	clock clock
+	// hooks lets tests inject a slow or failing disk; nil in production.
+	hooks *hooks
+}
+
+// hooks are fault injection points for tests.
+type hooks struct {
+	// read runs before each read at a lane's cursor, without the store
+	// lock.
+	read func(path string, off int64)
 }
 
 type clock interface{ Now() time.Time }

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"sync"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 )
@@ -22,7 +23,14 @@ func (t *topic) signal() {
 }
 
 // lane is the queue of one (topic, priority). Everything but the writer's
-// fields is guarded by store.mu.
+// fields and rd is guarded by store.mu.
+//
+// Reading at the cursor takes rmu and then store.mu, and lets go of
+// store.mu for the disk read and the decryption (see readNext): a slow
+// disk then holds up only other readers of the same lane, never Publish,
+// the writer's commit or acknowledgements. rmu owns rd. Lock order: rmu
+// before store.mu; code holding store.mu may only TryLock rmu, or let go
+// of store.mu first.
 type lane struct {
 	st    *store
 	topic *topic
@@ -37,7 +45,8 @@ type lane struct {
 	curSeq   uint64 // seq expected at curOff
 	inflight []*entry
 	redo     []*entry // nacked, delivered again before the cursor moves on
-	rd       segReader
+	rmu      sync.Mutex
+	rd       segReader // under rmu
 	ckpt     checkpoint
 	dirty    bool // ckpt is stale
 
@@ -66,6 +75,8 @@ type entry struct {
 	uuid    string
 	md      message.Metadata
 	payload []byte
+	decoded bool  // the message above was filled (not done for an expired entry)
+	decErr  error // the body did not decrypt or parse
 	done    bool
 }
 
@@ -113,7 +124,6 @@ func (l *lane) normalize() {
 		if i < 0 || i+1 >= len(l.segs) {
 			return
 		}
-		l.rd.release()
 		l.cur, l.curOff, l.curCum = l.segs[i+1], fileHeaderLen, counts{}
 		l.curSeq = max(l.curSeq, l.cur.base)
 	}
@@ -123,70 +133,131 @@ func (l *lane) segIndex(s *segment) int {
 	return slices.Index(l.segs, s)
 }
 
-// atCursor reads the next intact entry at the cursor and moves past it,
-// counting damage on the way. body is nil when the lane has nothing left.
-func (l *lane) atCursor() (e *entry, body []byte) {
+// unread reports whether the cursor has an entry (or damage) to read.
+// Under store.mu.
+func (l *lane) unread() bool {
+	l.normalize()
+	return l.cur != nil && l.curOff < l.cur.size
+}
+
+// readNext reads the entry at the cursor and, if want (nil: any) accepts
+// its header, moves the cursor past it and returns it; nil when the lane
+// has nothing to read or want said no. Damage on the way is skipped and
+// counted. decode asks for the message of an entry not expired at now.
+//
+// The caller holds rmu and store.mu. store.mu is let go while the entry is
+// read and decrypted, so that appends, commits and acknowledgements go on
+// meanwhile; then the cursor is checked again. Only a holder of rmu reads
+// at the cursor, but a drop or an expiry by summary (under store.mu alone)
+// may have moved it: the read is then done again where it is now. The
+// cursor only moves forward, so an unchanged (segment, offset) means
+// nothing moved it.
+func (l *lane) readNext(now int64, decode bool, want func(*header) bool) *entry {
+	st := l.st
 	for {
-		l.normalize()
-		if l.cur == nil || l.curOff >= l.cur.size {
-			if l.cur != nil && len(l.inflight) == 0 && len(l.redo) == 0 {
-				l.rd.release()
-			}
-			return nil, nil
+		if !l.unread() {
+			return nil
 		}
-		seg, off := l.cur, l.curOff
-		h, b, ok, err := l.rd.readEntryAt(seg, off, seg.size)
-		if err != nil {
-			// An I/O error: leave the entry where it is and try later.
-			l.st.ioError("read", seg.path, err)
-			return nil, nil
-		}
-		if ok {
-			e := &entry{lane: l, seg: seg, off: off, cum: l.curCum, h: h}
-			l.curOff += h.size()
-			l.curCum.add(&h)
-			l.curSeq = h.seq + 1
-			return e, b
-		}
-		// Damage found while reading (it was not there on open, or the
-		// segment was trusted on its seal).
-		if h.kind == kindMessage && off+h.size() <= seg.size {
-			// Intact header, bad body: skip exactly this entry.
-			seg.done.add(&h)
-			l.st.liveBytes -= h.size()
-			l.st.drop(reasonCorrupt, int64(h.records), seg.path)
-			l.curOff += h.size()
-			l.curCum.add(&h)
-			l.curSeq = h.seq + 1
+		seg, off, limit, seq := l.cur, l.curOff, l.cur.size, l.curSeq
+		st.mu.Unlock()
+		e, r := st.readAt(l, seg, off, limit, seq-1, now, decode)
+		st.mu.Lock()
+		if l.cur != seg || l.curOff != off {
 			continue
 		}
-		next, nh, err := l.rd.resync(seg, off, seg.size, l.curSeq-1)
-		if err != nil {
-			l.st.ioError("read", seg.path, err)
-			return nil, nil
+		if r.err != nil {
+			// An I/O error: leave the entry where it is and try later.
+			st.ioError("read", seg.path, r.err)
+			return nil
 		}
-		if next < 0 {
-			next = seg.size
-		} else if !seg.sealed {
-			// The active segment has no seal to settle the count with.
-			lost := int64(nh.seq - l.curSeq)
-			l.st.drop(reasonCorrupt, lost, seg.path)
-			seg.done.entries += lost
-			seg.done.records += lost
+		if e != nil {
+			if want != nil && !want(&e.h) {
+				return nil
+			}
+			e.cum = l.curCum
+			l.curOff += e.h.size()
+			l.curCum.add(&e.h)
+			l.curSeq = e.h.seq + 1
+			return e
 		}
-		l.curCum.bytes += next - off
-		seg.done.bytes += next - off
-		l.st.liveBytes -= next - off
-		l.curOff = next
-		if next < seg.size {
-			l.curSeq = nh.seq
-		}
+		l.skipDamage(seg, off, limit, r)
 	}
 }
 
-// take hands out the next deliverable entry of the lane, or nil: nacked
-// entries first, then the cursor. Expired entries are counted and skipped.
-func (l *lane) take(now int64) *entry {
+// skipDamage moves the cursor over damage found while reading at off (it
+// was not there on open, or the segment was trusted on its seal), counting
+// it. Under store.mu.
+func (l *lane) skipDamage(seg *segment, off, limit int64, r readResult) {
+	st := l.st
+	h := r.h
+	if h.kind == kindMessage && off+h.size() <= limit {
+		// Intact header, bad body: skip exactly this entry.
+		seg.done.add(&h)
+		st.liveBytes -= h.size()
+		st.drop(reasonCorrupt, int64(h.records), seg.path)
+		l.curOff += h.size()
+		l.curCum.add(&h)
+		l.curSeq = h.seq + 1
+		return
+	}
+	next, nh := r.next, r.nh
+	if next < 0 {
+		next = limit
+	} else if !seg.sealed {
+		// The active segment has no seal to settle the count with.
+		lost := int64(nh.seq - l.curSeq)
+		st.drop(reasonCorrupt, lost, seg.path)
+		seg.done.entries += lost
+		seg.done.records += lost
+	}
+	l.curCum.bytes += next - off
+	seg.done.bytes += next - off
+	st.liveBytes -= next - off
+	l.curOff = next
+	if next < limit {
+		l.curSeq = nh.seq
+	}
+}
+
+// readResult is what a read at the cursor found, without store.mu.
+type readResult struct {
+	h    header // as far as it could be read
+	next int64  // after damage: offset of the next intact entry, or -1
+	nh   header // its header
+	err  error  // an I/O error
+}
+
+// readAt reads the entry at off of seg, or after damage there the next
+// intact one, and decodes (decrypts) it if asked and not expired at now.
+// It runs without store.mu and with l.rmu: it touches only l.rd, the
+// segment's file and immutable store fields.
+func (st *store) readAt(l *lane, seg *segment, off, limit int64, after uint64, now int64, decode bool) (*entry, readResult) {
+	if h := st.cfg.hooks; h != nil && h.read != nil {
+		h.read(seg.path, off)
+	}
+	var r readResult
+	h, body, ok, err := l.rd.readEntryAt(seg, off, limit)
+	r.h, r.err = h, err
+	if err != nil {
+		return nil, r
+	}
+	if ok {
+		e := &entry{lane: l, seg: seg, off: off, h: h}
+		if decode && !st.expired(&h, now) {
+			e.decErr = st.decode(e, body)
+			e.decoded = true
+		}
+		return e, r
+	}
+	if h.kind == kindMessage && off+h.size() <= limit {
+		return nil, r
+	}
+	r.next, r.nh, r.err = l.rd.resync(seg, off, limit, after)
+	return nil, r
+}
+
+// takeRedo hands out the first nacked entry not expired. Under store.mu.
+func (l *lane) takeRedo(now int64) *entry {
 	for len(l.redo) > 0 {
 		e := l.redo[0]
 		l.redo = l.redo[1:]
@@ -197,9 +268,28 @@ func (l *lane) take(now int64) *entry {
 		l.inflight = insertSorted(l.inflight, e)
 		return e
 	}
+	return nil
+}
+
+// take hands out the next deliverable entry of the lane, or nil: nacked
+// entries first, then the cursor. Expired entries are counted and skipped.
+// Under rmu and store.mu (let go while reading).
+func (l *lane) take(now int64) *entry {
+	// A nack that comes in while the cursor's entry is being read goes
+	// first: the read is left for later.
+	noRedo := func(*header) bool { return len(l.redo) == 0 }
 	for {
-		e, body := l.atCursor()
+		if e := l.takeRedo(now); e != nil {
+			return e
+		}
+		e := l.readNext(now, true, noRedo)
 		if e == nil {
+			if len(l.redo) > 0 {
+				continue
+			}
+			if len(l.inflight) == 0 && !l.unread() {
+				l.rd.release() // a quiet lane keeps no read buffer
+			}
 			l.advance()
 			return nil
 		}
@@ -207,12 +297,22 @@ func (l *lane) take(now int64) *entry {
 			l.finish(e, reasonTTL)
 			continue
 		}
-		if err := l.st.decode(e, body); err != nil {
+		if !e.decoded || e.decErr != nil {
 			l.finish(e, reasonCorrupt)
 			continue
 		}
 		l.inflight = append(l.inflight, e)
 		return e
+	}
+}
+
+// lockRead takes rmu while the caller holds store.mu, letting go of
+// store.mu if a reader has rmu.
+func (l *lane) lockRead() {
+	if !l.rmu.TryLock() {
+		l.st.mu.Unlock()
+		l.rmu.Lock()
+		l.st.mu.Lock()
 	}
 }
 
@@ -230,7 +330,12 @@ func (l *lane) skipOldest(need int64) bool {
 	if s := l.cur; s != nil && s.sum.bytes-s.done.bytes <= need && l.dropWholeSegment(reasonQuota) {
 		return true
 	}
-	e, _ := l.atCursor()
+	if !l.unread() {
+		return false
+	}
+	l.lockRead()
+	defer l.rmu.Unlock()
+	e := l.readNext(l.st.now().UnixNano(), false, nil)
 	if e == nil {
 		return false
 	}
@@ -259,7 +364,8 @@ func (l *lane) dropWholeSegment(reason string) bool {
 
 // expireHead drops expired entries at the head of the lane, whole segments
 // by their summary where every entry in them has expired, and stops at the
-// first entry that has not. It reads at most budget entries.
+// first entry that has not. It reads at most budget entries. Under rmu and
+// store.mu (let go while reading).
 func (l *lane) expireHead(now int64, budget int) {
 	for len(l.redo) > 0 && l.st.expired(&l.redo[0].h, now) {
 		e := l.redo[0]
@@ -280,7 +386,7 @@ func (l *lane) expireHead(now int64, budget int) {
 		if !ok || !l.st.expired(&h, now) {
 			return
 		}
-		e, _ := l.atCursor()
+		e := l.readNext(now, false, func(h *header) bool { return l.st.expired(h, now) })
 		if e == nil {
 			return
 		}
@@ -288,27 +394,23 @@ func (l *lane) expireHead(now int64, budget int) {
 	}
 }
 
-// peek reads the header of the entry at the cursor.
+// peek reads the header of the entry at the cursor, from the read buffer
+// or with one small pread (a lane nobody reads keeps no read buffer).
+// Under rmu and store.mu, let go for the read.
 func (l *lane) peek() (header, bool) {
-	l.normalize()
-	if l.cur == nil || l.curOff+headerLen > l.cur.size {
-		return header{}, false
+	for {
+		l.normalize()
+		if l.cur == nil || l.curOff+headerLen > l.cur.size {
+			return header{}, false
+		}
+		seg, off := l.cur, l.curOff
+		l.st.mu.Unlock()
+		h, ok := l.rd.peek(seg, off)
+		l.st.mu.Lock()
+		if l.cur == seg && l.curOff == off {
+			return h, ok
+		}
 	}
-	s := l.cur
-	if l.rd.seg == s && l.curOff >= l.rd.off && l.curOff+headerLen <= l.rd.off+int64(l.rd.n) {
-		i := l.curOff - l.rd.off
-		return parseHeader(l.rd.buf[i : i+headerLen])
-	}
-	// A lane nobody reads keeps no read buffer: one small pread.
-	f, err := s.file()
-	if err != nil {
-		return header{}, false
-	}
-	var hb [headerLen]byte
-	if _, err := f.ReadAt(hb[:], l.curOff); err != nil {
-		return header{}, false
-	}
-	return parseHeader(hb[:])
 }
 
 // finish marks an entry done: acknowledged (reason "") or dropped.
@@ -379,13 +481,7 @@ func (l *lane) advance() {
 			l.st.drop(reasonCorrupt, left, s.path)
 		}
 		l.st.liveBytes -= max(0, s.sum.bytes-s.done.bytes)
-		if l.rd.seg == s {
-			l.rd.release()
-		}
-		s.close()
-		if err := os.Remove(s.path); err != nil && !os.IsNotExist(err) {
-			l.st.ioError("release", s.path, err)
-		}
+		l.st.discard(s)
 	}
 }
 
@@ -400,22 +496,27 @@ func (l *lane) live() counts {
 	return c
 }
 
-// oldest returns the append time of the first entry not yet done, or 0.
-func (l *lane) oldest() int64 {
+// oldest returns the append time of the first entry not yet done, or 0,
+// without reading: if that entry is only on disk, it returns the segment
+// and offset to read its header from (see store.stats). Under store.mu.
+func (l *lane) oldest() (t int64, seg *segment, off int64) {
 	f := l.frontier()
-	var t int64
 	for _, e := range [][]*entry{l.inflight, l.redo} {
 		if len(e) > 0 && e[0].h.seq == f.seq {
 			t = e[0].h.time
 		}
 	}
 	if t != 0 {
-		return t
+		return t, nil, 0
 	}
-	if h, ok := l.peek(); ok {
-		return h.time
+	l.normalize()
+	if l.cur == nil || l.curOff+headerLen > l.cur.size {
+		return 0, nil, 0
 	}
-	return 0
+	if l.curOff == fileHeaderLen && l.cur.sum.entries > 0 && l.cur.sum.firstSeq == l.curSeq {
+		return l.cur.sum.firstTime, nil, 0
+	}
+	return 0, l.cur, l.curOff
 }
 
 // diskBytes returns the size of the lane's files.

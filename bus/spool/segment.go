@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 )
 
@@ -14,7 +15,12 @@ import (
 type segment struct {
 	base uint64
 	path string
-	f    *os.File // the writer's file while active; opened for reading on demand
+	// f is the writer's file while active, opened for reading on demand.
+	// fmu guards f (readers open it without store.mu); the writer uses f
+	// directly, because an active segment's f is set and never closed.
+	fmu  sync.Mutex
+	f    *os.File
+	gone bool // released: never opened again
 
 	size   int64   // readable end: entries before it are written (fsynced under "always")
 	sealed bool    // no more appends; a seal entry follows size on disk
@@ -32,6 +38,11 @@ type span struct{ off, end int64 }
 
 // file returns the segment's file, opening it for reading if needed.
 func (s *segment) file() (*os.File, error) {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	if s.gone {
+		return nil, os.ErrClosed
+	}
 	if s.f == nil {
 		f, err := os.Open(s.path)
 		if err != nil {
@@ -43,10 +54,21 @@ func (s *segment) file() (*os.File, error) {
 }
 
 func (s *segment) close() {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
 	if s.f != nil {
 		_ = s.f.Close()
 		s.f = nil
 	}
+}
+
+// retire closes the segment for good: a reader that still holds it (its
+// cursor was moved past it while it read) gets os.ErrClosed.
+func (s *segment) retire() {
+	s.fmu.Lock()
+	s.gone = true
+	s.fmu.Unlock()
+	s.close()
 }
 
 // badAt returns the damaged span starting at off, if any.
@@ -113,6 +135,29 @@ func (r *segReader) at(seg *segment, off int64, n int, limit int64) ([]byte, err
 	}
 	r.seg, r.off, r.n = seg, off, m
 	return r.buf[:n], nil
+}
+
+// peek returns the header at off of seg from the buffer, or reads just the
+// header without filling the buffer.
+func (r *segReader) peek(seg *segment, off int64) (header, bool) {
+	if r.seg == seg && off >= r.off && off+headerLen <= r.off+int64(r.n) {
+		i := off - r.off
+		return parseHeader(r.buf[i : i+headerLen])
+	}
+	return readHeaderAt(seg, off)
+}
+
+// readHeaderAt reads the header at off of seg with one small pread.
+func readHeaderAt(seg *segment, off int64) (header, bool) {
+	f, err := seg.file()
+	if err != nil {
+		return header{}, false
+	}
+	var hb [headerLen]byte
+	if _, err := f.ReadAt(hb[:], off); err != nil {
+		return header{}, false
+	}
+	return parseHeader(hb[:])
 }
 
 // release drops the buffer when a reader is idle, so that a quiet lane does

@@ -91,6 +91,8 @@ type store struct {
 	recovered []Recovery
 	dropped   map[string]int64
 	syncDirs  map[string]bool // lane directories with a segment created since the last fsync
+	trash     []*segment      // released segments the reaper closes and deletes
+	reap      chan struct{}   // wakes the reaper; nil for a read-only store
 
 	qmu   sync.Mutex
 	queue []*appendReq
@@ -170,6 +172,7 @@ func openStore(dir string, cfg Config, logger *slog.Logger) (st *store, err erro
 		closing:  make(chan struct{}),
 		dropped:  map[string]int64{},
 		syncDirs: map[string]bool{},
+		reap:     make(chan struct{}, 1),
 	}
 	var key []byte
 	if cfg.KeyFile != "" {
@@ -195,9 +198,10 @@ func openStore(dir string, cfg Config, logger *slog.Logger) (st *store, err erro
 			"entries", r.Entries, "records", r.Records, "torn_tail", r.Truncated)
 		st.drop(reasonCorrupt, r.Records, r.Segment)
 	}
-	st.bg.Add(2)
+	st.bg.Add(3)
 	go st.writer()
 	go st.housekeeper()
+	go st.reaper()
 	if cfg.Fsync == FsyncInterval {
 		st.bg.Add(1)
 		go st.syncer()
@@ -799,13 +803,61 @@ func (st *store) housekeeper() {
 	}
 }
 
-// expire drops expired entries at the head of every lane.
+// expire drops expired entries at the head of every lane. A lane whose
+// reader is busy is left for the next tick: the reader expires what it
+// meets, and the housekeeper must not wait behind a slow disk.
 func (st *store) expire(now int64) {
 	st.mu.Lock()
-	defer st.mu.Unlock()
+	var lanes []*lane
 	for _, t := range st.topics {
-		for _, l := range t.lanes {
-			l.expireHead(now, 10000)
+		lanes = append(lanes, t.lanes...)
+	}
+	for _, l := range lanes {
+		if !l.rmu.TryLock() {
+			continue
+		}
+		l.expireHead(now, 10000)
+		if len(l.inflight) == 0 && len(l.redo) == 0 {
+			l.rd.release()
+		}
+		l.rmu.Unlock()
+	}
+	st.mu.Unlock()
+}
+
+// discard hands a released segment to the reaper, so that closing and
+// deleting its file happen without store.mu. Under store.mu.
+func (st *store) discard(s *segment) {
+	st.trash = append(st.trash, s)
+	select {
+	case st.reap <- struct{}{}:
+	default:
+	}
+}
+
+// reaper deletes released segments.
+func (st *store) reaper() {
+	defer st.bg.Done()
+	for {
+		select {
+		case <-st.reap:
+			st.reapNow()
+		case <-st.closing:
+			st.reapNow()
+			return
+		}
+	}
+}
+
+func (st *store) reapNow() {
+	st.mu.Lock()
+	segs := st.trash
+	st.trash = nil
+	st.mu.Unlock()
+	for _, s := range segs {
+		s.retire()
+		if err := os.Remove(s.path); err != nil && !os.IsNotExist(err) {
+			st.ioError("release", s.path, err)
 		}
 	}
 }
@@ -879,6 +931,7 @@ func (st *store) close() error {
 	}
 	st.mu.Unlock()
 	st.writeCheckpoints()
+	st.reapNow()
 	st.closeLanes()
 	st.m.unregister()
 	if err := st.lock.Close(); err != nil {
@@ -901,10 +954,14 @@ func (st *store) closeLanes() {
 			l.rd.release()
 		}
 	}
+	for _, s := range st.trash {
+		s.close()
+	}
 }
 
 // next blocks until an entry of the topic can be handed out, highest lane
 // first, and returns it in flight; nil when ctx ends or the spool closes.
+// The disk read and decryption happen without store.mu (see readNext).
 func (st *store) next(ctx context.Context, t *topic, closing <-chan struct{}) *entry {
 	for {
 		st.mu.Lock()
@@ -912,14 +969,29 @@ func (st *store) next(ctx context.Context, t *topic, closing <-chan struct{}) *e
 			st.mu.Unlock()
 			return nil
 		}
+		// Taken before looking: whatever is appended from now on closes it.
+		wake := t.wake
 		now := st.now().UnixNano()
-		for _, l := range t.lanes {
-			if e := l.take(now); e != nil {
+		// t.lanes may grow while store.mu is let go; a lane missed for
+		// that has a commit coming that closes wake.
+		for i := 0; i < len(t.lanes); i++ {
+			l := t.lanes[i]
+			if e := l.takeRedo(now); e != nil {
+				st.mu.Unlock()
+				return e
+			}
+			if !l.unread() {
+				l.advance()
+				continue
+			}
+			l.lockRead()
+			e := l.take(now)
+			l.rmu.Unlock()
+			if e != nil {
 				st.mu.Unlock()
 				return e
 			}
 		}
-		wake := t.wake
 		st.mu.Unlock()
 		select {
 		case <-wake:

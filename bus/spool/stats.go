@@ -63,9 +63,16 @@ func (s *Spool) Stats() Stats {
 	return st
 }
 
+// stats counts under store.mu; the headers it must read to learn the
+// oldest entry's time are read after letting go of it.
 func (st *store) stats(now time.Time) Stats {
+	type peekAt struct {
+		lane int
+		seg  *segment
+		off  int64
+	}
+	var peeks []peekAt
 	st.mu.Lock()
-	defer st.mu.Unlock()
 	s := Stats{Dir: st.dir, Encrypted: st.sealer != nil}
 	names := make([]string, 0, len(st.topics))
 	for n := range st.topics {
@@ -80,8 +87,11 @@ func (st *store) stats(now time.Time) Stats {
 				DiskBytes: l.diskBytes(), Segments: len(l.segs), InFlight: len(l.inflight),
 			}
 			if c.entries > 0 {
-				if t := l.oldest(); t != 0 {
+				t, seg, off := l.oldest()
+				if t != 0 {
 					ls.Oldest = time.Unix(0, t)
+				} else if seg != nil {
+					peeks = append(peeks, peekAt{len(s.Lanes), seg, off})
 				}
 			}
 			s.Lanes = append(s.Lanes, ls)
@@ -89,9 +99,20 @@ func (st *store) stats(now time.Time) Stats {
 			s.Records += ls.Records
 			s.Bytes += ls.Bytes
 			s.DiskBytes += ls.DiskBytes
-			if !ls.Oldest.IsZero() && (s.Oldest.IsZero() || ls.Oldest.Before(s.Oldest)) {
-				s.Oldest = ls.Oldest
-			}
+		}
+	}
+	st.mu.Unlock()
+	// A header read here may be stale by the time it returns (the entry
+	// acknowledged, its segment released): the age is a reading, not a
+	// promise, and a released segment reads as nothing.
+	for _, p := range peeks {
+		if h, ok := readHeaderAt(p.seg, p.off); ok && h.kind == kindMessage {
+			s.Lanes[p.lane].Oldest = time.Unix(0, h.time)
+		}
+	}
+	for _, ls := range s.Lanes {
+		if !ls.Oldest.IsZero() && (s.Oldest.IsZero() || ls.Oldest.Before(s.Oldest)) {
+			s.Oldest = ls.Oldest
 		}
 	}
 	return s
