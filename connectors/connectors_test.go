@@ -3,8 +3,6 @@ package connectors
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -41,29 +39,6 @@ func TestRegisterPanicsOnProgrammingErrors(t *testing.T) {
 	}
 	if !strings.Contains(UnknownTypeError("zz").Error(), "test-nop") {
 		t.Fatal("unknown-type error does not list the registered types")
-	}
-}
-
-func TestSequencerNeverRepeatsAcrossRestarts(t *testing.T) {
-	dir := t.TempDir()
-	s, err := OpenSequencer(dir, "m")
-	if err != nil {
-		t.Fatal(err)
-	}
-	first, _ := s.Reserve(10)
-	last, _ := s.Reserve(seqBlock + 5) // crosses a block: the file must move on
-	end := last + seqBlock + 5
-	s2, err := OpenSequencer(dir, "m") // a restart, with or without a crash
-	if err != nil {
-		t.Fatal(err)
-	}
-	next, _ := s2.Reserve(1)
-	if first != 0 || next < end {
-		t.Fatalf("first %d; after restart %d, want ≥ %d", first, next, end)
-	}
-	os.WriteFile(filepath.Join(dir, "seq", "bad"), []byte("garbage"), 0o600)
-	if _, err := OpenSequencer(dir, "bad"); err == nil || !strings.Contains(err.Error(), "corrupt") {
-		t.Fatalf("corrupt file: %v", err)
 	}
 }
 
