@@ -139,7 +139,7 @@ func (c *Cloud) Wait(ctx context.Context, cond func(Report) bool) (Report, error
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return r, fmt.Errorf("cloud: waiting: %w (report: %d unique, %d duplicates, %d missing)", ctx.Err(), r.Unique, r.Duplicates, r.Missing())
+			return r, fmt.Errorf("cloud: waiting: %w (report: %d unique, %d duplicates, %d missing, %d skipped by crashes)", ctx.Err(), r.Unique, r.Duplicates, r.Missing(), r.CrashSkipped())
 		}
 	}
 }
@@ -183,15 +183,18 @@ func (c *Cloud) ingest(p []byte) error {
 			c.t.batches++
 			now := time.Now().UnixNano()
 			for i := range b.Records {
-				c.t.add(b.Records[i].Source, b.Records[i].Seq)
-				c.t.latency(b.Records[i].Source, time.Duration(now-b.Records[i].SourceTime))
+				r := &b.Records[i]
+				c.t.add(r.Source, r.Seq)
+				c.announced(r.Source, r.Seq, r.Attrs)
+				c.t.latency(r.Source, time.Duration(now-r.SourceTime))
 			}
 		}
 		return nil
 	}
 	type rec struct {
-		Source string `json:"source"`
-		Seq    uint64 `json:"seq"`
+		Source string            `json:"source"`
+		Seq    uint64            `json:"seq"`
+		Attrs  map[string]string `json:"attrs"`
 	}
 	var recs []rec
 	trimmed := bytes.TrimSpace(p)
@@ -223,8 +226,26 @@ func (c *Cloud) ingest(p []byte) error {
 	c.t.batches++
 	for _, r := range recs {
 		c.t.add(r.Source, r.Seq)
+		c.announced(r.Source, r.Seq, r.Attrs)
 	}
 	return nil
+}
+
+// announced keeps the gap a record announces, if any, so the report can
+// tell a crash or a new epoch from loss; called under t.mu, after add.
+func (c *Cloud) announced(source string, seq uint64, attrs map[string]string) {
+	if len(attrs) == 0 {
+		return
+	}
+	a, ok := parseAnnouncement(attrs, seq)
+	if !ok || !c.t.announce(source, a) {
+		return
+	}
+	if a.kind == gapCrash {
+		c.logger.Info("seq gap announced", "source", source, "kind", a.kind, "from", a.from, "to", a.to)
+		return
+	}
+	c.logger.Info("seq gap announced", "source", source, "kind", a.kind, "to", a.to)
 }
 
 func (c *Cloud) serveHTTP(w http.ResponseWriter, r *http.Request) {

@@ -3,7 +3,11 @@ package cloud
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"log/slog"
 	"net/http"
+	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -91,5 +95,68 @@ func TestReceivesOverMQTTAndHTTP(t *testing.T) {
 	s := r.Sources["gen"]
 	if s.Unique != 4 || s.Duplicates != 1 || len(s.Gaps) != 1 || s.Gaps[0] != (Span{4, 4}) || r.Malformed != 1 || r.Missing() != 1 {
 		t.Fatalf("report %+v", r)
+	}
+}
+
+func TestCrashGapToldFromLoss(t *testing.T) {
+	c := &Cloud{logger: slog.New(slog.DiscardHandler), t: newTracker()}
+	send := func(b *bus.Batch) {
+		t.Helper()
+		if err := c.ingest(b.AppendAvro(nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	announce := func(b *bus.Batch, kind string, from uint64) *bus.Batch {
+		r := &b.Records[0]
+		r.Attrs = map[string]string{"ferry.seq_gap": kind, "ferry.seq_gap_to": strconv.FormatUint(r.Seq, 10)}
+		if kind == "crash" {
+			r.Attrs["ferry.seq_gap_from"] = strconv.FormatUint(from, 10)
+		}
+		return b
+	}
+	const block, epoch = 1 << 20, 1_700_000_000_000_000
+	// gen: 3 is lost; a crash after 6 skips the rest of the block [0, 2^20)
+	// (7..9 were used and died with the process); 2^20+2 and +3 are lost;
+	// then the seq store is rebuilt at a new epoch.
+	send(batch("gen", 0, 1, 2, 4, 5, 6))
+	send(announce(batch("gen", block, block+1), "crash", 0))
+	send(announce(batch("gen", block, block+1), "crash", 0)) // redelivered
+	send(batch("gen", block+4))
+	send(announce(batch("gen", epoch, epoch+1), "epoch", 0))
+	// b: the announcing record arrives first; 40..49 were lost before the
+	// reservation the crash cut short, which began at 50.
+	send(announce(batch("b", 100), "crash", 50))
+	seqs := make([]uint64, 40)
+	for i := range seqs {
+		seqs[i] = uint64(i)
+	}
+	send(batch("b", seqs...))
+	// j: the JSON form carries the same attributes.
+	jb := announce(batch("j", 10), "crash", 5)
+	if err := c.ingest(append(batch("j", 0, 1, 2, 3, 4).AppendJSONLines(nil), jb.AppendJSONLines(nil)...)); err != nil {
+		t.Fatal(err)
+	}
+
+	r := c.Report()
+	gen, b, j := r.Sources["gen"], r.Sources["b"], r.Sources["j"]
+	check := func(name string, got, want []Span) {
+		t.Helper()
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: %v, want %v", name, got, want)
+		}
+	}
+	check("gen loss", gen.Gaps, []Span{{3, 3}, {block + 2, block + 3}})
+	check("gen crash", gen.CrashGaps, []Span{{7, block - 1}})
+	check("gen epoch", gen.EpochGaps, []Span{{block + 5, epoch - 1}})
+	check("b loss", b.Gaps, []Span{{40, 49}})
+	check("b crash", b.CrashGaps, []Span{{50, 99}})
+	check("j loss", j.Gaps, nil)
+	check("j crash", j.CrashGaps, []Span{{5, 9}})
+	if gen.Duplicates != 2 || r.Missing() != 1+2+10 || r.CrashSkipped() != (block-7)+50+5 {
+		t.Errorf("duplicates %d, missing %d, crash-skipped %d", gen.Duplicates, r.Missing(), r.CrashSkipped())
+	}
+	js, err := json.Marshal(r)
+	if err != nil || !bytes.Contains(js, []byte(`"crash_gaps":[{"From":7,`)) || !bytes.Contains(js, []byte(`"epoch_gaps":`)) {
+		t.Errorf("json %s %v", js, err)
 	}
 }

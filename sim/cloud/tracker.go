@@ -3,6 +3,7 @@ package cloud
 import (
 	"slices"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -21,7 +22,16 @@ type SourceReport struct {
 	OutOfOrder uint64 `json:"out_of_order"`
 	First      uint64 `json:"first"`
 	Last       uint64 `json:"last"`
-	Gaps       []Span `json:"gaps,omitempty"` // holes between First and Last
+	// Gaps are the holes between First and Last that no record announced:
+	// loss. CrashGaps are the part of the hole just below the first record
+	// after a crash (ferry.seq_gap=crash) that lies in the range it
+	// announced: numbers the crashed process reserved and never used, or
+	// used and lost with it. EpochGaps are holes just below a record that
+	// announced a new epoch (ferry.seq_gap=epoch): its seq store was
+	// rebuilt. See classify.
+	Gaps      []Span `json:"gaps,omitempty"`
+	CrashGaps []Span `json:"crash_gaps,omitempty"`
+	EpochGaps []Span `json:"epoch_gaps,omitempty"`
 	// LatencyP50 and LatencyP99 are of arrival minus source time, over the
 	// most recent 100,000 Avro records (JSON payloads carry no latency).
 	LatencyP50 time.Duration `json:"latency_p50"`
@@ -38,15 +48,70 @@ type Report struct {
 	Sources    map[string]SourceReport `json:"sources"`
 }
 
-// Missing is the number of sequence numbers in gaps, over all sources.
+// Missing is the number of sequence numbers in gaps no record announced
+// (loss), over all sources.
 func (r Report) Missing() uint64 {
 	var n uint64
 	for _, s := range r.Sources {
-		for _, g := range s.Gaps {
-			n += g.To - g.From + 1
-		}
+		n += spanned(s.Gaps)
 	}
 	return n
+}
+
+// CrashSkipped is the number of sequence numbers in announced crash gaps,
+// over all sources.
+func (r Report) CrashSkipped() uint64 {
+	var n uint64
+	for _, s := range r.Sources {
+		n += spanned(s.CrashGaps)
+	}
+	return n
+}
+
+func spanned(spans []Span) uint64 {
+	var n uint64
+	for _, g := range spans {
+		n += g.To - g.From + 1
+	}
+	return n
+}
+
+// The attributes by which ferry announces a gap in a source's seq on the
+// first record after it (see the attrs doc in bus/schema/batch.v1.avsc).
+const (
+	attrSeqGap     = "ferry.seq_gap"
+	attrSeqGapFrom = "ferry.seq_gap_from"
+	attrSeqGapTo   = "ferry.seq_gap_to"
+	gapCrash       = "crash"
+	gapEpoch       = "epoch"
+)
+
+// announcement is a gap a record announced: [from, to) for a crash; for an
+// epoch, the hole that ends just below to.
+type announcement struct {
+	kind     string
+	from, to uint64
+}
+
+// parseAnnouncement reads a record's gap attributes; ok is false when it
+// announces nothing, or nothing this checker can place.
+func parseAnnouncement(attrs map[string]string, seq uint64) (a announcement, ok bool) {
+	a.kind = attrs[attrSeqGap]
+	if a.kind != gapCrash && a.kind != gapEpoch {
+		return a, false
+	}
+	a.to = seq
+	if v, err := strconv.ParseUint(attrs[attrSeqGapTo], 10, 64); err == nil {
+		a.to = v
+	}
+	if a.kind == gapCrash {
+		v, err := strconv.ParseUint(attrs[attrSeqGapFrom], 10, 64)
+		if err != nil || v > a.to {
+			return a, false
+		}
+		a.from = v
+	}
+	return a, true
 }
 
 // tracker keeps, per source, the received sequence numbers as sorted
@@ -69,6 +134,7 @@ type sourceState struct {
 	outOfOrder uint64
 	maxSeen    uint64
 	any        bool
+	announced  []announcement // distinct; a redelivered record adds none
 }
 
 func newTracker() *tracker {
@@ -111,6 +177,43 @@ func (t *tracker) add(source string, seq uint64) {
 	}
 }
 
+// announce keeps a gap a record announced, and reports whether it is new.
+func (t *tracker) announce(source string, a announcement) bool {
+	s := t.sources[source]
+	if s == nil || slices.Contains(s.announced, a) {
+		return false
+	}
+	s.announced = append(s.announced, a)
+	return true
+}
+
+// classify sorts a hole between received spans. Only the hole just below
+// an announcing record can be the gap it announces: a crash skips the
+// unused end of its last reservation, and an epoch jumps from wherever the
+// old numbering stopped. Of that hole, the part inside a crash's announced
+// range is the crash gap and the part below it is loss; every other hole
+// is loss, even one inside an announced range.
+func (s *sourceState) classify(hole Span, sr *SourceReport) {
+	for _, a := range s.announced {
+		if a.to != hole.To+1 {
+			continue
+		}
+		if a.kind == gapEpoch {
+			sr.EpochGaps = append(sr.EpochGaps, hole)
+			return
+		}
+		if a.from > hole.To {
+			continue
+		}
+		sr.CrashGaps = append(sr.CrashGaps, Span{max(hole.From, a.from), hole.To})
+		if hole.From < a.from {
+			sr.Gaps = append(sr.Gaps, Span{hole.From, a.from - 1})
+		}
+		return
+	}
+	sr.Gaps = append(sr.Gaps, hole)
+}
+
 // done wakes waiters after a payload was counted.
 func (t *tracker) done() {
 	close(t.notify)
@@ -145,7 +248,7 @@ func (t *tracker) report() Report {
 			sr.First, sr.Last = s.spans[0].From, s.spans[len(s.spans)-1].To
 		}
 		for i := 1; i < len(s.spans); i++ {
-			sr.Gaps = append(sr.Gaps, Span{s.spans[i-1].To + 1, s.spans[i].From - 1})
+			s.classify(Span{s.spans[i-1].To + 1, s.spans[i].From - 1}, &sr)
 		}
 		r.Unique += s.unique
 		r.Duplicates += s.dups
