@@ -357,7 +357,7 @@ func (f seqFile) encode() []byte {
 
 func parseSeqFile(data []byte) (seqFile, error) {
 	text := strings.TrimRight(string(data), "\n")
-	if v, err := strconv.ParseUint(text, 10, 64); err == nil {
+	if v, err := strconv.ParseUint(strings.TrimSpace(text), 10, 64); err == nil {
 		return seqFile{next: v - min(v, seqBlock), reserved: v, legacy: true}, nil
 	}
 	bad := func(why string) (seqFile, error) {
@@ -418,9 +418,11 @@ func parseSeqFile(data []byte) (seqFile, error) {
 	return f, nil
 }
 
-// SeqOpened reports what the sequence store found when the Env was built;
-// ok is false when the Env's numbers come from elsewhere (a lease) or it
-// emits nothing.
+// SeqOpened reports what the sequence store found when it was opened, for
+// the runtime to turn a crash or a rebuild into an event; ok is false when
+// the Env's numbers come from elsewhere (a lease) or it emits nothing. An
+// Env rebuilt in the same process (a reload) shares the store and reports
+// the same, so report it once per process start.
 func (e *Env) SeqOpened() (opened SeqOpened, ok bool) {
 	s, ok := e.seq.(*Sequencer)
 	if !ok {
