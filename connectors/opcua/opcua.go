@@ -119,7 +119,12 @@ type Stats struct {
 	MaxPerResponse uint64
 	// PublishOutstanding is the Publish requests waiting at the server now.
 	PublishOutstanding int64
-	Reads              uint64 // Read calls in poll mode
+	// Reordered counts NotificationMessages that arrived ahead of a missing
+	// one and were held back; Duplicates those that arrived again (or after
+	// their number was given up); Republished those recovered with
+	// Republish; NotificationGaps the sequence numbers lost for good.
+	Reordered, Duplicates, Republished, NotificationGaps uint64
+	Reads                                                uint64 // Read calls in poll mode
 }
 
 type counters struct {
@@ -128,6 +133,8 @@ type counters struct {
 	responses, keepAlives, notifs, maxN atomic.Uint64
 	outstanding                         atomic.Int64
 	reads                               atomic.Uint64
+	reordered, duplicates, republished  atomic.Uint64
+	gaps                                atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -138,11 +145,13 @@ func (o *OPCUA) Stats() Stats {
 		Subscriptions: int(c.subs.Load()), MonitoredItems: int(c.items.Load()), BadItems: int(c.bad.Load()),
 		PublishResponses: c.responses.Load(), KeepAlives: c.keepAlives.Load(), Notifications: c.notifs.Load(),
 		MaxPerResponse: c.maxN.Load(), PublishOutstanding: c.outstanding.Load(), Reads: c.reads.Load(),
+		Reordered: c.reordered.Load(), Duplicates: c.duplicates.Load(), Republished: c.republished.Load(), NotificationGaps: c.gaps.Load(),
 	}
 }
 
 type metrics struct {
 	sessions, rebuilds, responses, notifs prometheus.Counter
+	republished, gaps                     prometheus.Counter
 	outstanding                           prometheus.Gauge
 }
 
@@ -156,6 +165,10 @@ func newMetrics(env *connectors.Env) metrics {
 		rebuilds:  counter("ferry_opcua_watchdog_rebuilds_total", "OPC UA subscriptions rebuilt because they fell silent."),
 		responses: counter("ferry_opcua_publish_responses_total", "OPC UA publish responses that carried notifications."),
 		notifs:    counter("ferry_opcua_notifications_total", "OPC UA data change notifications received."),
+		republished: counter("ferry_opcua_republished_total",
+			"OPC UA NotificationMessages that went missing and were recovered with Republish."),
+		gaps: counter("ferry_opcua_notification_gaps_total",
+			"OPC UA NotificationMessages lost for good (sequence numbers neither received nor republished); later ones were emitted past them."),
 		outstanding: connectors.Collector(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ferry_opcua_publish_outstanding", Help: "OPC UA Publish requests waiting at the server.",
 		}, []string{"module"})).WithLabelValues(env.Name),

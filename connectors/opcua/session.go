@@ -307,8 +307,9 @@ type session struct {
 	delivered atomic.Bool // records were emitted from this session
 
 	// subscription state, owned by the serve goroutine
-	subs      map[uint32]*subscription
-	backlogAt time.Time
+	subs        map[uint32]*subscription
+	backlogAt   time.Time
+	noRepublish error // set once the server said it does not support Republish
 
 	acksMu sync.Mutex
 	acks   []*ua.SubscriptionAcknowledgement

@@ -24,6 +24,7 @@ type subscription struct {
 	created   int           // monitored items created
 	lastSeen  time.Time     // last publish response (data or keep-alive)
 	strikes   int           // watchdog rebuilds without a response in between
+	order     *reorder      // its NotificationMessages back in sequence order
 }
 
 // subscribe creates the subscriptions, keeps Publish requests outstanding
@@ -71,32 +72,59 @@ func (s *session) subscribe(ctx context.Context) error {
 	}()
 	tick := time.NewTicker(s.watchdogTick())
 	defer tick.Stop()
-	for {
-		select {
-		case res := <-resCh:
-			if len(resCh) > 0 {
-				s.backlogAt = time.Now()
-			}
-			start := time.Now()
-			if err := s.handle(ctx, res); err != nil {
+	// gapT fires when a missing sequence number has been waited for long
+	// enough; it is re-armed after every response.
+	gapT := time.NewTimer(time.Hour)
+	gapT.Stop()
+	defer gapT.Stop()
+	err := func() error {
+		for {
+			select {
+			case res := <-resCh:
+				if len(resCh) > 0 {
+					s.backlogAt = time.Now()
+				}
+				start := time.Now()
+				if err := s.handle(ctx, res); err != nil {
+					return err
+				}
+				if d := time.Since(start); d > s.o.Subscription.PublishingInterval.D() {
+					s.backlogAt = time.Now()
+				}
+				s.armGapTimer(gapT)
+			case err := <-errCh:
 				return err
+			case <-gapT.C:
+				// A response still queued may be the missing one: a paused
+				// process or a blocked emitter let the wait run out while
+				// it sat here.
+				if len(resCh) == 0 {
+					if err := s.recoverGaps(ctx, time.Now()); err != nil {
+						return err
+					}
+				}
+				s.armGapTimer(gapT)
+			case <-tick.C:
+				if len(resCh) > 0 {
+					continue
+				}
+				if err := s.watchdog(ctx); err != nil {
+					return err
+				}
+				s.armGapTimer(gapT)
+			case <-ctx.Done():
+				return ctx.Err()
 			}
-			if d := time.Since(start); d > s.o.Subscription.PublishingInterval.D() {
-				s.backlogAt = time.Now()
-			}
-		case err := <-errCh:
-			return err
-		case <-tick.C:
-			if len(resCh) > 0 {
-				continue
-			}
-			if err := s.watchdog(ctx); err != nil {
-				return err
-			}
-		case <-ctx.Done():
-			return ctx.Err()
+		}
+	}()
+	if ctx.Err() == nil {
+		// What arrived is emitted in order before the session goes; the
+		// rest is covered by the BAD records of the session gap.
+		for _, sub := range s.subs {
+			s.flushOrder(ctx, sub, err)
 		}
 	}
+	return err
 }
 
 func (s *session) watchdogTick() time.Duration {
@@ -132,6 +160,7 @@ func (s *session) createSubscription(ctx context.Context, items []*item) (*subsc
 		interval:  time.Duration(res.RevisedPublishingInterval * float64(time.Millisecond)),
 		keepalive: res.RevisedMaxKeepAliveCount,
 		lastSeen:  time.Now(),
+		order:     newReorder(),
 	}
 	if sub.interval <= 0 {
 		sub.interval = cfg.PublishingInterval.D()
@@ -301,7 +330,9 @@ func (s *session) ack(sub, seq uint32) {
 	s.acksMu.Unlock()
 }
 
-// handle turns one publish response into one batch.
+// handle takes one publish response: a keep-alive or a data message goes
+// through its subscription's reorder, and whatever is then in sequence is
+// emitted, one batch per NotificationMessage.
 func (s *session) handle(ctx context.Context, res *ua.PublishResponse) error {
 	now := time.Now()
 	sub := s.subs[res.SubscriptionID]
@@ -312,9 +343,36 @@ func (s *session) handle(ctx context.Context, res *ua.PublishResponse) error {
 	msg := res.NotificationMessage
 	if msg == nil || len(msg.NotificationData) == 0 {
 		s.o.st.keepAlives.Add(1)
+		if sub != nil && msg != nil {
+			sub.order.keepAlive(msg.SequenceNumber, now)
+			sub.order.available(res.AvailableSequenceNumbers, now)
+		}
 		return nil
 	}
 	s.ack(res.SubscriptionID, msg.SequenceNumber)
+	if sub == nil {
+		// A subscription this session no longer has (deleted by the
+		// watchdog): nothing to order it against.
+		return s.emitMessage(ctx, nil, msg)
+	}
+	sub.order.available(res.AvailableSequenceNumbers, now)
+	if sub.order.take(msg) {
+		return s.emitMessage(ctx, sub, msg)
+	}
+	ready, dup := sub.order.add(msg, now)
+	if dup {
+		s.o.st.duplicates.Add(1)
+		return nil
+	}
+	if len(ready) == 0 {
+		s.o.st.reordered.Add(1)
+	}
+	return s.emitAll(ctx, sub, ready)
+}
+
+// emitMessage turns one NotificationMessage into one batch.
+func (s *session) emitMessage(ctx context.Context, sub *subscription, msg *ua.NotificationMessage) error {
+	now := time.Now()
 	b := &s.batch
 	b.Reset()
 	ingest := now.UnixNano()
@@ -419,6 +477,7 @@ func (s *session) watchdog(ctx context.Context) error {
 		}
 		s.o.logBurst("subscription silent: rebuilding it", slog.Uint64("subscription", uint64(id)),
 			slog.Duration("silent", now.Sub(since).Round(time.Millisecond)), slog.Int("items", len(sub.items)))
+		s.flushOrder(ctx, sub, nil)
 		s.reportGap(ctx, sub, ua.StatusBadTimeout)
 		delete(s.subs, id)
 		s.deleteSubscriptions(ctx, id)

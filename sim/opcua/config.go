@@ -50,6 +50,14 @@ type Config struct {
 	Certificate *Certificate
 	// NoSecurity offers only the None endpoint.
 	NoSecurity bool
+	// RetransmitQueue is how many sent NotificationMessages each
+	// subscription keeps for Republish until the client acknowledges them;
+	// default DefaultRetransmitQueue, negative keeps none (Republish then
+	// answers BadMessageNotAvailable).
+	RetransmitQueue int
+	// NoRepublish makes Republish answer BadServiceUnsupported, as
+	// gopcua's own server does.
+	NoRepublish bool
 	// Logger receives the server's log lines; nil discards them.
 	Logger *slog.Logger
 }
@@ -66,6 +74,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.NamespaceURI == "" {
 		c.NamespaceURI = DefaultNamespaceURI
+	}
+	if c.RetransmitQueue == 0 {
+		c.RetransmitQueue = DefaultRetransmitQueue
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -43,6 +43,12 @@ type Server struct {
 	stall atomic.Bool
 	cnt   counters
 
+	faultMu sync.Mutex // HoldPublish and LosePublish
+	holding bool
+	held    []heldResp
+	lose    int
+	subIDs  atomic.Uint32 // subscription ids, never reused
+
 	stopTick chan struct{}
 	wg       sync.WaitGroup
 	stopCtx  func() bool
@@ -329,7 +335,7 @@ func (s *Server) startGeneration(ctx context.Context, first bool) error {
 			return err
 		}
 		gctx, cancel := context.WithCancel(context.Background())
-		g.cancel = cancel
+		g.ctx, g.cancel = gctx, cancel
 		err = g.srv.Start(gctx)
 		if err == nil {
 			s.cur.Store(g)
@@ -390,6 +396,7 @@ func (s *Server) newGeneration(port int) (*generation, error) {
 	}
 	srv := server.New(opts...)
 	g := &generation{s: s, srv: srv, internal: "opc.tcp://127.0.0.1:" + strconv.Itoa(port), live: map[string]bool{}, dropped: map[string]bool{}, dead: map[*server.Subscription]bool{}}
+	g.pub.queues, g.pub.subs = map[string]chan pubReq{}, map[uint32]*simSub{}
 	for i := range int(s.extra.Load()) {
 		server.NewNodeNameSpace(srv, fmt.Sprintf("urn:ferry:sim:empty:%d", i+1))
 	}
@@ -429,12 +436,15 @@ type generation struct {
 	srv      *server.Server
 	internal string // the gopcua server's own endpoint URL
 	ns       *nsView
+	ctx      context.Context // ends when the generation stops
 	cancel   context.CancelFunc
 	keys     []string // monitored-item map key of every variable, by node.seq
 
 	mu      sync.Mutex
 	live    map[string]bool // authentication tokens of open sessions
 	dropped map[string]bool // tokens the server forgot (DropSessions, refused identity)
+
+	pub pubState
 
 	// dispatch state, guarded by Server.notifyMu
 	dead    map[*server.Subscription]bool
@@ -594,6 +604,7 @@ func (g *generation) register() error {
 	reg(id.BrowseRequest_Encoding_DefaultBinary, view.Browse)
 	reg(id.CreateSubscriptionRequest_Encoding_DefaultBinary, g.createSubscription)
 	reg(id.PublishRequest_Encoding_DefaultBinary, g.publish)
+	reg(id.RepublishRequest_Encoding_DefaultBinary, g.republish)
 	reg(id.DeleteSubscriptionsRequest_Encoding_DefaultBinary, func(sc *uasc.SecureChannel, r ua.Request, id uint32) (ua.Response, error) {
 		return srv.SubscriptionService.DeleteSubscriptions(sc, r, id)
 	})
@@ -700,6 +711,9 @@ func (g *generation) closeSession(orig handler) handler {
 			delete(g.live, tok)
 			g.mu.Unlock()
 			if was {
+				g.pub.mu.Lock()
+				delete(g.pub.queues, tok)
+				g.pub.mu.Unlock()
 				g.s.cnt.sessionClosed()
 				go g.deleteSubscriptions(func(sub *server.Subscription) bool { return sub.Session.AuthTokenID.String() == tok })
 			}
@@ -800,36 +814,6 @@ func (g *generation) password(t *ua.UserNameIdentityToken) (string, error) {
 		return "", errors.New("bad password secret length")
 	}
 	return string(plain[4 : 4+n-nonceLen]), nil
-}
-
-// createSubscription avoids gopcua's id reuse: it numbers a new
-// subscription len(subscriptions)+1, which after a delete can be the id of
-// a live one. Placeholders that never run keep the count ahead.
-func (g *generation) createSubscription(sc *uasc.SecureChannel, r ua.Request, reqID uint32) (ua.Response, error) {
-	ss := g.srv.SubscriptionService
-	ss.Mu.Lock()
-	for {
-		if _, taken := ss.Subs[uint32(len(ss.Subs))+1]; !taken {
-			break
-		}
-		for k := uint32(1); ; k++ {
-			if _, ok := ss.Subs[k]; !ok {
-				ss.Subs[k] = &server.Subscription{ID: k}
-				break
-			}
-		}
-	}
-	ss.Mu.Unlock()
-	return ss.CreateSubscription(sc, r, reqID)
-}
-
-func (g *generation) publish(sc *uasc.SecureChannel, r ua.Request, reqID uint32) (ua.Response, error) {
-	g.s.cnt.publishRequests.Add(1)
-	if g.s.stall.Load() {
-		g.s.cnt.publishSwallowed.Add(1)
-		return nil, nil
-	}
-	return g.srv.SubscriptionService.Publish(sc, r, reqID)
 }
 
 // createMonitoredItems passes only items on existing nodes to gopcua, which
@@ -952,6 +936,9 @@ type Stats struct {
 	Restarts          uint64
 	// PublishRequests received, and those swallowed by StallPublish.
 	PublishRequests, PublishSwallowed uint64
+	// NotificationsLost counts messages LosePublish kept from the client;
+	// Republished counts messages Republish answered with.
+	NotificationsLost, Republished uint64
 	// NotificationsDropped counts notifications not delivered to a
 	// subscription that was gone or stuck for notifyTimeout.
 	NotificationsDropped uint64
@@ -967,7 +954,7 @@ type counters struct {
 	created, closed, rejected, droppedSess      uint64
 	active, maxActive                           int
 	restarts, publishRequests, publishSwallowed atomic.Uint64
-	dropped                                     atomic.Uint64
+	dropped, lost, republished                  atomic.Uint64
 }
 
 func (c *counters) sessionCreated() {
@@ -1019,6 +1006,8 @@ func (s *Server) Stats() Stats {
 	st.PublishRequests = c.publishRequests.Load()
 	st.PublishSwallowed = c.publishSwallowed.Load()
 	st.NotificationsDropped = c.dropped.Load()
+	st.NotificationsLost = c.lost.Load()
+	st.Republished = c.republished.Load()
 	st.Connections, st.ConnectionsTotal = s.px.connections()
 	if g := s.cur.Load(); g != nil {
 		if ss := g.srv.SubscriptionService; ss != nil {
