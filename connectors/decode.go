@@ -7,9 +7,9 @@ import (
 )
 
 // ReservedKeys are the keys of a connector's section that ferry reads itself:
-// the connector type, the spool in front of a sink, and whether a source is
-// active/standby on a NATS bus.
-var ReservedKeys = map[string]bool{"type": true, "store_and_forward": true, "active_standby": true}
+// the connector type, the spool or the memory buffer in front of a sink,
+// and whether a source is active/standby on a NATS bus.
+var ReservedKeys = map[string]bool{"type": true, "store_and_forward": true, "buffer": true, "active_standby": true}
 
 // Decode decodes one connector section (with its type: key) into
 // cn, applies its defaults and validates it. Tests of sample configs use it

@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ferry-gateway/ferry/bus"
+	"github.com/ferry-gateway/ferry/internal/burstlog"
 )
 
 // Env is what a running connector gets from ferry: its name and logger, the
@@ -40,9 +41,16 @@ type Env struct {
 	sent    prometheus.Counter
 	retries prometheus.Counter
 	topics  map[string]string
-	burst   Burst
+	limit   burstlog.Limiter // errors, per cause
+	events  *Events
+	retry   Backoff // template for Go's restarts
 	write   func(ctx context.Context, device, tag string, v bus.Value) error
+	// wake is closed and replaced each time the connector comes up, so a
+	// sink's retry sleeping on a down link wakes the moment it is back.
+	wakeMu sync.Mutex
+	wake   chan struct{}
 
+	life   sync.Mutex // guards ctx and cancel, which Renew replaces
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -69,7 +77,17 @@ type EnvConfig struct {
 	// the data dir: an active/standby source takes its numbers from the
 	// lease it holds, and a refusal there means it must not emit at all.
 	Seq SeqSource
+	// Events, when set, receives the module's state changes and errors
+	// (rate-limited as the log is).
+	Events *Events
+	// Retry is the back-off of a goroutine started with Go that failed;
+	// default RestartBackoff.
+	Retry Backoff
 }
+
+// RestartBackoff is how long a failed module or goroutine waits before it
+// is tried again: about 1 s, doubling to 1 min, with jitter.
+var RestartBackoff = Backoff{Min: time.Second, Max: time.Minute}
 
 // SeqSource hands out sequence numbers: the first of n consecutive ones.
 type SeqSource interface {
@@ -98,6 +116,12 @@ func NewEnv(c EnvConfig) (*Env, error) {
 		retries: c.Metrics.SinkRetries.WithLabelValues(c.Name),
 		topics:  map[string]string{},
 		write:   c.WriteTag,
+		events:  c.Events,
+		retry:   c.Retry,
+		wake:    make(chan struct{}),
+	}
+	if e.retry.Min <= 0 {
+		e.retry = RestartBackoff
 	}
 	up := c.Metrics.Up.WithLabelValues(c.Name)
 	var link prometheus.Gauge
@@ -143,7 +167,11 @@ func Topic(module, output string) string { return module + "/" + output }
 func (e *Env) State() *State { return e.state }
 
 // Context is cancelled when the connector is stopped.
-func (e *Env) Context() context.Context { return e.ctx }
+func (e *Env) Context() context.Context {
+	e.life.Lock()
+	defer e.life.Unlock()
+	return e.ctx
+}
 
 // DataDir returns the connector's own directory under the data dir, creating
 // it. Certificates, offsets and learned limits go there.
@@ -167,29 +195,103 @@ func (e *Env) Path(p string) string {
 	return filepath.Join(e.dataDir, p)
 }
 
-// Up marks the connector up (device connected, link established).
+// Up marks the connector up (device connected, link established). Coming
+// back logs once, with how long it was away and how many errors were kept
+// quiet meanwhile, and wakes anything waiting for the link (Woken).
 func (e *Env) Up() {
-	if e.state.Phase() != PhaseUp {
-		e.Logger.Info("up")
+	prev, since, changed := e.state.set(PhaseUp)
+	if !changed {
+		return
 	}
-	e.state.Set(PhaseUp)
+	suppressed := e.limit.Take()
+	attrs := []slog.Attr{slog.String("from", string(prev))}
+	msg := "up"
+	switch prev {
+	case PhaseDown, PhaseRetrying, PhaseFailed:
+		msg = "up again"
+		attrs = append(attrs, slog.Duration("down_for", time.Since(since).Round(time.Millisecond)))
+		if suppressed > 0 {
+			attrs = append(attrs, slog.Int("errors_suppressed", suppressed))
+		}
+	}
+	e.Logger.LogAttrs(context.Background(), slog.LevelInfo, msg, attrs...)
+	e.events.Add(Event{Module: e.Name, Kind: EventState, From: prev, To: PhaseUp, Message: msg, Count: int64(suppressed)})
+	e.wakeMu.Lock()
+	close(e.wake)
+	e.wake = make(chan struct{})
+	e.wakeMu.Unlock()
+}
+
+// Woken returns a channel closed the next time the connector comes up: a
+// sink's retry waits on it as well as on its back-off, so draining starts
+// the moment the link is back.
+func (e *Env) Woken() <-chan struct{} {
+	e.wakeMu.Lock()
+	defer e.wakeMu.Unlock()
+	return e.wake
 }
 
 // Connecting marks a connector that has started but whose first connection
 // is still being made. Connectors that manage a link call it from Start, so
 // the runtime does not mark them up before the link is.
-func (e *Env) Connecting() { e.state.Set(PhaseConnecting) }
+func (e *Env) Connecting() { e.transition(PhaseConnecting, nil) }
 
-// Down marks the connector down with the reason, counts it and logs it once
-// per burst.
+// Down marks the connector down with the reason and counts it. Going down
+// is logged once, with the cause; while it stays down, its errors are
+// logged as Error logs them.
 func (e *Env) Down(err error) {
-	e.state.Set(PhaseDown)
-	e.Error(err)
+	if !e.transition(PhaseDown, err) {
+		e.note(err)
+	}
 }
 
-// Error counts an error, keeps it as the last error and logs it once per
-// burst, without changing the phase: a malformed payload is an error, not an
-// outage.
+// Retrying marks a module that failed (Start, or a goroutine) and will be
+// tried again at next: the attempt count and the time are on the status
+// page, the cause stays in last_error.
+func (e *Env) Retrying(err error, attempt int, next time.Time) {
+	changed := e.transition(PhaseRetrying, err)
+	e.state.setRetry(attempt, next)
+	if !changed {
+		e.note(err)
+	}
+}
+
+// SetPhase moves to p, logging and recording the change once (the runtime
+// uses it for stopped, standby and starting).
+func (e *Env) SetPhase(p Phase) { e.transition(p, nil) }
+
+// transition moves to p; a change is one log line and one event, with
+// cause. It reports whether the phase changed. A cause is counted as an
+// error either way.
+func (e *Env) transition(p Phase, cause error) bool {
+	if cause != nil {
+		e.errs.Inc()
+		e.state.Errors.Add(1)
+		e.state.setErr(cause)
+	}
+	prev, _, changed := e.state.set(p)
+	if !changed {
+		return false
+	}
+	ev := Event{Module: e.Name, Kind: EventState, From: prev, To: p, Message: string(p)}
+	attrs := []slog.Attr{slog.String("from", string(prev))}
+	level := slog.LevelInfo
+	if cause != nil {
+		ev.Error = cause.Error()
+		attrs = append(attrs, slog.String("error", ev.Error))
+		level = slog.LevelWarn
+		// The line just logged is this cause's for the window.
+		e.limit.Allow(ev.Error)
+	}
+	e.Logger.LogAttrs(context.Background(), level, string(p), attrs...)
+	e.events.Add(ev)
+	return true
+}
+
+// Error counts an error and keeps it as the last error, without changing
+// the phase: a malformed payload is an error, not an outage. It is logged
+// (and recorded as an event) at once for a cause not seen in the current
+// window, and once a window with a count for a cause that repeats.
 func (e *Env) Error(err error) {
 	if err == nil {
 		return
@@ -197,7 +299,43 @@ func (e *Env) Error(err error) {
 	e.errs.Inc()
 	e.state.Errors.Add(1)
 	e.state.setErr(err)
-	e.burst.Log(e.Logger, slog.LevelWarn, "error", slog.String("error", err.Error()))
+	e.note(err)
+}
+
+// note logs an error already counted, rate-limited per cause, and records
+// it as an event when it logs.
+func (e *Env) note(err error) {
+	text := err.Error()
+	n, ok := e.limit.Allow(text)
+	if !ok {
+		return
+	}
+	attrs := []slog.Attr{slog.String("error", text)}
+	if n > 0 {
+		attrs = append(attrs, slog.Int("repeats_suppressed", n))
+	}
+	e.Logger.LogAttrs(context.Background(), slog.LevelWarn, "error", attrs...)
+	e.events.Add(Event{Module: e.Name, Kind: EventError, Message: "error", Error: text, Count: int64(n)})
+}
+
+// Dropped records that n records were dropped for reason (a full buffer,
+// a shutdown): counted by the caller's metric, told here as an event and a
+// log line once a window per reason.
+func (e *Env) Dropped(n int, reason string, cause error) {
+	text := reason
+	if cause != nil {
+		text = reason + ": " + cause.Error()
+	}
+	sup, ok := e.limit.Allow("drop " + text)
+	if !ok {
+		return
+	}
+	attrs := []slog.Attr{slog.Int("records", n), slog.String("reason", text)}
+	if sup > 0 {
+		attrs = append(attrs, slog.Int("drops_suppressed", sup))
+	}
+	e.Logger.LogAttrs(context.Background(), slog.LevelWarn, "records dropped", attrs...)
+	e.events.Add(Event{Module: e.Name, Kind: EventDrop, Message: "records dropped: " + reason, Error: text, Count: int64(n)})
 }
 
 // CountIn adds n to the records the connector received.
@@ -307,7 +445,7 @@ func (e *Env) EmitTo(ctx context.Context, output string, b *bus.Batch) error {
 		case <-t.C:
 			continue
 		case <-ctx.Done():
-		case <-e.ctx.Done():
+		case <-e.Context().Done():
 		}
 		t.Stop()
 		return err
@@ -317,25 +455,35 @@ func (e *Env) EmitTo(ctx context.Context, output string, b *bus.Batch) error {
 }
 
 // Go runs fn in a supervised goroutine until the connector stops. When fn
-// returns an error or panics, the connector is marked down and fn is started
-// again after a back-off; a panic is logged with its stack once. fn returning
-// nil, or the Env's context ending, ends the supervision.
+// returns an error or panics, the connector is marked retrying (with the
+// attempt and the time of the next try) and fn is started again after a
+// back-off (RestartBackoff, reset once a run lasted a minute); a panic is
+// logged with its stack. fn returning nil, or the Env's context ending,
+// ends the supervision.
+//
+// fn must survive being run again: it may be restarted any number of
+// times, so it re-initialises what it uses on entry, never closes a
+// channel or releases a resource that a later run needs, and keeps (or
+// counts as lost) a batch it could not emit instead of dropping it
+// silently.
 func (e *Env) Go(name string, fn func(ctx context.Context) error) {
+	ctx := e.Context()
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		var bo Backoff
-		for e.ctx.Err() == nil {
+		bo := e.retry
+		for ctx.Err() == nil {
 			start := time.Now()
-			err := e.runGuarded(name, fn)
-			if err == nil || e.ctx.Err() != nil {
+			err := e.runGuarded(ctx, name, fn)
+			if err == nil || ctx.Err() != nil {
 				return
 			}
 			if time.Since(start) > time.Minute {
 				bo.Reset()
 			}
-			e.Down(fmt.Errorf("%s: %w", name, err))
-			if Sleep(e.ctx, bo.Next()) != nil {
+			wait := bo.Next()
+			e.Retrying(fmt.Errorf("%s: %w", name, err), bo.Attempts(), time.Now().Add(wait))
+			if Sleep(ctx, wait) != nil {
 				return
 			}
 		}
@@ -345,21 +493,36 @@ func (e *Env) Go(name string, fn func(ctx context.Context) error) {
 // errPanic marks a recovered panic.
 var errPanic = errors.New("panic")
 
-func (e *Env) runGuarded(name string, fn func(ctx context.Context) error) (err error) {
+func (e *Env) runGuarded(ctx context.Context, name string, fn func(ctx context.Context) error) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			e.Logger.Error("recovered panic", "goroutine", name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 			err = fmt.Errorf("%w: %v", errPanic, p)
+			// A panic in a loop logs its stack once a window, not once a
+			// restart.
+			if _, ok := e.limit.Allow("panic " + name + fmt.Sprint(p)); ok {
+				e.Logger.Error("recovered panic", "goroutine", name, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			}
 		}
 	}()
-	return fn(e.ctx)
+	return fn(ctx)
+}
+
+// Renew readies an Env that was shut down for another run of its module
+// (the supervisor restarting it): a fresh context; counters, state and
+// sequence numbers carry on.
+func (e *Env) Renew() {
+	e.life.Lock()
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	e.life.Unlock()
 }
 
 // Shutdown cancels the Env's context and waits for its goroutines, up to
 // ctx's deadline. The runtime calls it after the connector's Stop.
 func (e *Env) Shutdown(ctx context.Context) error {
 	defer e.closeSeq()
+	e.life.Lock()
 	e.cancel()
+	e.life.Unlock()
 	done := make(chan struct{})
 	go func() { e.wg.Wait(); close(done) }()
 	select {

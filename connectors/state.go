@@ -14,8 +14,13 @@ const (
 	PhaseConnecting Phase = "connecting" // started, first connection not made yet
 	PhaseUp         Phase = "up"
 	PhaseDown       Phase = "down"
-	PhaseFailed     Phase = "failed" // Start returned an error; it will not run
-	PhaseStopped    Phase = "stopped"
+	// PhaseRetrying: Start failed, or its goroutines keep failing; the
+	// supervisor tries again at NextTry (back-off about 1 s doubling to
+	// 1 min). LastError keeps the cause.
+	PhaseRetrying Phase = "retrying"
+	// PhaseFailed: it cannot run and will not be tried again.
+	PhaseFailed  Phase = "failed"
+	PhaseStopped Phase = "stopped"
 	// PhaseStandby: another instance on the shared bus owns this source;
 	// this one waits to take over.
 	PhaseStandby Phase = "standby"
@@ -30,6 +35,8 @@ type State struct {
 	since     time.Time
 	lastErr   string
 	lastErrAt time.Time
+	attempt   int
+	nextTry   time.Time
 
 	In, Out, Errors atomic.Uint64
 	onPhase         func(Phase)
@@ -41,6 +48,10 @@ type Snapshot struct {
 	Since     time.Time `json:"since"`
 	LastError string    `json:"last_error,omitempty"`
 	LastErrAt time.Time `json:"last_error_at,omitzero"`
+	// Attempt and NextTry are set while retrying: how many tries failed in
+	// a row, and when the next one is due.
+	Attempt int       `json:"attempt,omitempty"`
+	NextTry time.Time `json:"next_try,omitzero"`
 	In        uint64    `json:"records_in"`
 	Out       uint64    `json:"records_out"`
 	Errors    uint64    `json:"errors"`
@@ -53,16 +64,31 @@ func newState(onPhase func(Phase)) *State {
 }
 
 // Set moves to phase p, keeping the time it entered it.
-func (s *State) Set(p Phase) {
+func (s *State) Set(p Phase) { s.set(p) }
+
+// set moves to phase p and reports the phase before and when it was
+// entered; changed is false when p is the phase already.
+func (s *State) set(p Phase) (prev Phase, since time.Time, changed bool) {
 	s.mu.Lock()
-	changed := s.phase != p
+	prev, since = s.phase, s.since
+	changed = s.phase != p
 	if changed {
 		s.phase, s.since = p, time.Now()
+		if p != PhaseRetrying {
+			s.attempt, s.nextTry = 0, time.Time{}
+		}
 	}
 	s.mu.Unlock()
 	if changed && s.onPhase != nil {
 		s.onPhase(p)
 	}
+	return prev, since, changed
+}
+
+func (s *State) setRetry(attempt int, next time.Time) {
+	s.mu.Lock()
+	s.attempt, s.nextTry = attempt, next
+	s.mu.Unlock()
 }
 
 // Phase returns the current phase.
@@ -84,6 +110,7 @@ func (s *State) Snapshot() Snapshot {
 	defer s.mu.Unlock()
 	return Snapshot{
 		Phase: s.phase, Since: s.since, LastError: s.lastErr, LastErrAt: s.lastErrAt,
+		Attempt: s.attempt, NextTry: s.nextTry,
 		In: s.In.Load(), Out: s.Out.Load(), Errors: s.Errors.Load(),
 	}
 }

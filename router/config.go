@@ -15,6 +15,7 @@ import (
 	"github.com/ferry-gateway/ferry/bus/spool"
 	"github.com/ferry-gateway/ferry/connectors"
 	"github.com/ferry-gateway/ferry/internal/conf"
+	"github.com/ferry-gateway/ferry/router/outlet"
 )
 
 // Config is one ferry.yaml, decoded, defaulted and validated.
@@ -47,6 +48,9 @@ type Module struct {
 	// Spool.Quota, OnFull and MaxAge.
 	Spool     *spool.Config
 	JetStream bool
+	// Buffer bounds the in-memory outlet of a sink without a spool (its
+	// buffer: key); nil takes the defaults.
+	Buffer *outlet.BufferConfig
 	// ActiveStandby: on the NATS bus, instances with this source elect one
 	// owner through a lease, and only the owner runs it.
 	ActiveStandby bool
@@ -209,6 +213,9 @@ func (c *Config) loadModules(src *conf.Source, n *yaml.Node) conf.Errors {
 		if sf := conf.MapValue(body, "store_and_forward"); sf != nil {
 			errs = append(errs, c.decodeSpool(src, m, sf, path+".store_and_forward")...)
 		}
+		if bn := conf.MapValue(body, "buffer"); bn != nil {
+			errs = append(errs, c.decodeBuffer(src, m, bn, path+".buffer")...)
+		}
 		errs = append(errs, c.decodeActiveStandby(src, m, body, path)...)
 		c.Modules = append(c.Modules, m)
 	}
@@ -250,6 +257,23 @@ func (c *Config) decodeSpool(src *conf.Source, m *Module, n *yaml.Node, path str
 		sc.Dir = ""
 	}
 	m.Spool = sc
+	return errs
+}
+
+// decodeBuffer reads the buffer: section of a sink without a spool: the
+// bound of its in-memory outlet.
+func (c *Config) decodeBuffer(src *conf.Source, m *Module, n *yaml.Node, path string) conf.Errors {
+	switch {
+	case !m.IsSink():
+		return conf.Errors{src.At(n, path, "only a sink has a buffer; %s (type %s) is not one", m.Name, m.Type)}
+	case m.Spool != nil:
+		return conf.Errors{src.At(n, path, "%s stores and forwards: its spool is its buffer (bound it with store_and_forward.quota and on_full)", m.Name)}
+	}
+	bc := &outlet.BufferConfig{}
+	errs := src.Decode(n, bc, path)
+	bc.SetDefaults()
+	errs = append(errs, src.Positioned(n, path, bc.Validate())...)
+	m.Buffer = bc
 	return errs
 }
 

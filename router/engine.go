@@ -14,14 +14,15 @@ import (
 
 	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/connectors"
+	"github.com/ferry-gateway/ferry/router/outlet"
 	"github.com/ferry-gateway/ferry/router/transform"
 )
 
-// Metadata the engine sets on batches for sinks, so a spool in front of a
-// sink can sort them into lanes and expire them.
+// Metadata a sink's durable queue carries, so a spool in front of a sink
+// can sort batches into lanes and expire them.
 const (
-	MetaPriority = "ferry-priority"
-	MetaTTL      = "ferry-ttl"
+	MetaPriority = outlet.MetaPriority
+	MetaTTL      = outlet.MetaTTL
 )
 
 // SinkTopic is the bus topic a sink's routed batches arrive on.
@@ -31,8 +32,7 @@ func SinkTopic(sink string) string { return connectors.Topic("router", sink) }
 // priority and TTL; it becomes one output batch.
 type lane struct {
 	sink     string
-	topic    string
-	pub      message.Publisher
+	out      outlet.Queue
 	priority int
 	ttl      time.Duration
 	batch    bus.Batch
@@ -65,7 +65,7 @@ type Engine struct {
 	logger *slog.Logger
 	now    func() time.Time
 	vec    *prometheus.CounterVec
-	pubFor func(sink string) message.Publisher
+	outFor func(sink string) outlet.Queue
 	swaps  chan swap
 	// pubBurst logs a refusing sink queue once per burst.
 	pubBurst connectors.Burst
@@ -93,13 +93,14 @@ type swap struct {
 	done chan struct{}
 }
 
-// NewEngine builds the engine for routes over the given input topics. pubFor
-// says where a sink's batches go: the bus, or the spool in front of it.
-func NewEngine(routes []*Route, topics []string, pubFor func(sink string) message.Publisher, reg prometheus.Registerer, logger *slog.Logger) *Engine {
+// NewEngine builds the engine for routes over the given input topics. outFor
+// is each sink's outlet: the queue the engine hands its batches to without
+// waiting on the sink.
+func NewEngine(routes []*Route, topics []string, outFor func(sink string) outlet.Queue, reg prometheus.Registerer, logger *slog.Logger) *Engine {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	e := &Engine{logger: logger.With("module", "router"), now: time.Now, pubFor: pubFor, swaps: make(chan swap)}
+	e := &Engine{logger: logger.With("module", "router"), now: time.Now, outFor: outFor, swaps: make(chan swap)}
 	e.vec = connectors.Collector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ferry_route_records_total",
 		Help: "Records per route and result: matched (from and tags), filtered (where was false), forwarded, dropped (by a transform), expired (older than ttl).",
@@ -121,7 +122,7 @@ func (e *Engine) build(routes []*Route, topics []string) *tables {
 			key := sink + "\x00" + strconv.Itoa(r.Priority) + "\x00" + r.TTL.String()
 			l := laneIdx[key]
 			if l == nil {
-				l = &lane{sink: sink, topic: SinkTopic(sink), pub: e.pubFor(sink), priority: r.Priority, ttl: r.TTL}
+				l = &lane{sink: sink, out: e.outFor(sink), priority: r.Priority, ttl: r.TTL}
 				laneIdx[key] = l
 				t.lanes = append(t.lanes, l)
 			}
@@ -231,26 +232,28 @@ func (e *Engine) flushCounts(c *compiled) {
 	}
 }
 
-// Flush publishes every non-empty lane as one batch and empties it.
+// Flush hands every non-empty lane to its sink's outlet as one batch and
+// empties it. An outlet takes a batch without waiting on its sink; only a
+// full outlet under on_full: block, or a durable queue that refuses, makes
+// the engine wait.
 func (e *Engine) Flush(ctx context.Context) error {
 	for _, l := range e.lanes {
 		if len(l.batch.Records) == 0 {
 			continue
 		}
-		msg := bus.NewMessage(&l.batch)
-		msg.SetContext(ctx)
-		msg.Metadata.Set(MetaPriority, strconv.Itoa(l.priority))
-		if l.ttl > 0 {
-			msg.Metadata.Set(MetaTTL, l.ttl.String())
+		if l.out == nil {
+			l.batch.Reset() // a sink a failed reload took away
+			continue
 		}
-		l.batch.Reset()
+		meta := outlet.Meta{Priority: l.priority, TTL: l.ttl}
 		// A queue that refuses (a JetStream stream full under on_full:
 		// block, the server away) is waited for here, lane by lane: routing
 		// the input again would send the lanes already out a second time.
 		var bo connectors.Backoff
 		for {
-			err := l.pub.Publish(l.topic, msg)
+			err := l.out.Put(ctx, &l.batch, meta)
 			if err == nil {
+				l.batch.Reset()
 				break
 			}
 			e.pubBurst.Log(e.logger, slog.LevelWarn, "sink's queue refused a batch; retrying", slog.String("sink", l.sink), slog.String("error", err.Error()))

@@ -92,7 +92,8 @@ func (p *Pipeline) campaign(m *running) {
 	p.mu.Lock()
 	m.leaseEnd, m.leaseDone = end, make(chan struct{})
 	p.mu.Unlock()
-	m.env.State().Set(connectors.PhaseStandby)
+	m.env.SetPhase(connectors.PhaseStandby)
+	failed := 0 // terms in a row whose start failed
 	go func() {
 		defer close(m.leaseDone)
 		p.elector.Run(ctx, m.Name, func(tctx context.Context, t *lease.Term) {
@@ -113,12 +114,15 @@ func (p *Pipeline) campaign(m *running) {
 			sctx, scancel := context.WithTimeout(context.Background(), time.Second)
 			_ = old.Shutdown(sctx)
 			scancel()
-			if !p.startModule(tctx, m) {
+			if err := p.startOnce(tctx, m); err != nil {
 				// Returning gives the lease up: a standby whose device or
 				// port is fine gets its turn instead of this instance
 				// holding the source without running it.
+				failed++
+				env.Retrying(fmt.Errorf("start: %w", err), failed, time.Now().Add(p.nats.Config().Lease.D()))
 				return
 			}
+			failed = 0
 			<-tctx.Done()
 			// A lost lease leaves one heartbeat before a standby may start
 			// the source elsewhere: the device must not be polled twice, so
@@ -138,7 +142,7 @@ func (p *Pipeline) campaign(m *running) {
 			if err := env.Shutdown(stopCtx); err != nil && !errors.Is(err, context.Canceled) {
 				p.logger.Error("stop", "module", m.Name, "error", err)
 			}
-			env.State().Set(connectors.PhaseStandby)
+			env.SetPhase(connectors.PhaseStandby)
 		})
 	}()
 }
@@ -158,7 +162,7 @@ func (p *Pipeline) endCampaign(ctx context.Context, m *running) bool {
 	p.mu.RLock()
 	env := m.env
 	p.mu.RUnlock()
-	env.State().Set(connectors.PhaseStopped)
+	env.SetPhase(connectors.PhaseStopped)
 	return true
 }
 

@@ -182,7 +182,7 @@ routes:
 `
 	a := start(t, load(t, natsBus(srv.URL(), "one")+cfg))
 	defer stop(t, a)
-	waitfor.Until(t, 10*time.Second, func() bool { return a.Status().Modules[0].Phase == connectors.PhaseFailed },
+	waitfor.Until(t, 10*time.Second, func() bool { return a.Status().Modules[0].Phase == connectors.PhaseRetrying },
 		func() string { return fmt.Sprintf("src on one: %+v", a.Status().Modules[0]) })
 	b := start(t, load(t, natsBus(srv.URL(), "two")+cfg))
 	defer stop(t, b)

@@ -20,57 +20,68 @@ import (
 	"github.com/ferry-gateway/ferry/bus/natsbus"
 	"github.com/ferry-gateway/ferry/bus/spool"
 	"github.com/ferry-gateway/ferry/connectors"
+	"github.com/ferry-gateway/ferry/router/outlet"
 )
 
-// Pipeline is a running configuration: the bus, every connector instance
-// and the routing engine between them.
+// Pipeline is a running configuration: the bus, every connector instance,
+// the routing engine between them, and an outlet per sink.
 type Pipeline struct {
 	cfg     *Config
 	logger  *slog.Logger
 	reg     *prometheus.Registry
 	bus     bus.PubSub // source batches to the engine
-	local   bus.PubSub // routed batches to this instance's sinks
+	local   bus.PubSub // the in-process bus (also p.bus unless on NATS)
 	nats    *natsbus.Bus
 	elector *lease.Elector
 	metrics *connectors.Metrics
+	events  *connectors.Events
+	drops   *prometheus.CounterVec // ferry_outlet_dropped_records_total
 	engine  *Engine
 	mods    []*running
+	outlets map[string]*running // sinks by name, including those a reload is adding
 	started time.Time
+	// retry is the supervisor's back-off between tries of a module that
+	// failed to start.
+	retry connectors.Backoff
 
 	runCtx    context.Context
 	runCancel context.CancelFunc
-	engineCtx context.Context
 	engineEnd context.CancelFunc
 	engineWG  sync.WaitGroup
-	sinkWG    sync.WaitGroup
-	sinkEnd   context.CancelFunc
-	sinkCtx   context.Context
 
-	// mu guards cfg and mods, which a reload replaces while the status
+	// mu guards cfg, mods, outlets and each module's Connector and env,
+	// which reloads, the supervisor and terms replace while the status
 	// page reads them; reloadMu keeps reloads one at a time.
 	mu         sync.RWMutex
 	reloadMu   sync.Mutex
 	lastReload *ReloadStatus
+	// fault, in tests, fails a reload at the named step.
+	fault func(step string) error
 }
 
 type running struct {
 	*Module
 	env     *connectors.Env
 	started atomic.Bool
-	spool   *spool.Spool // nil unless the sink stores and forwards
 
-	// ownBus, for a module added by a reload, is a bus of its own: the
+	// A sink's outlet: the queue the engine hands its batches to, and
+	// the spool or memory buffer behind it. It outlives the connector:
+	// a reload or a restart swaps the runner reading it, so no batch
+	// falls in a gap.
+	out   outlet.Queue
+	mem   *outlet.Memory // nil unless the outlet is in memory
+	spool *spool.Spool   // nil unless the sink stores and forwards locally
+
+	// ownBus, for a source added by a reload, is a bus of its own: the
 	// shared one cannot take new subscriptions while batches are in flight
 	// (watermill's GoChannel holds its subscriber lock across a blocking
 	// publish), so added modules never subscribe on it.
 	ownBus bus.PubSub
 
-	// A sink's subscription outlives the connector behind it: a reload
-	// swaps the runner reading msgs, so no batch falls in a gap.
-	msgs       <-chan *message.Message
-	subEnd     context.CancelFunc
-	runnerEnd  context.CancelFunc
-	runnerDone chan struct{}
+	// The supervisor of the module: it ends with end, and done is closed
+	// once it (and a sink's runner) returned.
+	end  context.CancelFunc
+	done chan struct{}
 
 	// An active/standby source campaigns for its lease until leaseEnd.
 	leaseEnd  context.CancelFunc
@@ -84,7 +95,14 @@ func New(c *Config, logger *slog.Logger) (*Pipeline, error) {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	p := &Pipeline{cfg: c, logger: logger, reg: reg, metrics: connectors.NewMetrics(reg)}
+	p := &Pipeline{
+		cfg: c, logger: logger, reg: reg, metrics: connectors.NewMetrics(reg),
+		events: connectors.NewEvents(0), outlets: map[string]*running{}, retry: connectors.RestartBackoff,
+	}
+	p.drops = connectors.Collector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ferry_outlet_dropped_records_total",
+		Help: "Records a sink's in-memory buffer dropped: full (on_full: drop-oldest made room) or shutdown (still buffered when ferry stopped).",
+	}, []string{"sink", "reason"}))
 	p.local = bus.NewMemory(logger)
 	p.bus = p.local
 	if c.Bus.NATS() {
@@ -94,42 +112,18 @@ func New(c *Config, logger *slog.Logger) (*Pipeline, error) {
 		}
 	}
 	for _, m := range c.Modules {
-		env, err := p.newEnv(m, p.bus, nil)
+		r, err := p.build(m, p.bus)
 		if err != nil {
-			p.closeSpools()
+			p.closeOutlets(p.mods)
 			p.closeBuses()
 			return nil, err
-		}
-		r := &running{Module: m, env: env}
-		if m.JetStream {
-			if err := p.ensureSinkStream(m); err != nil {
-				p.closeSpools()
-				p.closeBuses()
-				return nil, err
-			}
-		} else if m.Spool != nil {
-			sc := *m.Spool
-			switch {
-			case sc.Dir == "":
-				sc.Dir = filepath.Join(c.DataDir, "spool", m.Name)
-			case !filepath.IsAbs(sc.Dir):
-				sc.Dir = filepath.Join(c.DataDir, sc.Dir)
-			}
-			sc.Registerer = reg
-			sp, err := spool.Open(sc, logger.With("module", m.Name, "component", "spool"))
-			if err != nil {
-				p.closeSpools()
-				p.closeBuses()
-				return nil, fmt.Errorf("%s: spool: %w", m.Name, err)
-			}
-			r.spool = sp
 		}
 		p.mods = append(p.mods, r)
 	}
 	if p.nats != nil {
 		p.registerJetStreamGauges()
 	}
-	p.engine = NewEngine(c.CompiledRoutes(), c.sourceTopics(), p.publisherFor, reg, logger)
+	p.engine = NewEngine(c.CompiledRoutes(), c.sourceTopics(), p.outletFor, reg, logger)
 	for _, m := range p.mods {
 		if len(m.Outputs()) > 0 && !p.routed(m.Name) {
 			logger.Warn("source has no route; its records are discarded", "module", m.Name)
@@ -138,13 +132,99 @@ func New(c *Config, logger *slog.Logger) (*Pipeline, error) {
 	return p, nil
 }
 
+// build makes the running form of a module: its Env (publishing on pub)
+// and, for a sink, its outlet.
+func (p *Pipeline) build(m *Module, pub bus.PubSub) (*running, error) {
+	env, err := p.newEnv(m, pub, nil)
+	if err != nil {
+		return nil, err
+	}
+	r := &running{Module: m, env: env}
+	if m.IsSink() {
+		if err := p.openOutlet(r); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// openOutlet gives a sink its queue: its JetStream stream, its spool, or a
+// bounded memory buffer.
+func (p *Pipeline) openOutlet(r *running) error {
+	m := r.Module
+	switch {
+	case m.JetStream:
+		if p.nats == nil {
+			return fmt.Errorf("%s: store_and_forward backend jetstream needs the NATS bus", m.Name)
+		}
+		if err := p.ensureSinkStream(m); err != nil {
+			return err
+		}
+		r.out = outlet.NewBus(p.nats, SinkTopic(m.Name))
+	case m.Spool != nil:
+		sc := *m.Spool
+		switch {
+		case sc.Dir == "":
+			sc.Dir = filepath.Join(p.cfg.DataDir, "spool", m.Name)
+		case !filepath.IsAbs(sc.Dir):
+			sc.Dir = filepath.Join(p.cfg.DataDir, sc.Dir)
+		}
+		sc.Registerer = p.reg
+		sp, err := spool.Open(sc, p.logger.With("module", m.Name, "component", "spool"))
+		if err != nil {
+			return fmt.Errorf("%s: spool: %w", m.Name, err)
+		}
+		r.spool, r.out = sp, outlet.NewBus(sp, SinkTopic(m.Name))
+	default:
+		var bc outlet.BufferConfig
+		if m.Buffer != nil {
+			bc = *m.Buffer
+		}
+		env, drops := r.env, p.drops
+		r.mem = outlet.NewMemory(bc, func(n int, reason string) {
+			drops.WithLabelValues(m.Name, reason).Add(float64(n))
+			env.Dropped(n, "buffer "+reason, nil)
+		})
+		r.out = r.mem
+	}
+	p.mu.Lock()
+	p.outlets[m.Name] = r
+	p.mu.Unlock()
+	return nil
+}
+
+// closeOutlet closes a sink's queue: a memory buffer counts what it still
+// held as dropped, a spool keeps it on disk for the next start.
+func (p *Pipeline) closeOutlet(r *running) {
+	if r.out == nil {
+		return
+	}
+	_ = r.out.Close()
+	if r.spool != nil {
+		if err := r.spool.Close(); err != nil {
+			p.logger.Error("close spool", "module", r.Name, "error", err)
+		}
+	}
+	p.mu.Lock()
+	if p.outlets[r.Name] == r {
+		delete(p.outlets, r.Name)
+	}
+	p.mu.Unlock()
+}
+
+func (p *Pipeline) closeOutlets(mods []*running) {
+	for _, m := range mods {
+		p.closeOutlet(m)
+	}
+}
+
 // newEnv builds the Env of one module of the pipeline, publishing on pub;
 // seq, when set, numbers its records (an active/standby source's lease).
 func (p *Pipeline) newEnv(m *Module, pub bus.PubSub, seq connectors.SeqSource) (*connectors.Env, error) {
 	ec := connectors.EnvConfig{
 		Name: m.Name, Type: m.Type, Site: p.cfg.Site, DataDir: p.cfg.DataDir,
 		Logger: p.logger, Metrics: p.metrics, Outputs: m.Outputs(), Sink: m.IsSink(),
-		WriteTag: p.writeTag, Seq: seq,
+		WriteTag: p.writeTag, Seq: seq, Events: p.events, Retry: p.retry,
 	}
 	if p.nats != nil {
 		ec.Instance = p.nats.Config().Instance
@@ -190,55 +270,36 @@ func (p *Pipeline) writeTag(ctx context.Context, device, tag string, v bus.Value
 	return fmt.Errorf("%s/%s: %w", device, tag, connectors.ErrUnknownTag)
 }
 
-// publisherFor is where the engine puts a sink's batches: its spool when it
-// has one, its JetStream stream when that is its queue, this instance's
-// in-process bus otherwise.
-func (p *Pipeline) publisherFor(sink string) message.Publisher {
-	for _, m := range p.mods {
-		if m.Name == sink {
-			return m.queue(p)
-		}
+// outletFor is where the engine puts a sink's batches.
+func (p *Pipeline) outletFor(sink string) outlet.Queue {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if r := p.outlets[sink]; r != nil {
+		return r.out
 	}
-	return p.local
-}
-
-// queue is what holds a sink's routed batches until it takes them.
-func (m *running) queue(p *Pipeline) bus.PubSub {
-	switch {
-	case m.spool != nil:
-		return m.spool
-	case m.JetStream && p.nats != nil:
-		return p.nats
-	}
-	return m.busOf(p.local)
+	// Routes are checked against the sinks at load: this is a sink a
+	// failed reload took away again. Its batches are dropped, counted.
+	return nil
 }
 
 // subscriberFor is where the engine reads a source topic.
 func (p *Pipeline) subscriberFor(topic string) message.Subscriber {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
 	for _, m := range p.mods {
-		if strings.HasPrefix(topic, m.Name+"/") {
-			return m.busOf(p.bus)
+		if strings.HasPrefix(topic, m.Name+"/") && m.ownBus != nil {
+			return m.ownBus
 		}
 	}
 	return p.bus
 }
 
-// busOf is the bus the module publishes or is fed on.
+// busOf is the bus the module publishes on.
 func (m *running) busOf(shared bus.PubSub) bus.PubSub {
 	if m.ownBus != nil {
 		return m.ownBus
 	}
 	return shared
-}
-
-func (p *Pipeline) closeSpools() {
-	for _, m := range p.mods {
-		if m.spool != nil {
-			if err := m.spool.Close(); err != nil {
-				p.logger.Error("close spool", "module", m.Name, "error", err)
-			}
-		}
-	}
 }
 
 func (p *Pipeline) routed(module string) bool {
@@ -253,6 +314,12 @@ func (p *Pipeline) routed(module string) bool {
 // Registry is the pipeline's metrics registry.
 func (p *Pipeline) Registry() *prometheus.Registry { return p.reg }
 
+// Events returns the events after id (0: all that are kept), oldest first.
+func (p *Pipeline) Events(after uint64) []connectors.Event { return p.events.Since(after) }
+
+// EventLog is the pipeline's event ring, for those that wait on it.
+func (p *Pipeline) EventLog() *connectors.Events { return p.events }
+
 // Config is the config the pipeline runs.
 func (p *Pipeline) Config() *Config {
 	p.mu.RLock()
@@ -263,417 +330,82 @@ func (p *Pipeline) Config() *Config {
 // Bus is the pipeline's bus, for tests and tools that watch it.
 func (p *Pipeline) Bus() bus.PubSub { return p.bus }
 
-// Start starts sinks, then the engine, then sources, so that nothing a
-// source emits finds its consumer missing. A connector that fails to start
-// is marked failed and logged; the rest run on.
+// Start starts the modules in their order (see order) with the engine
+// before the sinks and sources. A module that fails to start is retried by
+// its supervisor with back-off; the rest run on, and what is routed to a
+// sink that is not up waits in its outlet, within its bound.
 func (p *Pipeline) Start(ctx context.Context) error {
 	p.mu.Lock()
 	p.started = time.Now()
 	p.mu.Unlock()
 	p.runCtx, p.runCancel = context.WithCancel(context.Background())
-	sinkCtx, sinkEnd := context.WithCancel(p.runCtx)
-	p.sinkEnd = sinkEnd
-	// Services (simulators, the embedded broker) first: sinks and sources
-	// connect to them.
-	for _, m := range p.mods {
-		if m.isServiceOnly() {
-			p.startModule(ctx, m)
-		}
-	}
-	// Every consumer subscribes before any producer starts: the memory bus
-	// drops what nobody listens to, and a module can be both (an MQTT
-	// connector that uplinks and subscribes).
-	p.sinkCtx = sinkCtx
-	for _, m := range p.mods {
-		if m.IsSink() {
-			if err := p.subscribeSink(m); err != nil {
-				return err
-			}
-		}
-	}
-	p.engineCtx, p.engineEnd = context.WithCancel(p.runCtx)
-	in, err := p.engine.Subscribe(p.engineCtx, p.subscriberFor)
+	var engineCtx context.Context
+	engineCtx, p.engineEnd = context.WithCancel(p.runCtx)
+	in, err := p.engine.Subscribe(engineCtx, p.subscriberFor)
 	if err != nil {
 		return err
 	}
 	p.engineWG.Add(1)
 	go func() {
 		defer p.engineWG.Done()
-		p.engine.Run(p.engineCtx, in)
+		p.engine.Run(engineCtx, in)
 	}()
-	for _, m := range p.mods {
-		if m.IsSink() {
-			p.startSink(ctx, m)
-		}
-	}
-	for _, m := range p.mods {
-		if !m.IsSink() && !m.isServiceOnly() {
-			if m.ActiveStandby && p.elector != nil {
-				p.campaign(m)
-				continue
-			}
-			p.startModule(ctx, m)
+	for _, group := range order(p.mods) {
+		for _, m := range group {
+			p.launch(m)
 		}
 	}
 	return nil
 }
 
-// subscribeSink subscribes a sink to its queue.
-func (p *Pipeline) subscribeSink(m *running) error {
-	ctx, end := context.WithCancel(p.sinkCtx)
-	msgs, err := m.queue(p).Subscribe(ctx, SinkTopic(m.Name))
-	if err != nil {
-		end()
-		return fmt.Errorf("subscribe sink %s: %w", m.Name, err)
-	}
-	m.msgs, m.subEnd = msgs, end
-	return nil
-}
-
-// startSink starts a sink's connector and the runner that feeds it from its
-// subscription; a sink that fails to start gets a runner that discards.
-func (p *Pipeline) startSink(ctx context.Context, m *running) {
-	started := p.startModule(ctx, m)
-	rctx, end := context.WithCancel(p.sinkCtx)
-	m.runnerEnd, m.runnerDone = end, make(chan struct{})
-	window := 1
-	if m.Spool != nil {
-		window = m.Spool.Window
-	}
-	p.sinkWG.Add(1)
-	go func() {
-		defer p.sinkWG.Done()
-		defer close(m.runnerDone)
-		if !started {
-			if m.JetStream && p.nats != nil {
-				// The queue is shared: leave its batches to the instances
-				// whose sink runs (ending the subscription gives back the
-				// one it held).
-				m.subEnd()
-				return
-			}
-			discard(rctx, m.env, m.msgs)
-			return
-		}
-		runSink(rctx, m.Connector.(connectors.Sink), m.env, m.msgs, window)
-	}()
-}
-
-// discard consumes the batches routed to a sink that failed to start, so
-// that it does not stall the sinks beside it; what it drops is counted as
-// errors and logged once per burst.
-func discard(ctx context.Context, env *connectors.Env, msgs <-chan *message.Message) {
-	var dec bus.Decoder
-	var b bus.Batch
-	for {
-		var msg *message.Message
-		select {
-		case <-ctx.Done():
-			return
-		case m, ok := <-msgs:
-			if !ok {
-				return
-			}
-			msg = m
-		}
-		b.Reset()
-		_ = dec.DecodeMessage(msg, &b)
-		env.Error(fmt.Errorf("sink failed to start: %d records dropped", len(b.Records)))
-		msg.Ack()
-	}
-}
-
-func (p *Pipeline) startModule(ctx context.Context, m *running) bool {
-	err := m.Connector.Start(ctx, m.env)
-	if err != nil {
-		m.env.State().Set(connectors.PhaseFailed)
-		m.env.Error(fmt.Errorf("start: %w", err))
-		p.logger.Error("connector failed to start", "module", m.Name, "connector", m.Type, "error", err)
-		// Stop must be safe after a failed start; call it so half-taken
-		// resources are released.
-		stopCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		_ = m.Connector.Stop(stopCtx)
-		_ = m.env.Shutdown(stopCtx)
-		cancel()
-		return false
-	}
-	m.started.Store(true)
-	if m.env.State().Phase() == connectors.PhaseStarting {
-		m.env.Up()
-	}
-	return true
-}
-
-// runSink hands routed batches to a sink. A batch is acknowledged (and, from
-// a spool, released) only after the sink took it; errors are retried with
-// back-off, so a slow or broken sink back-pressures (or, with a spool,
-// queues) instead of losing records. A sink that can pipeline gets up to
-// window batches in flight, sent and acknowledged in order.
-func runSink(ctx context.Context, s connectors.Sink, env *connectors.Env, msgs <-chan *message.Message, window int) {
-	if p, ok := s.(connectors.Pipeliner); ok && window > 1 {
-		runPipelined(ctx, p, env, msgs, window)
-		return
-	}
-	var dec bus.Decoder
-	for {
-		msg, b, ok := nextBatch(ctx, env, &dec, msgs)
-		if !ok {
-			return
-		}
-		if !writeWithRetry(ctx, s, env, msg, b) {
-			return
-		}
-	}
-}
-
-// next receives the next message, or reports false when ctx ended (a reload
-// swapping the runner) or the subscription closed. A message not taken stays
-// with the subscription for the next runner.
-func next(ctx context.Context, msgs <-chan *message.Message) (*message.Message, bool) {
-	select {
-	case <-ctx.Done():
-		return nil, false
-	case m, ok := <-msgs:
-		return m, ok
-	}
-}
-
-// nextBatch receives and decodes the next batch for a sink, counting it in.
-// A batch that does not decode is counted as an error and dropped: it
-// would not decode on a retry either.
-func nextBatch(ctx context.Context, env *connectors.Env, dec *bus.Decoder, msgs <-chan *message.Message) (*message.Message, *bus.Batch, bool) {
-	for {
-		msg, ok := next(ctx, msgs)
-		if !ok {
-			return nil, nil, false
-		}
-		b := &bus.Batch{}
-		if err := dec.DecodeMessage(msg, b); err != nil {
-			env.Error(err)
-			msg.Ack()
-			continue
-		}
-		env.CountIn(len(b.Records))
-		return msg, b, true
-	}
-}
-
-type inflight struct {
-	msg  *message.Message
-	b    *bus.Batch
-	wait func(context.Context) error
-}
-
-// runPipelined sends batches as they come and waits for their
-// acknowledgements in order in a second goroutine. When a send or an
-// acknowledgement fails, sending pauses: the batches still outstanding (sent
-// on the broken link) are resolved in order, the failed ones written again,
-// and only then does sending go on — so a reconnect never lets newer batches
-// overtake older ones. Duplicates remain possible (a batch whose PUBACK was
-// lost is sent again): consumers de-duplicate on source and seq.
-func runPipelined(ctx context.Context, p connectors.Pipeliner, env *connectors.Env, msgs <-chan *message.Message, window int) {
-	q := make(chan inflight, window)
-	done := make(chan struct{})
-	var g gate
-	g.c = sync.NewCond(&g.mu)
-	go func() {
-		defer close(done)
-		for f := range q {
-			if err := f.wait(ctx); err != nil {
-				if ctx.Err() != nil {
-					f.msg.Nack()
-					g.settle(len(q))
-					continue
-				}
-				if errors.Is(err, connectors.ErrPoison) {
-					env.Error(err)
-					f.msg.Ack()
-					g.settle(len(q))
-					continue
-				}
-				g.pause()
-				if !errors.Is(err, connectors.ErrNotConnected) {
-					// Not connected yet is the link's to report (its
-					// connect loop does); anything else is this batch's.
-					env.Retry()
-					env.Down(err)
-				}
-				writeWithRetry(ctx, p, env, f.msg, f.b)
-				g.settle(len(q))
-				continue
-			}
-			delivered(env, f.msg, len(f.b.Records))
-			g.settle(len(q))
-		}
-	}()
-	defer func() { g.open(); close(q); <-done }()
-	var dec bus.Decoder
-	for {
-		msg, b, ok := nextBatch(ctx, env, &dec, msgs)
-		if !ok {
-			return
-		}
-		if !g.waitOpen(ctx) {
-			msg.Nack()
-			return
-		}
-		wait, err := p.Send(ctx, b)
-		if err != nil {
-			g.pause()
-			failed := err
-			wait = func(context.Context) error { return failed }
-		}
-		select {
-		case q <- inflight{msg, b, wait}:
-		case <-ctx.Done():
-			msg.Nack()
-			return
-		}
-	}
-}
-
-// gate pauses the sender of a pipelined sink while a failure is resolved.
-type gate struct {
-	mu     sync.Mutex
-	c      *sync.Cond
-	paused bool
-}
-
-func (g *gate) pause() {
-	g.mu.Lock()
-	g.paused = true
-	g.mu.Unlock()
-}
-
-// settle reopens the gate once nothing sent before the failure is left.
-func (g *gate) settle(queued int) {
-	g.mu.Lock()
-	if g.paused && queued == 0 {
-		g.paused = false
-		g.c.Broadcast()
-	}
-	g.mu.Unlock()
-}
-
-func (g *gate) open() {
-	g.mu.Lock()
-	g.paused = false
-	g.c.Broadcast()
-	g.mu.Unlock()
-}
-
-// waitOpen blocks while the gate is paused; false when ctx ended.
-func (g *gate) waitOpen(ctx context.Context) bool {
-	stop := context.AfterFunc(ctx, g.open)
-	defer stop()
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for g.paused && ctx.Err() == nil {
-		g.c.Wait()
-	}
-	return ctx.Err() == nil
-}
-
-// delivered counts a batch the far side took, marks a sink that was down up
-// again, and acknowledges the batch (releasing it from a spool).
-func delivered(env *connectors.Env, msg *message.Message, n int) {
-	env.CountOut(n)
-	env.Sent(n)
-	if env.State().Phase() == connectors.PhaseDown {
-		env.Up()
-	}
-	msg.Ack()
-}
-
-// writeWithRetry writes b until it is taken, poisoned, or ctx ends (then it
-// nacks and reports false).
-func writeWithRetry(ctx context.Context, s connectors.Sink, env *connectors.Env, msg *message.Message, b *bus.Batch) bool {
-	n := len(b.Records)
-	var bo connectors.Backoff
-	for {
-		err := s.Write(ctx, b)
-		if err == nil {
-			delivered(env, msg, n)
-			return true
-		}
-		if errors.Is(err, connectors.ErrPoison) {
-			env.Error(err)
-			msg.Ack()
-			return true
-		}
-		env.Retry()
-		env.Down(err)
-		if connectors.Sleep(ctx, bo.Next()) != nil {
-			msg.Nack()
-			return false
-		}
-	}
-}
-
-// Stop stops sources first, then lets the engine and sinks drain what is in
-// flight, then stops sinks, all within ctx's deadline. When a sink cannot
-// take what is in flight (its far side is down and it has no spool), the
-// sources cannot finish either; after half the time left, the sinks' retry
-// loops are abandoned so the process still stops in time, and what they held
-// is reported as lost.
+// Stop stops sources first (each within half the time left), then the
+// engine once it routed what they emitted, then gives the sinks' memory
+// buffers until half the time still left to drain, then stops sinks and
+// services. What a buffer still holds then is counted as dropped
+// (shutdown); what a spool holds stays on disk.
 func (p *Pipeline) Stop(ctx context.Context) error {
 	p.reloadMu.Lock()
 	defer p.reloadMu.Unlock()
-	var errs []error
-	stop := func(ctx context.Context, m *running) {
-		if p.endCampaign(ctx, m) {
-			return
+	var (
+		mu   sync.Mutex
+		errs []error
+	)
+	stopAll := func(ctx context.Context, mods []*running) {
+		var wg sync.WaitGroup
+		for _, m := range mods {
+			wg.Go(func() {
+				if err := p.stopModule(ctx, m); err != nil {
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				}
+			})
 		}
-		if m.started.Load() {
-			if err := m.Connector.Stop(ctx); err != nil {
-				errs = append(errs, fmt.Errorf("stop %s: %w", m.Name, err))
-			}
-		}
-		if err := m.env.Shutdown(ctx); err != nil {
-			errs = append(errs, err)
-		}
-		m.env.State().Set(connectors.PhaseStopped)
+		wg.Wait()
 	}
+	groups := order(p.mods)
 	srcCtx, cancel := context.WithTimeout(ctx, remaining(ctx)/2)
-	var srcWG sync.WaitGroup
-	for _, m := range p.mods {
-		if !m.IsSink() && !m.isServiceOnly() {
-			srcWG.Add(1)
-			go func() { defer srcWG.Done(); stop(srcCtx, m) }()
-		}
+	stopAll(srcCtx, groups[groupSources])
+	cancel()
+	if p.engineEnd != nil {
+		// The engine never waits on a sink; what the sources published
+		// has been routed into the outlets by now.
+		p.engineEnd()
+		p.engineWG.Wait()
 	}
-	if !waitCtx(srcCtx, &srcWG) {
-		p.logger.Error("sources did not stop in time: a sink is not taking batches; abandoning its in-flight batches")
-		p.abandonSinks()
+	drainCtx, cancel := context.WithTimeout(ctx, remaining(ctx)/2)
+	for _, m := range groups[groupSinks] {
+		if m.mem != nil && m.started.Load() && !m.mem.WaitEmpty(drainCtx) {
+			p.logger.Warn("sink did not drain its buffer in time", "module", m.Name, "records", m.mem.Stats().Records)
+		}
 	}
 	cancel()
-	srcWG.Wait() // the goroutines return once their Shutdown deadline passed
-	// Sources are quiet: whatever they published has been acknowledged by the
-	// engine (the memory bus blocks until it is), and the engine acknowledges
-	// only after its sinks did. So the engine can go now.
-	if p.engineEnd != nil {
-		p.engineEnd()
-		if !waitCtx(ctx, &p.engineWG) {
-			p.abandonSinks()
-			p.engineWG.Wait()
-		}
-	}
-	p.abandonSinks()
-	p.sinkWG.Wait()
-	for _, m := range p.mods {
-		if m.IsSink() {
-			stop(ctx, m)
-		}
-	}
-	for _, m := range p.mods {
-		if m.isServiceOnly() {
-			stop(ctx, m)
-		}
-	}
+	stopAll(ctx, groups[groupSinks])
+	stopAll(ctx, groups[groupServices])
 	if p.runCancel != nil {
 		p.runCancel()
 	}
-	p.closeSpools()
+	p.closeOutlets(p.mods)
 	if err := p.closeBuses(); err != nil {
 		errs = append(errs, fmt.Errorf("close bus: %w", err))
 	}
@@ -683,14 +415,6 @@ func (p *Pipeline) Stop(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// abandonSinks ends the sinks' subscriptions; a batch a sink was retrying is
-// dropped (it was never acknowledged, so a durable bus would redeliver it).
-func (p *Pipeline) abandonSinks() {
-	if p.sinkEnd != nil {
-		p.sinkEnd()
-	}
 }
 
 func remaining(ctx context.Context) time.Duration {
@@ -703,18 +427,6 @@ func remaining(ctx context.Context) time.Duration {
 // stopDefault bounds a Stop whose context has no deadline.
 const stopDefault = 30 * time.Second
 
-// waitCtx waits for wg or ctx, reporting whether wg finished.
-func waitCtx(ctx context.Context, wg *sync.WaitGroup) bool {
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // Ready reports whether every connector has started (none is still starting
 // or failed), with the names of those that have not.
 func (p *Pipeline) Ready() (bool, []string) {
@@ -722,10 +434,16 @@ func (p *Pipeline) Ready() (bool, []string) {
 	defer p.mu.RUnlock()
 	var notReady []string
 	for _, m := range p.mods {
-		// A standby is ready: it is doing its job, which is waiting.
+		// A standby is ready: it is doing its job, which is waiting. So
+		// is a started module whose goroutine is being restarted: it is
+		// down, not missing.
 		switch m.env.State().Phase() {
 		case connectors.PhaseStarting, connectors.PhaseFailed, connectors.PhaseStopped:
 			notReady = append(notReady, m.Name)
+		case connectors.PhaseRetrying:
+			if !m.started.Load() {
+				notReady = append(notReady, m.Name)
+			}
 		}
 	}
 	return len(notReady) == 0, notReady
@@ -751,6 +469,8 @@ type ModuleStatus struct {
 	Roles   string       `json:"roles"`
 	Outputs []string     `json:"outputs,omitempty"`
 	Spool   *SpoolStatus `json:"spool,omitempty"`
+	// Buffer is the in-memory outlet of a sink without store_and_forward.
+	Buffer *outlet.MemoryStats `json:"buffer,omitempty"`
 	// Lease is the ownership of an active/standby source.
 	Lease *lease.Ownership `json:"lease,omitempty"`
 	connectors.Snapshot
@@ -805,6 +525,10 @@ func (p *Pipeline) status() (s Status, jsSinks []int) {
 		ms := ModuleStatus{
 			Name: m.Name, Type: m.Type, Roles: m.Roles().String(), Outputs: m.Outputs(),
 			Snapshot: m.env.State().Snapshot(),
+		}
+		if m.mem != nil {
+			st := m.mem.Stats()
+			ms.Buffer = &st
 		}
 		if m.spool != nil {
 			st := m.spool.Stats()

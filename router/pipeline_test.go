@@ -2,6 +2,7 @@ package router
 
 import (
 	"context"
+	"os"
 	"errors"
 	"fmt"
 	"runtime"
@@ -10,13 +11,19 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/connectors"
 	"github.com/ferry-gateway/ferry/internal/conf"
+	"github.com/ferry-gateway/ferry/router/outlet"
 )
+
+func TestMain(m *testing.M) {
+	// Tests wait on restarts; a second per try would only slow them.
+	connectors.RestartBackoff = connectors.Backoff{Min: 20 * time.Millisecond, Max: 500 * time.Millisecond}
+	os.Exit(m.Run())
+}
 
 // capture is a sink for tests of the pipeline itself: it hands every batch
 // to the test through a channel.
@@ -245,8 +252,8 @@ routes:
 			s = m.Snapshot
 		}
 	}
-	if s.Phase != connectors.PhaseFailed || !strings.Contains(s.LastError, "port in use") {
-		t.Fatalf("broken connector state %+v", s)
+	if s.Phase != connectors.PhaseRetrying || !strings.Contains(s.LastError, "port in use") || s.Attempt < 1 || s.NextTry.IsZero() {
+		t.Fatalf("broken connector state %+v, want retrying with the start error, an attempt and a next try", s)
 	}
 }
 
@@ -339,7 +346,7 @@ routes:
       - deadband: 0.01
     to: out
 `)
-	e := NewEngine(c.CompiledRoutes(), c.sourceTopics(), func(string) message.Publisher { return nil }, nil, nil)
+	e := NewEngine(c.CompiledRoutes(), c.sourceTopics(), func(string) outlet.Queue { return nil }, nil, nil)
 	var in bus.Batch
 	for i := range 1000 {
 		in.Records = append(in.Records, bus.Record{Source: "gen", Device: "d", Tag: fmt.Sprintf("t%d", i%100),

@@ -41,6 +41,10 @@ func NewRunner(t testing.TB, c connectors.Connector, ec connectors.EnvConfig) *R
 	if ec.DataDir == "" {
 		ec.DataDir = t.TempDir()
 	}
+	if ec.Retry.Min == 0 {
+		// Tests wait on restarts: a second per try would only slow them.
+		ec.Retry = connectors.Backoff{Min: 20 * time.Millisecond, Max: time.Second}
+	}
 	if s, ok := c.(connectors.Source); ok {
 		ec.Outputs = s.Outputs()
 	}
