@@ -91,6 +91,10 @@ type hooks struct {
 	// read runs before each read at a lane's cursor, without the store
 	// lock.
 	read func(path string, off int64)
+	// write runs before each write to the spool's files (op is create,
+	// append, seal, truncate, checkpoint or meta); an error it returns is
+	// the write's error, as a full disk would give.
+	write func(op, path string) error
 }
 
 type clock interface{ Now() time.Time }

@@ -159,11 +159,19 @@ func (l *lane) readNext(now int64, decode bool, want func(*header) bool) *entry 
 			return nil
 		}
 		seg, off, limit, seq := l.cur, l.curOff, l.cur.size, l.curSeq
-		st.mu.Unlock()
-		e, r := st.readAt(l, seg, off, limit, seq-1, now, decode)
-		st.mu.Lock()
-		if l.cur != seg || l.curOff != off {
-			continue
+		var e *entry
+		var r readResult
+		if l.rd.holds(seg, off, limit) && (!decode || st.sealer == nil) {
+			// Already in the read buffer and nothing to decrypt: a copy,
+			// cheaper than letting go of the lock and taking it again.
+			e, r = st.readAt(l, seg, off, limit, seq-1, now, decode)
+		} else {
+			st.mu.Unlock()
+			e, r = st.readAt(l, seg, off, limit, seq-1, now, decode)
+			st.mu.Lock()
+			if l.cur != seg || l.curOff != off {
+				continue
+			}
 		}
 		if r.err != nil {
 			// An I/O error: leave the entry where it is and try later.
@@ -232,7 +240,7 @@ type readResult struct {
 // It runs without store.mu and with l.rmu: it touches only l.rd, the
 // segment's file and immutable store fields.
 func (st *store) readAt(l *lane, seg *segment, off, limit int64, after uint64, now int64, decode bool) (*entry, readResult) {
-	if h := st.cfg.hooks; h != nil && h.read != nil {
+	if h := st.cfg.hooks; h != nil && h.read != nil && !l.rd.holds(seg, off, limit) {
 		h.read(seg.path, off)
 	}
 	var r readResult
@@ -548,8 +556,9 @@ func loadLane(st *store, t *topic, prio int, dir string, repair bool) ([]Recover
 	}
 	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
 	var recs []Recovery
+	var minNext uint64 = 1 // the lane's next seq is at least this
 	for i, b := range bases {
-		seg, r, err := loadSegment(filepath.Join(dir, segName(b)), b, i == len(bases)-1, repair)
+		seg, r, err := loadSegment(filepath.Join(dir, segName(b)), b, i == len(bases)-1, repair, st.cfg.hooks)
 		if err != nil {
 			for _, s := range l.segs {
 				s.close()
@@ -557,6 +566,11 @@ func loadLane(st *store, t *topic, prio int, dir string, repair bool) ([]Recover
 			return nil, err
 		}
 		recs = append(recs, r...)
+		if seg == nil {
+			// An empty last segment, removed: its base is still taken.
+			minNext = b
+			continue
+		}
 		l.segs = append(l.segs, seg)
 	}
 	ck, ckOK := readCheckpoint(filepath.Join(dir, ckptName))
@@ -594,6 +608,7 @@ func loadLane(st *store, t *topic, prio int, dir string, repair bool) ([]Recover
 			l.nextSeq = ck.seq
 		}
 	}
+	l.nextSeq = max(l.nextSeq, minNext)
 	if l.w != nil {
 		l.committed.wsize, l.committed.wsum = l.w.wsize, l.w.wsum
 	}

@@ -15,6 +15,14 @@ func newDroppedTotal() *prometheus.CounterVec {
 	}, []string{"sink", "reason"})
 }
 
+// writeErrorsTotal is shared by every spool of a registry, labelled by sink.
+func newWriteErrorsTotal() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ferry_spool_write_errors_total",
+		Help: "Writes to a spool's files that failed (a full disk, an I/O error): appends, seals, head files, fsyncs.",
+	}, []string{"sink"})
+}
+
 // metrics are a spool's series. The gauges are computed when scraped, from
 // the spool's state, so they are never stale; they carry the sink as a
 // constant label so that every spool registers its own collector.
@@ -22,6 +30,7 @@ type metrics struct {
 	reg     prometheus.Registerer
 	sink    string
 	drops   *prometheus.CounterVec
+	wErrs   prometheus.Counter
 	gauges  *gaugeCollector
 	bursts  map[string]*burstlog.Burst
 	ioBurst *burstlog.Burst
@@ -39,6 +48,7 @@ func newMetrics(reg prometheus.Registerer, sink string, st *store) *metrics {
 	for _, r := range []string{reasonQuota, reasonTTL, reasonCorrupt} {
 		m.drops.WithLabelValues(sink, r) // the series exist from the start, at 0
 	}
+	m.wErrs = promreg.Collector(reg, newWriteErrorsTotal()).WithLabelValues(sink)
 	labels := prometheus.Labels{"sink": sink}
 	m.gauges = &gaugeCollector{
 		st:      st,
@@ -57,6 +67,12 @@ func newMetrics(reg prometheus.Registerer, sink string, st *store) *metrics {
 func (m *metrics) dropped(reason string, n int64) {
 	if m.drops != nil {
 		m.drops.WithLabelValues(m.sink, reason).Add(float64(n))
+	}
+}
+
+func (m *metrics) writeError() {
+	if m.wErrs != nil {
+		m.wErrs.Inc()
 	}
 }
 

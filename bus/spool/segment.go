@@ -81,18 +81,38 @@ func (s *segment) badAt(off int64) (span, bool) {
 	return span{}, false
 }
 
-// Recovery describes damage found when a segment was opened. A torn tail
-// (Truncated) was cut off the file; damage inside a segment is skipped.
+// Recovery describes damage found in a spool: on open, while reading, or
+// by Verify. A torn tail (Truncated) was cut off the file; damage inside a
+// segment is skipped.
 type Recovery struct {
-	Segment string // file path
+	Kind    string // what was damaged: one of the Damage… constants
+	Segment string // file path (spool.meta or a head file for those kinds)
 	Offset  int64  // where the damage starts
 	Bytes   int64  // bytes discarded
-	Entries int64  // entries lost with them (an entry cut short counts as one)
-	// Records is the records they held, as far as their headers could be
-	// read; an entry whose header is unreadable counts as one record.
-	Records   int64
-	Truncated bool // a torn tail, cut from the file
+	// Entries is how many entries were lost, FirstSeq..LastSeq their seqs
+	// in the lane (the spool's own entry sequence; 0..0 when not known).
+	Entries           int64
+	FirstSeq, LastSeq uint64
+	// Records is the records the lost entries held: exact when
+	// RecordsExact (their headers or the segment's seal could be read),
+	// else a lower bound of one record per entry.
+	Records      int64
+	RecordsExact bool
+	Truncated    bool // a torn tail, cut from the file (or a file removed)
 }
+
+// Kinds of damage.
+const (
+	DamageTornTail       = "torn-tail"       // the end of a lane's last segment
+	DamageEntries        = "entries"         // entries inside a segment
+	DamageSegment        = "segment"         // a whole segment unreadable (zeroed, cut short)
+	DamageMissingSegment = "missing-segment" // a segment file gone from the middle of a lane
+	DamageEmptySegment   = "empty-segment"   // a segment whose header was never written: nothing lost
+	DamageSummary        = "summary"         // a segment's seal unreadable: rebuilt by a scan, nothing lost
+	DamageFileHeader     = "file-header"     // a segment's file header: nothing lost
+	DamageHead           = "head"            // a lane's head file: acknowledged entries come again
+	DamageMeta           = "meta"            // spool.meta: rebuilt from the segments
+)
 
 // segReader reads entries through a buffer, so that draining a lane costs
 // one pread per chunk rather than per entry.
@@ -135,6 +155,17 @@ func (r *segReader) at(seg *segment, off int64, n int, limit int64) ([]byte, err
 	}
 	r.seg, r.off, r.n = seg, off, m
 	return r.buf[:n], nil
+}
+
+// holds reports whether the entry at off of seg is wholly in the buffer
+// (so that reading it needs no I/O).
+func (r *segReader) holds(seg *segment, off, limit int64) bool {
+	end := r.off + int64(r.n)
+	if r.seg != seg || off < r.off || off+headerLen > end {
+		return false
+	}
+	h, ok := parseHeader(r.buf[off-r.off : off-r.off+headerLen])
+	return ok && off+h.size() <= min(end, limit)
 }
 
 // peek returns the header at off of seg from the buffer, or reads just the
@@ -279,7 +310,7 @@ func scan(seg *segment, fileLen int64) (scanResult, error) {
 // is intact. The lane's last segment is scanned (it has no seal while it
 // takes appends); repair cuts a torn tail off it. A segment that is not the
 // last and has no intact seal is scanned and treated as sealed.
-func loadSegment(path string, base uint64, last, repair bool) (*segment, []Recovery, error) {
+func loadSegment(path string, base uint64, last, repair bool, hooks *hooks) (*segment, []Recovery, error) {
 	seg := &segment{base: base, path: path}
 	flag := os.O_RDONLY
 	if last && repair {
@@ -311,23 +342,24 @@ func loadSegment(path string, base uint64, last, repair bool) (*segment, []Recov
 	}
 	var recs []Recovery
 	if size < fileHeaderLen {
-		// Not even the file header made it: a segment created just before
-		// a crash. Rewrite its header.
-		if size > 0 {
-			recs = append(recs, Recovery{Segment: path, Bytes: size, Truncated: true})
-		}
-		if repair && last {
-			if _, err := f.WriteAt(segHeader(base), 0); err != nil {
-				f.Close()
-				return nil, nil, err
+		seg.close()
+		if last {
+			// Not even the file header made it: a segment created just
+			// before a crash, or on a full disk. It holds nothing: remove
+			// it, which needs no space, rather than write its header; the
+			// writer makes it again when it needs it.
+			if repair {
+				if err := os.Remove(path); err != nil {
+					return nil, nil, err
+				}
 			}
+			return nil, []Recovery{{Segment: path, Bytes: size, Truncated: repair, Kind: DamageEmptySegment}}, nil
 		}
-		seg.size = fileHeaderLen
-		seg.wsize = seg.size
-		if !last || !repair {
-			seg.close()
-		}
-		return seg, recs, nil
+		// In the middle of a lane: the entries it held are lost; the lane
+		// counts them from its neighbours (see checkLane).
+		seg.sealed = true
+		seg.size, seg.wsize = fileHeaderLen, fileHeaderLen
+		return seg, []Recovery{{Segment: path, Bytes: size, Kind: DamageSegment, Truncated: true}}, nil
 	}
 	res, err := scan(seg, size)
 	if err != nil {
@@ -342,6 +374,10 @@ func loadSegment(path string, base uint64, last, repair bool) (*segment, []Recov
 		res.tail.Truncated = cut
 		recs = append(recs, *res.tail)
 		if cut {
+			if err := hookErr(hooks, opTruncate, path); err != nil {
+				f.Close()
+				return nil, nil, fmt.Errorf("spool: cut torn tail of %s: %w", path, err)
+			}
 			if err := f.Truncate(res.end); err != nil {
 				f.Close()
 				return nil, nil, fmt.Errorf("spool: cut torn tail of %s: %w", path, err)
@@ -355,15 +391,25 @@ func loadSegment(path string, base uint64, last, repair bool) (*segment, []Recov
 	return seg, recs, nil
 }
 
-// createSegment makes a new, empty segment file.
-func createSegment(dir string, base uint64, syncDir bool) (*segment, error) {
+// createSegment makes a new, empty segment file. A file whose header could
+// not be written (a full disk) is removed again: left behind, it would be
+// a segment that is not one.
+func (st *store) createSegment(dir string, base uint64, syncDir bool) (*segment, error) {
 	path := filepath.Join(dir, segName(base))
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := f.WriteAt(segHeader(base), 0); err != nil {
+	err = st.hookErr(opCreate, path)
+	if err == nil {
+		_, err = f.WriteAt(segHeader(base), 0)
+	}
+	if err != nil {
 		f.Close()
+		if rerr := os.Remove(path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			// Open removes it (see loadSegment).
+			st.ioError("remove", path, rerr)
+		}
 		return nil, err
 	}
 	if syncDir {

@@ -94,6 +94,8 @@ type store struct {
 	trash     []*segment      // released segments the reaper closes and deletes
 	reap      chan struct{}   // wakes the reaper; nil for a read-only store
 
+	wh writeHealth
+
 	qmu   sync.Mutex
 	queue []*appendReq
 	qsig  chan struct{}
@@ -101,6 +103,7 @@ type store struct {
 	closing chan struct{}
 	bg      sync.WaitGroup
 	fsyncs  atomic.Int64 // group commits under "always", for benchmarks
+	rolled  int64        // writer only: bytes sealed into segments in this round
 }
 
 var registry = struct {
@@ -547,6 +550,76 @@ func (st *store) ioError(op, path string, err error) {
 	st.m.ioBurst.Log(st.logger, slog.LevelWarn, "spool: i/o error", slog.String("op", op), slog.String("path", path), slog.Any("error", err))
 }
 
+// Write operations, as the write hook and the logs name them.
+const (
+	opCreate     = "create"
+	opAppend     = "append"
+	opSeal       = "seal"
+	opTruncate   = "truncate"
+	opCheckpoint = "checkpoint"
+	opMeta       = "meta"
+	opFsync      = "fsync"
+)
+
+func hookErr(h *hooks, op, path string) error {
+	if h != nil && h.write != nil {
+		return h.write(op, path)
+	}
+	return nil
+}
+
+func (st *store) hookErr(op, path string) error { return hookErr(st.cfg.hooks, op, path) }
+
+// writeHealth is the state of the spool's writes: failing from the first
+// write error until the kind of write that failed last succeeds again.
+// Each change is logged once, whatever the rate of errors in between.
+type writeHealth struct {
+	mu      sync.Mutex
+	failing bool
+	op      string    // the write that failed last
+	since   time.Time // when writes started failing
+	total   int64     // write errors since open
+	burst   int64     // since writes started failing
+	last    string
+	lastAt  time.Time
+}
+
+// writeFailed records a failed write: counted, in Stats, and logged when
+// writes start failing.
+func (st *store) writeFailed(op, path string, err error) {
+	now := time.Now()
+	w := &st.wh
+	w.mu.Lock()
+	w.total++
+	w.burst++
+	w.op, w.last, w.lastAt = op, err.Error(), now
+	start := !w.failing
+	if start {
+		w.failing, w.since = true, now
+	}
+	w.mu.Unlock()
+	st.m.writeError()
+	if start {
+		st.logger.Warn("spool: writes failing; publishers get errors until they succeed again",
+			"op", op, "path", path, "error", err)
+	}
+}
+
+// writeOK records a successful write of kind op, which ends a failure of
+// that kind.
+func (st *store) writeOK(op string) {
+	w := &st.wh
+	w.mu.Lock()
+	if !w.failing || w.op != op {
+		w.mu.Unlock()
+		return
+	}
+	n, d := w.burst, time.Since(w.since)
+	w.failing, w.burst = false, 0
+	w.mu.Unlock()
+	st.logger.Info("spool: writes recovered", "op", op, "errors", n, "failing_for", d.Round(time.Millisecond))
+}
+
 // writer appends what publishers queue, many requests per write and fsync:
 // the group commit.
 func (st *store) writer() {
@@ -624,12 +697,18 @@ func (st *store) writeRound(reqs []*appendReq) {
 	if err == nil {
 		st.liveBytes += total
 	} else {
+		// Entries sealed into a segment before the round failed stay
+		// (their publishers get the error and may send them again).
+		st.liveBytes += st.rolled
 		st.spaceFreed()
 	}
+	st.rolled = 0
 	st.mu.Unlock()
 	if err != nil {
-		st.ioError("append", "", err)
+		st.writeFailed(opAppend, "", err)
 		err = fmt.Errorf("spool: append: %w", err)
+	} else {
+		st.writeOK(opAppend)
 	}
 	for _, r := range reqs {
 		r.err = err
@@ -653,7 +732,7 @@ func (st *store) stage(l *lane, it *pendingItem) error {
 		// Under "always" the new file and its directory entry are made
 		// durable before any entry in it is acknowledged; under "interval"
 		// the syncer does it on its next tick.
-		seg, err := createSegment(l.dir, l.nextSeq, st.cfg.Fsync == FsyncAlways)
+		seg, err := st.createSegment(l.dir, l.nextSeq, st.cfg.Fsync == FsyncAlways)
 		if err != nil {
 			return err
 		}
@@ -680,6 +759,9 @@ func (st *store) flush(l *lane) error {
 	if len(l.wbuf) == 0 {
 		return nil
 	}
+	if err := st.hookErr(opAppend, l.w.path); err != nil {
+		return err
+	}
 	if _, err := l.w.f.WriteAt(l.wbuf, l.w.wsize); err != nil {
 		return err
 	}
@@ -701,6 +783,9 @@ func (st *store) roll(l *lane) error {
 		return err
 	}
 	w := l.w
+	if err := st.hookErr(opSeal, w.path); err != nil {
+		return err
+	}
 	if _, err := w.f.WriteAt(sealEntry(&w.wsum, st.now().UnixNano()), w.wsize); err != nil {
 		return err
 	}
@@ -714,10 +799,11 @@ func (st *store) roll(l *lane) error {
 		go func() {
 			defer st.bg.Done()
 			if err := f.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
-				st.ioError("fsync", f.Name(), err)
+				st.writeFailed(opFsync, f.Name(), err)
 			}
 		}()
 	}
+	st.rolled += w.wsum.bytes - l.committed.wsum.bytes
 	st.mu.Lock()
 	w.size, w.sum, w.sealed = w.wsize, w.wsum, true
 	l.w = nil
@@ -776,7 +862,7 @@ func (st *store) syncAll() {
 	st.mu.Unlock()
 	for _, f := range files {
 		if err := f.Sync(); err != nil && !errors.Is(err, os.ErrClosed) {
-			st.ioError("fsync", f.Name(), err)
+			st.writeFailed(opFsync, f.Name(), err)
 		}
 	}
 	for d := range dirs {
@@ -864,8 +950,8 @@ func (st *store) reapNow() {
 
 func (st *store) writeCheckpoints() {
 	type job struct {
-		dir string
-		c   checkpoint
+		l *lane
+		c checkpoint
 	}
 	var jobs []job
 	st.mu.Lock()
@@ -874,16 +960,25 @@ func (st *store) writeCheckpoints() {
 			l.advance()
 			if l.dirty && len(l.segs) > 0 {
 				c := l.frontier()
-				jobs = append(jobs, job{l.dir, c})
+				jobs = append(jobs, job{l, c})
 				l.ckpt, l.dirty = c, false
 			}
 		}
 	}
 	st.mu.Unlock()
 	for _, j := range jobs {
-		if err := writeCheckpoint(j.dir, j.c); err != nil {
-			st.ioError("checkpoint", j.dir, err)
+		err := st.hookErr(opCheckpoint, j.l.dir)
+		if err == nil {
+			err = writeCheckpoint(j.l.dir, j.c)
 		}
+		if err != nil {
+			st.writeFailed(opCheckpoint, j.l.dir, err)
+			st.mu.Lock()
+			j.l.dirty = true // written again on the next tick
+			st.mu.Unlock()
+			continue
+		}
+		st.writeOK(opCheckpoint)
 	}
 }
 

@@ -27,6 +27,16 @@ type Stats struct {
 	// Recovered lists damage found on open (Inspect reports it without
 	// repairing anything).
 	Recovered []Recovery
+
+	// Writes. WriteFailing is true from a failed write (a full disk) until
+	// the same kind of write succeeds again; meanwhile Publish returns
+	// errors. WriteErrors counts failed writes since the spool was opened
+	// (ferry_spool_write_errors_total); LastWriteError and LastWriteErrorAt
+	// are the latest, kept after recovery.
+	WriteFailing     bool
+	WriteErrors      int64
+	LastWriteError   string
+	LastWriteErrorAt time.Time
 }
 
 // LaneStats is one lane of a topic.
@@ -60,6 +70,10 @@ func (s *Spool) Stats() Stats {
 	}
 	st.Recovered = append([]Recovery(nil), s.st.recovered...)
 	s.st.mu.Unlock()
+	w := &s.st.wh
+	w.mu.Lock()
+	st.WriteFailing, st.WriteErrors, st.LastWriteError, st.LastWriteErrorAt = w.failing, w.total, w.last, w.lastAt
+	w.mu.Unlock()
 	return st
 }
 
