@@ -1,6 +1,19 @@
 // Package admin serves ferry's admin HTTP endpoint: health, readiness,
-// Prometheus metrics, the status API, a short history of throughput and
-// spool depth, and the status page that draws them.
+// Prometheus metrics, the status API, the recent events, a short history of
+// throughput and spool depth, and the status page that draws them.
+//
+// Routes:
+//
+//	GET /healthz                200 while the process serves
+//	GET /readyz                 200 once every module started, else 503 naming the rest
+//	GET /metrics                Prometheus
+//	GET /api/status             every module and route, with counters, spool or buffer
+//	GET /api/events[?after=ID]  the last events (state changes, errors, drops,
+//	                            reloads), oldest first; with after, only those
+//	                            with a higher id, so a client polls for what is new
+//	GET /api/history            ten minutes of per-second totals
+//	GET /api/graph              how sources, routes and sinks are wired
+//	GET /                       the status page
 package admin
 
 import (
@@ -13,12 +26,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ferry-gateway/ferry/connectors"
 	"github.com/ferry-gateway/ferry/router"
 )
 
@@ -96,6 +111,21 @@ func (a *Admin) routes() {
 	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, p.Status(), true)
 	})
+	// The event ring, oldest first. A poller passes the id of the last
+	// event it has; an id from before a restart of ferry (ids start at 1
+	// again) simply gets nothing newer, so the page also watches started.
+	mux.HandleFunc("GET /api/events", func(w http.ResponseWriter, r *http.Request) {
+		after, err := afterParam(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		evs := p.Events(after)
+		if evs == nil {
+			evs = []connectors.Event{} // an empty array, never null
+		}
+		writeJSON(w, evs, true)
+	})
 	// Ten minutes of samples: compact, since nobody reads it by eye.
 	mux.HandleFunc("GET /api/history", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, a.hist.snapshot(), false)
@@ -118,6 +148,20 @@ func (a *Admin) routes() {
 	}
 	mux.HandleFunc("GET /{$}", page)
 	mux.Handle("GET /ui/", http.StripPrefix("/ui", http.HandlerFunc(page)))
+}
+
+// afterParam reads ?after=ID of /api/events: absent means every event kept.
+func afterParam(r *http.Request) (uint64, error) {
+	q := r.URL.Query()
+	if !q.Has("after") {
+		return 0, nil
+	}
+	v := q.Get("after")
+	n, err := strconv.ParseUint(v, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("bad after %q: want the id of the last event seen, a whole number (0 for every event kept)", v)
+	}
+	return n, nil
 }
 
 func writeJSON(w http.ResponseWriter, v any, indent bool) {

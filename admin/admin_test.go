@@ -9,12 +9,15 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ferry-gateway/ferry/connectors"
 	_ "github.com/ferry-gateway/ferry/connectors/all"
 	"github.com/ferry-gateway/ferry/internal/conf"
+	"github.com/ferry-gateway/ferry/internal/waitfor"
 	"github.com/ferry-gateway/ferry/router"
 )
 
@@ -111,7 +114,7 @@ func TestStatusPageAndAssets(t *testing.T) {
 		t.Errorf("GET /nope: %d, want 404", resp.StatusCode)
 	}
 	// The old routes are still there.
-	for _, path := range []string{"/healthz", "/metrics", "/api/status"} {
+	for _, path := range []string{"/healthz", "/metrics", "/api/status", "/api/events"} {
 		if resp, _ := get(t, srv.URL+path); resp.StatusCode != 200 {
 			t.Errorf("GET %s: %d", path, resp.StatusCode)
 		}
@@ -287,5 +290,92 @@ func TestHistoryRing(t *testing.T) {
 	got = h.snapshot()
 	if len(got.Samples) != 1 || !slices.Equal(got.Modules, []string{"src", "new"}) || len(got.Spools) != 0 {
 		t.Fatalf("after the modules changed: %+v", got)
+	}
+}
+
+func events(t *testing.T, url string) []connectors.Event {
+	t.Helper()
+	resp, body := get(t, url)
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		t.Fatalf("GET %s: %d %s: %s", url, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	if !strings.HasPrefix(strings.TrimSpace(body), "[") {
+		t.Fatalf("GET %s: not a JSON array: %s", url, body)
+	}
+	var evs []connectors.Event
+	if err := json.Unmarshal([]byte(body), &evs); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < len(evs); i++ {
+		if evs[i].ID <= evs[i-1].ID {
+			t.Fatalf("GET %s: ids not increasing: %d after %d", url, evs[i].ID, evs[i-1].ID)
+		}
+	}
+	return evs
+}
+
+// TestEvents: /api/events lists what happened oldest first, ?after= gives
+// only what is newer (how the page polls), and a bad after is refused with
+// a message that says what is wanted.
+func TestEvents(t *testing.T) {
+	p := pipeline(t)
+	srv := httptest.NewServer(Handler(p))
+	defer srv.Close()
+
+	// Every module of testConfig comes up once; the file sinks and
+	// generators have no link to make, so the events are there by now, but
+	// poll in case one is still on its way.
+	var all []connectors.Event
+	up := map[string]bool{}
+	waitfor.Until(t, 10*time.Second, func() bool {
+		all = events(t, srv.URL+"/api/events")
+		clear(up)
+		for _, e := range all {
+			if e.Kind == connectors.EventState && e.To == connectors.PhaseUp {
+				up[e.Module] = true
+			}
+		}
+		return len(up) == 4
+	}, waitfor.Say("every module's state change to up in /api/events"))
+	for _, e := range all {
+		if e.Time.IsZero() || e.Message == "" || e.ID == 0 {
+			t.Errorf("event lacks its id, time or message: %+v", e)
+		}
+	}
+
+	last := all[len(all)-1].ID
+	if got := events(t, srv.URL+"/api/events?after="+strconv.FormatUint(last, 10)); len(got) != 0 {
+		t.Errorf("after the newest id: %+v, want none", got)
+	}
+	if got := events(t, srv.URL+"/api/events?after="+strconv.FormatUint(all[0].ID, 10)); len(got) != len(all)-1 || got[0].ID != all[1].ID {
+		t.Errorf("after the oldest id: %d events starting at %d, want %d starting at %d", len(got), got[0].ID, len(all)-1, all[1].ID)
+	}
+	if got := events(t, srv.URL+"/api/events?after=0"); len(got) != len(all) {
+		t.Errorf("after=0: %d events, want every one kept (%d)", len(got), len(all))
+	}
+
+	// A reload is one new event; a poller that passes its last id sees
+	// it, and nothing it had already.
+	cfg, err := router.Load("admin.yaml", []byte(testConfig), conf.Resolver{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DataDir = p.Config().DataDir
+	if _, err := p.Reload(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	newer := events(t, srv.URL+"/api/events?after="+strconv.FormatUint(last, 10))
+	if len(newer) == 0 || newer[0].ID != last+1 {
+		t.Fatalf("after a reload, events after %d: %+v", last, newer)
+	}
+	if !slices.ContainsFunc(newer, func(e connectors.Event) bool { return e.Kind == connectors.EventReload }) {
+		t.Errorf("no reload event after %d: %+v", last, newer)
+	}
+
+	for _, bad := range []string{"x", "-1", "", "1.5", "18446744073709551616"} {
+		resp, body := get(t, srv.URL+"/api/events?after="+bad)
+		if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "after") || !strings.Contains(body, "whole number") {
+			t.Errorf("after=%q: %d %q, want 400 saying what after must be", bad, resp.StatusCode, body)
+		}
 	}
 }
