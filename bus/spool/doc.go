@@ -84,6 +84,25 @@
 // and returned by Spool.Recovered. Damage met later while reading (a sealed
 // segment is trusted on its seal) is skipped the same way.
 //
+// A lane's segments must meet: one's last seq + 1 is the next one's base.
+// Where they do not (a segment deleted, zeroed or cut short), the entries
+// between are lost, counted exactly from those bounds and logged with
+// their seqs; their records are known only from a readable seal, else
+// counted one per entry. A segment whose header never made it to disk (a
+// full disk) is removed; an unreadable head file or spool.meta loses
+// nothing and is written again (spool.meta from the segments, so that a
+// missing or wrong key still fails at Open). Verify reads a whole spool
+// without changing it and reports all of this.
+//
+// # Write failures
+//
+// A failed write (a full disk) fails the Publish calls of its round and
+// nothing else: what the round wrote is written over by the next one.
+// Failures are counted in ferry_spool_write_errors_total{sink} and shown
+// in Stats; the log says once when writes start failing and once when they
+// work again. Reads, decryption and segment deletion happen outside the
+// store lock, so a slow disk under a drain does not hold up Publish.
+//
 // # Sharing a directory
 //
 // Opening a directory that is already open in this process returns another

@@ -194,7 +194,7 @@ func (l *lane) readNext(now int64, decode bool, want func(*header) bool) *entry 
 
 // skipDamage moves the cursor over damage found while reading at off (it
 // was not there on open, or the segment was trusted on its seal), counting
-// it. Under store.mu.
+// it and noting the seqs lost. Under store.mu.
 func (l *lane) skipDamage(seg *segment, off, limit int64, r readResult) {
 	st := l.st
 	h := r.h
@@ -203,21 +203,36 @@ func (l *lane) skipDamage(seg *segment, off, limit int64, r readResult) {
 		seg.done.add(&h)
 		st.liveBytes -= h.size()
 		st.drop(reasonCorrupt, int64(h.records), seg.path)
+		st.noteDamage(Recovery{Kind: DamageEntries, Segment: seg.path, Offset: off, Bytes: h.size(),
+			Entries: 1, FirstSeq: h.seq, LastSeq: h.seq, Records: int64(h.records), RecordsExact: true})
 		l.curOff += h.size()
 		l.curCum.add(&h)
 		l.curSeq = h.seq + 1
 		return
 	}
 	next, nh := r.next, r.nh
+	rec := Recovery{Kind: DamageEntries, Segment: seg.path, Offset: off, FirstSeq: l.curSeq}
+	switch {
+	case next >= 0:
+		rec.Entries, rec.LastSeq = int64(nh.seq-l.curSeq), nh.seq-1
+		if !seg.sealed {
+			// The active segment has no seal to settle the count with:
+			// one record per entry.
+			st.drop(reasonCorrupt, rec.Entries, seg.path)
+			seg.done.entries += rec.Entries
+			seg.done.records += rec.Entries
+		}
+	case seg.sealed && seg.sum.entries > 0 && seg.sum.lastSeq >= l.curSeq:
+		// Nothing intact up to the seal: the rest of the segment.
+		rec.Entries, rec.LastSeq = int64(seg.sum.lastSeq-l.curSeq+1), seg.sum.lastSeq
+	}
 	if next < 0 {
 		next = limit
-	} else if !seg.sealed {
-		// The active segment has no seal to settle the count with.
-		lost := int64(nh.seq - l.curSeq)
-		st.drop(reasonCorrupt, lost, seg.path)
-		seg.done.entries += lost
-		seg.done.records += lost
 	}
+	// In a sealed segment the seal settles the records when the segment
+	// is released (advance); here they are a lower bound.
+	rec.Bytes, rec.Records = next-off, rec.Entries
+	st.noteDamage(rec)
 	l.curCum.bytes += next - off
 	seg.done.bytes += next - off
 	st.liveBytes -= next - off
@@ -487,6 +502,8 @@ func (l *lane) advance() {
 		// damage that could not be measured when it was skipped.
 		if left := s.sum.records - s.done.records; left > 0 {
 			l.st.drop(reasonCorrupt, left, s.path)
+			l.st.logger.Warn("spool: records lost to damage in a segment, counted from its seal",
+				"segment", s.path, "records", left, "entries", s.sum.entries-s.done.entries)
 		}
 		l.st.liveBytes -= max(0, s.sum.bytes-s.done.bytes)
 		l.st.discard(s)
@@ -541,22 +558,17 @@ func (l *lane) diskBytes() int64 {
 
 // loadLane opens a lane directory: its segments (scanning only the last)
 // and its head file, which places the cursor without reading what was
-// already acknowledged.
+// already acknowledged. Segments that do not meet (one's last seq + 1 is
+// not the next one's base) lost what lay between; checkLane counts it.
 func loadLane(st *store, t *topic, prio int, dir string, repair bool) ([]Recovery, error) {
 	l := &lane{st: st, topic: t, prio: prio, dir: dir}
-	names, err := os.ReadDir(dir)
+	bases, err := segBases(dir)
 	if err != nil {
 		return nil, err
 	}
-	var bases []uint64
-	for _, n := range names {
-		if b, ok := parseSegName(n.Name()); ok {
-			bases = append(bases, b)
-		}
-	}
-	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
-	var recs []Recovery
-	var minNext uint64 = 1 // the lane's next seq is at least this
+	var recs []Recovery      // not tied to a kept segment
+	var segRecs [][]Recovery // per segment of l.segs
+	var minNext uint64 = 1   // the lane's next seq is at least this
 	for i, b := range bases {
 		seg, r, err := loadSegment(filepath.Join(dir, segName(b)), b, i == len(bases)-1, repair, st.cfg.hooks)
 		if err != nil {
@@ -565,26 +577,36 @@ func loadLane(st *store, t *topic, prio int, dir string, repair bool) ([]Recover
 			}
 			return nil, err
 		}
-		recs = append(recs, r...)
 		if seg == nil {
 			// An empty last segment, removed: its base is still taken.
 			minNext = b
+			recs = append(recs, r...)
 			continue
 		}
 		l.segs = append(l.segs, seg)
+		segRecs = append(segRecs, r)
 	}
-	ck, ckOK := readCheckpoint(filepath.Join(dir, ckptName))
+	ckPath := filepath.Join(dir, ckptName)
+	ck, ckOK := readCheckpoint(ckPath)
+	headDamaged := false
+	if b, err := os.ReadFile(ckPath); err == nil && !ckOK {
+		// Unreadable: the cursor starts at the first segment, and what was
+		// acknowledged in it comes again. Nothing is lost.
+		headDamaged = true
+		recs = append(recs, Recovery{Kind: DamageHead, Segment: ckPath, Bytes: int64(len(b))})
+	}
 	if ckOK {
 		// Segments wholly before the head were released but not yet
-		// deleted when the process stopped.
+		// deleted when the process stopped; damage in them lost nothing.
 		for len(l.segs) > 1 && l.segs[0].base < ck.base {
 			s := l.segs[0]
-			l.segs = l.segs[1:]
+			l.segs, segRecs = l.segs[1:], segRecs[1:]
 			if repair {
 				_ = os.Remove(s.path)
 			}
 		}
 	}
+	recs = append(checkLane(dir, l.segs, segRecs), recs...)
 	if len(l.segs) > 0 {
 		first := l.segs[0]
 		l.cur, l.curOff, l.curSeq = first, fileHeaderLen, first.base
@@ -614,11 +636,81 @@ func loadLane(st *store, t *topic, prio int, dir string, repair bool) ([]Recover
 	}
 	l.committed.nextSeq = l.nextSeq
 	l.ckpt = l.frontier()
+	l.dirty = headDamaged // written again on the housekeeper's next tick
 	for _, s := range l.segs {
 		st.liveBytes += max(0, s.sum.bytes-s.done.bytes)
 	}
 	t.addLane(l)
 	return recs, nil
+}
+
+// segBases lists a lane directory's segments by base, ascending.
+func segBases(dir string) ([]uint64, error) {
+	names, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var bases []uint64
+	for _, n := range names {
+		if b, ok := parseSegName(n.Name()); ok {
+			bases = append(bases, b)
+		}
+	}
+	slices.Sort(bases)
+	return bases, nil
+}
+
+// checkLane settles what the damage in a lane's segments cost, from the
+// neighbours' bounds: the entries between one segment's last intact entry
+// and the next segment's base are lost. A segment whose end was unreadable
+// (a torn tail or the whole of it) lost exactly those, whatever its scan
+// could tell; a segment that was whole means the files between were
+// deleted; an unreadable end with nothing missing after it was only the
+// seal. It returns the segments' damage, settled, and the missing files.
+// The last segment has no neighbour after it: its torn tail counts one
+// entry at least.
+func checkLane(dir string, segs []*segment, segRecs [][]Recovery) []Recovery {
+	var out []Recovery
+	for i, a := range segs {
+		recs := segRecs[i]
+		if i+1 == len(segs) {
+			out = append(out, recs...)
+			break
+		}
+		b := segs[i+1]
+		end := a.base - 1 // the last seq a holds
+		if a.sum.entries > 0 {
+			end = max(end, a.sum.lastSeq)
+		}
+		var tail *Recovery
+		for j := range recs {
+			if k := recs[j].Kind; k == DamageTornTail || k == DamageSegment {
+				tail = &recs[j]
+			}
+		}
+		switch {
+		case b.base <= end+1 && tail != nil:
+			*tail = Recovery{Kind: DamageSummary, Segment: tail.Segment, Offset: tail.Offset, Bytes: tail.Bytes}
+		case b.base <= end+1:
+		case tail != nil:
+			n := int64(b.base - end - 1)
+			exact := n == 1 && tail.Entries == 1 && tail.RecordsExact
+			tail.Kind = DamageEntries
+			if a.sum.entries == 0 {
+				tail.Kind = DamageSegment
+			}
+			tail.Entries, tail.FirstSeq, tail.LastSeq, tail.Truncated = n, end+1, b.base-1, false
+			if !exact {
+				tail.Records, tail.RecordsExact = n, false
+			}
+		default:
+			n := int64(b.base - end - 1)
+			recs = append(recs, Recovery{Kind: DamageMissingSegment, Segment: filepath.Join(dir, segName(end+1)),
+				Entries: n, FirstSeq: end + 1, LastSeq: b.base - 1, Records: n})
+		}
+		out = append(out, recs...)
+	}
+	return out
 }
 
 func (t *topic) addLane(l *lane) {

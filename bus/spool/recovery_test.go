@@ -73,6 +73,9 @@ func TestTornTail(t *testing.T) {
 					}
 					var want []string
 					var wantRec *Recovery
+					seq := uint64(k + 1)
+					// With its header intact the entry's record count is read.
+					exact := off-offs[k] >= headerLen
 					switch mode {
 					case "truncate":
 						if err := os.Truncate(path, off); err != nil {
@@ -80,7 +83,8 @@ func TestTornTail(t *testing.T) {
 						}
 						want = all[:k]
 						if off != offs[k] {
-							wantRec = &Recovery{Segment: path, Offset: offs[k], Bytes: off - offs[k], Entries: 1, Records: 1, Truncated: true}
+							wantRec = &Recovery{Kind: DamageTornTail, Segment: path, Offset: offs[k], Bytes: off - offs[k],
+								Entries: 1, FirstSeq: seq, LastSeq: seq, Records: 1, RecordsExact: exact, Truncated: true}
 						}
 					case "corrupt":
 						data[off] ^= byte(1 + rng.IntN(255))
@@ -88,7 +92,12 @@ func TestTornTail(t *testing.T) {
 							t.Fatal(err)
 						}
 						want = append(slices.Clone(all[:k]), all[k+1:]...)
-						wantRec = &Recovery{Segment: path, Offset: offs[k], Bytes: offs[k+1] - offs[k], Entries: 1, Records: 1, Truncated: k == n-1}
+						kind := DamageEntries
+						if k == n-1 {
+							kind = DamageTornTail
+						}
+						wantRec = &Recovery{Kind: kind, Segment: path, Offset: offs[k], Bytes: offs[k+1] - offs[k],
+							Entries: 1, FirstSeq: seq, LastSeq: seq, Records: 1, RecordsExact: exact, Truncated: k == n-1}
 					}
 					t.Logf("%s at %d of %d bytes: entry %d [%d, %d)", mode, off, len(data), k, offs[k], offs[k+1])
 

@@ -251,6 +251,7 @@ type scanResult struct {
 	sum     summary
 	end     int64 // end of the last intact entry (or of the file header)
 	sealed  bool
+	seal    summary // the seal's, when sealed
 	bad     []span
 	damage  []Recovery // inside the segment
 	tail    *Recovery  // a torn tail from end to the file's end
@@ -277,6 +278,9 @@ func scan(seg *segment, fileLen int64) (scanResult, error) {
 		if !ok && h.kind == kindSeal && off+h.size() <= fileLen {
 			if b, err := r.at(seg, off, int(h.size()), fileLen); err == nil && crc(b[headerLen:]) == h.bodyCRC {
 				res.sealed = true
+				if h.bodyLen == sealBody {
+					res.seal = parseSeal(b[headerLen:])
+				}
 				return res, nil
 			}
 		}
@@ -287,17 +291,21 @@ func scan(seg *segment, fileLen int64) (scanResult, error) {
 		}
 		hdrOK := h.kind == kindMessage && h.bodyLen > 0
 		if next < 0 {
-			rec := Recovery{Segment: seg.path, Offset: off, Bytes: fileLen - off, Entries: 1, Records: 1, Truncated: true}
+			// How many entries the tail held is known only from what
+			// follows the segment (see checkLane): one at least.
+			rec := Recovery{Kind: DamageTornTail, Segment: seg.path, Offset: off, Bytes: fileLen - off,
+				Entries: 1, FirstSeq: last + 1, LastSeq: last + 1, Records: 1, Truncated: true}
 			if hdrOK {
-				rec.Records = int64(h.records)
+				rec.Records, rec.RecordsExact = int64(h.records), true
 			}
 			res.tail = &rec
 			return res, nil
 		}
 		lost := int64(nh.seq - last - 1)
-		rec := Recovery{Segment: seg.path, Offset: off, Bytes: next - off, Entries: lost, Records: lost}
+		rec := Recovery{Kind: DamageEntries, Segment: seg.path, Offset: off, Bytes: next - off,
+			Entries: lost, FirstSeq: last + 1, LastSeq: nh.seq - 1, Records: lost}
 		if hdrOK && lost == 1 {
-			rec.Records = int64(h.records)
+			rec.Records, rec.RecordsExact = int64(h.records), true
 		}
 		res.damage = append(res.damage, rec)
 		res.bad = append(res.bad, span{off, next})

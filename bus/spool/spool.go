@@ -2,6 +2,7 @@ package spool
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -196,9 +197,7 @@ func openStore(dir string, cfg Config, logger *slog.Logger) (st *store, err erro
 		return nil, err
 	}
 	for _, r := range st.recovered {
-		st.logger.Warn("spool: discarded damaged data on open",
-			"segment", r.Segment, "offset", r.Offset, "bytes", r.Bytes,
-			"entries", r.Entries, "records", r.Records, "torn_tail", r.Truncated)
+		logDamage(st.logger, "spool: damage found on open", r)
 		st.drop(reasonCorrupt, r.Records, r.Segment)
 	}
 	st.bg.Add(3)
@@ -214,20 +213,21 @@ func openStore(dir string, cfg Config, logger *slog.Logger) (st *store, err erro
 
 // checkMeta creates spool.meta, or checks the key against it. A spool
 // written without a key may be given one: new entries are encrypted from
-// then on, old ones stay readable.
+// then on, old ones stay readable. A damaged spool.meta is rebuilt from the
+// segments (see rebuildMeta); one from a newer format is refused.
 func (st *store) checkMeta(key []byte) error {
 	path := filepath.Join(st.dir, metaName)
-	var m meta
-	b, err := os.ReadFile(path)
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		m.Format = formatVersion
-	case err != nil:
-		return fmt.Errorf("spool: %w", err)
-	default:
-		if err := json.Unmarshal(b, &m); err != nil || m.Format != formatVersion {
-			return fmt.Errorf("%w: %s (format %d, this build reads %d)", ErrFormat, path, m.Format, formatVersion)
+	m, b, damaged, err := readMeta(st.dir)
+	if err != nil {
+		return err
+	}
+	if damaged {
+		if m, err = rebuildMeta(st.dir, st.sealer); err != nil {
+			return err
 		}
+		r := Recovery{Kind: DamageMeta, Segment: path, Bytes: int64(len(b))}
+		st.recovered = append(st.recovered, r)
+		b = nil // written again below
 	}
 	switch {
 	case m.KeyCheck != "" && key == nil:
@@ -241,13 +241,102 @@ func (st *store) checkMeta(key []byte) error {
 	}
 	nb, _ := json.Marshal(m)
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, nb, 0o600); err != nil {
-		return fmt.Errorf("spool: %w", err)
+	err = st.hookErr(opMeta, path)
+	if err == nil {
+		err = os.WriteFile(tmp, nb, 0o600)
 	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("spool: %w", err)
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		// A full disk: the spool works without the file, which the next
+		// open writes again.
+		st.writeFailed(opMeta, path, err)
 	}
 	return nil
+}
+
+// readMeta reads spool.meta. damaged is true when it is there but not a
+// spool.meta of any format (zeroed, cut short, garbage); a format other
+// than this build's is an error.
+func readMeta(dir string) (m meta, raw []byte, damaged bool, err error) {
+	path := filepath.Join(dir, metaName)
+	raw, err = os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return meta{Format: formatVersion}, nil, false, nil
+	case err != nil:
+		return m, nil, false, fmt.Errorf("spool: %w", err)
+	}
+	if json.Unmarshal(raw, &m) != nil || m.Format <= 0 || (m.KeyCheck != "" && !isHex(m.KeyCheck)) {
+		return meta{}, raw, true, nil
+	}
+	if m.Format != formatVersion {
+		return m, raw, false, fmt.Errorf("%w: %s (format %d, this build reads %d)", ErrFormat, path, m.Format, formatVersion)
+	}
+	return m, raw, false, nil
+}
+
+func isHex(s string) bool {
+	_, err := hex.DecodeString(s)
+	return err == nil
+}
+
+// rebuildMeta makes spool.meta again from the segments: the format, and
+// for a spool whose entries are encrypted, the key check of the key that
+// opens them (so a missing or wrong key still fails at open, as it would
+// have with the file intact).
+func rebuildMeta(dir string, sl *sealer) (meta, error) {
+	m := meta{Format: formatVersion}
+	enc, ok := sampleEncrypted(dir)
+	switch {
+	case !ok:
+		return m, nil
+	case sl == nil:
+		return m, fmt.Errorf("%w: %s (its spool.meta was damaged; its entries are encrypted)", ErrKeyRequired, dir)
+	}
+	var hb [headerLen]byte
+	enc.h.put(hb[:])
+	var ad [28]byte
+	if _, err := sl.open(enc.body, aad(ad[:0], hb[:])); err != nil {
+		return m, fmt.Errorf("%w: it does not decrypt the entries of %s (its spool.meta was damaged)", ErrWrongKey, dir)
+	}
+	return m, nil
+}
+
+type sample struct {
+	h    header
+	body []byte
+}
+
+// sampleEncrypted finds an intact encrypted entry: the first of each
+// lane's first segment, read until one is.
+func sampleEncrypted(dir string) (sample, bool) {
+	root := filepath.Join(dir, lanesDir)
+	tdirs, _ := os.ReadDir(root)
+	for _, td := range tdirs {
+		ldirs, _ := os.ReadDir(filepath.Join(root, td.Name()))
+		for _, ld := range ldirs {
+			ldir := filepath.Join(root, td.Name(), ld.Name())
+			bases, err := segBases(ldir)
+			if err != nil {
+				continue
+			}
+			for _, b := range bases {
+				seg := &segment{base: b, path: filepath.Join(ldir, segName(b))}
+				var r segReader
+				h, body, ok, _ := r.readEntryAt(seg, fileHeaderLen, 1<<62)
+				seg.close()
+				if ok && h.flags&flagEncrypted != 0 {
+					return sample{h, append([]byte(nil), body...)}, true
+				}
+				if ok {
+					break // this lane's entries are in clear
+				}
+			}
+		}
+	}
+	return sample{}, false
 }
 
 // load reads every lane directory.
@@ -301,7 +390,33 @@ func (st *store) laneLocked(t *topic, prio int) *lane {
 	return l
 }
 
-// Recovered returns the damage found when the spool was opened.
+// maxNoted bounds the damage a store remembers (Stats.Recovered).
+const maxNoted = 1000
+
+// noteDamage records and logs damage found while reading. Under mu.
+func (st *store) noteDamage(r Recovery) {
+	if len(st.recovered) < maxNoted {
+		st.recovered = append(st.recovered, r)
+	}
+	logDamage(st.logger, "spool: damage found while reading", r)
+}
+
+// logDamage logs one piece of damage with the seqs it cost.
+func logDamage(l *slog.Logger, msg string, r Recovery) {
+	attrs := []slog.Attr{slog.String("kind", r.Kind), slog.String("file", r.Segment),
+		slog.Int64("offset", r.Offset), slog.Int64("bytes", r.Bytes), slog.Int64("entries_lost", r.Entries)}
+	if r.Entries > 0 {
+		attrs = append(attrs, slog.Uint64("first_seq", r.FirstSeq), slog.Uint64("last_seq", r.LastSeq),
+			slog.Int64("records_lost", r.Records), slog.Bool("records_exact", r.RecordsExact))
+	}
+	if r.Truncated {
+		attrs = append(attrs, slog.Bool("removed", true))
+	}
+	l.LogAttrs(context.Background(), slog.LevelWarn, msg, attrs...)
+}
+
+// Recovered returns the damage found when the spool was opened, and while
+// reading since (up to a thousand).
 func (s *Spool) Recovered() []Recovery {
 	s.st.mu.Lock()
 	defer s.st.mu.Unlock()

@@ -1,7 +1,6 @@
 package spool
 
 import (
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -137,13 +136,12 @@ func (st *store) stats(now time.Time) Stats {
 // look at the spool of a running ferry (whose newest entries it may see
 // half-written and report as a torn tail).
 func Inspect(dir string) (Stats, error) {
-	b, err := os.ReadFile(filepath.Join(dir, metaName))
-	if err != nil {
+	if _, err := os.Stat(filepath.Join(dir, lanesDir)); err != nil {
 		return Stats{}, fmt.Errorf("spool: inspect %s: not a spool directory: %w", dir, err)
 	}
-	var m meta
-	if err := json.Unmarshal(b, &m); err != nil || m.Format != formatVersion {
-		return Stats{}, fmt.Errorf("%w: %s", ErrFormat, dir)
+	m, raw, damaged, err := readMeta(dir)
+	if err != nil {
+		return Stats{}, err
 	}
 	st := &store{
 		dir: dir, topics: map[string]*topic{}, dropped: map[string]int64{},
@@ -158,5 +156,9 @@ func Inspect(dir string) (Stats, error) {
 	s := st.stats(st.now())
 	s.Encrypted = m.KeyCheck != ""
 	s.Recovered = st.recovered
+	if damaged {
+		_, s.Encrypted = sampleEncrypted(dir)
+		s.Recovered = append([]Recovery{{Kind: DamageMeta, Segment: filepath.Join(dir, metaName), Bytes: int64(len(raw))}}, s.Recovered...)
+	}
 	return s, nil
 }
