@@ -50,13 +50,17 @@ func (c *rising) batch(b *bus.Batch) {
 		if rec.Tag != "counter" || rec.Quality != bus.Good {
 			continue
 		}
-		v := rec.Value.Double()
-		if c.n > 0 && v <= c.last {
-			c.t.Errorf("counter went from %v to %v (value %d)", c.last, v, c.n)
-		}
-		c.last = v
-		c.n++
+		c.check(rec.Value.Double())
 	}
+}
+
+func (c *rising) check(v float64) {
+	c.t.Helper()
+	if c.n > 0 && v <= c.last {
+		c.t.Errorf("counter went from %v to %v (value %d)", c.last, v, c.n)
+	}
+	c.last = v
+	c.n++
 }
 
 // TestOrderAfterHeldPublish: the sim holds publish responses until

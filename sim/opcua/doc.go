@@ -38,6 +38,14 @@
 //   - DropConnections: every TCP connection closes; the server stays.
 //   - StallPublish: Publish requests are swallowed while the connection
 //     stays open — a hung subscription engine.
+//   - HoldPublish / ReleasePublish: publish responses are kept back while
+//     the subscriptions go on numbering them, then sent at once, newest
+//     first if asked — several queued responses, out of order.
+//   - LosePublish: the next data NotificationMessages are numbered and
+//     kept for Republish but never sent.
+//   - Config.NoRepublish (Republish answers BadServiceUnsupported, as
+//     gopcua's server does) and Config.RetransmitQueue < 0 (nothing kept:
+//     BadMessageNotAvailable).
 //   - MalformNext: the next message the server sends is garbled.
 //   - SetStatus: one variable reports a Bad (or Uncertain) status.
 //
@@ -71,6 +79,16 @@
 //     has exited. Changes made before a client connects, or while the
 //     server restarts, are kept and not notified (gopcua panics on a
 //     notification before Start).
+//   - Subscriptions run on the simulator's own loop (publish.go), not
+//     gopcua's, which sends each response straight to the channel, keeps
+//     no sent messages and answers Republish "unsupported". It keeps the
+//     last Config.RetransmitQueue unacknowledged NotificationMessages per
+//     subscription, answers Republish from them, lists them in
+//     AvailableSequenceNumbers, fills in acknowledgement results, numbers
+//     keep-alives with the next sequence number (wrapping past 0), and
+//     ends a subscription without Publish requests for its lifetime.
+//     gopcua's Subscription value is still registered, because its
+//     monitored item service files items under it.
 //   - Service handlers are wrapped: user identity checks, session counting,
 //     BadSessionIdInvalid for unknown sessions (gopcua dereferences them),
 //     BadNodeIdUnknown for monitored items on unknown nodes (gopcua accepts
@@ -86,7 +104,7 @@
 // queue sizes, deadbands and data-change triggers are ignored (one
 // notification per change, queue of one); all of a subscription's
 // notifications go into one publish response; ModifySubscription,
-// SetPublishingMode, Republish, TransferSubscriptions, BrowseNext and
+// SetPublishingMode, TransferSubscriptions, BrowseNext and
 // TranslateBrowsePathsToNodeIds are unsupported; MaxNodesPerRead is stated
 // as 32 but not enforced; sessions never time out.
 package opcua

@@ -374,9 +374,10 @@ func (x *simSub) send(pr pubReq, data []*ua.ExtensionObject) bool {
 	}
 	sent, ok := x.g.s.deliver(pr, resp, data != nil)
 	if !sent {
-		// Lost: the request waits for the next message.
+		// Lost: the request (with its acknowledgement results) waits for
+		// the next message.
 		select {
-		case x.q <- pubReq{sc: pr.sc, id: pr.id, handle: pr.handle}:
+		case x.q <- pr:
 		default:
 		}
 	}
