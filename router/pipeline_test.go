@@ -2,11 +2,12 @@ package router
 
 import (
 	"context"
-	"os"
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/connectors"
 	"github.com/ferry-gateway/ferry/internal/conf"
+	"github.com/ferry-gateway/ferry/internal/waitfor"
 	"github.com/ferry-gateway/ferry/router/outlet"
 )
 
@@ -393,4 +395,177 @@ routes:
 	case <-time.After(20 * time.Second):
 		t.Fatal("Stop did not return although its context ended")
 	}
+}
+
+// stuck is a sink whose Write never returns until the sink is stopped: it
+// ignores its context, as a driver blocked in a syscall would.
+type stuck struct {
+	release chan struct{}
+	once    sync.Once
+	calls   atomic.Int32
+}
+
+func (s *stuck) Validate() error                              { return nil }
+func (s *stuck) Start(context.Context, *connectors.Env) error { return nil }
+func (s *stuck) Stop(context.Context) error                   { s.once.Do(func() { close(s.release) }); return nil }
+func (s *stuck) Write(_ context.Context, _ *bus.Batch) error {
+	s.calls.Add(1)
+	<-s.release
+	return errors.New("stopped")
+}
+
+func init() {
+	connectors.Register(connectors.Info{Name: "teststuck", Roles: connectors.RoleSink,
+		New: func() connectors.Connector { return &stuck{release: make(chan struct{})} }})
+}
+
+// One sink that cannot deliver (refusing, or stuck in Write) holds back
+// nothing but itself: the healthy sink gets every record, in order, while
+// the refusing sink's bounded buffer drops its oldest batches, counted and
+// told as events.
+func TestOneStuckSinkStallsNothingElse(t *testing.T) {
+	c := load(t, `
+connectors:
+  gen:
+    type: generator
+    interval: 1ms
+    tags: [{name: t, signal: counter}]
+  gen2:
+    type: generator
+    interval: 1ms
+    tags: [{name: u, signal: counter}]
+  out: {type: testcapture}
+  refusing:
+    type: testcapture
+    fail: 1000000
+    buffer: {max_bytes: 4KiB}
+  wedged: {type: teststuck}
+routes:
+  - {from: [gen, gen2], to: [out, refusing, wedged]}
+`)
+	p := start(t, c)
+	out := captures["out"]
+	checks := map[string]func(bus.Batch) int{"gen": contiguous(t), "gen2": contiguous(t)}
+	n := 0
+	for n < 2000 {
+		b := recv(t, out)
+		byS := map[string]*bus.Batch{}
+		for _, r := range b.Records {
+			if byS[r.Source] == nil {
+				byS[r.Source] = &bus.Batch{}
+			}
+			byS[r.Source].Records = append(byS[r.Source].Records, r)
+		}
+		for s, sb := range byS {
+			n += checks[s](*sb)
+		}
+	}
+	var refusing, wedged ModuleStatus
+	waitfor.Until(t, 10*time.Second, func() bool {
+		for _, m := range p.Status().Modules {
+			switch m.Name {
+			case "refusing":
+				refusing = m
+			case "wedged":
+				wedged = m
+			}
+		}
+		// The refusing sink's small buffer drops; the wedged sink's holds
+		// what came since its Write got stuck.
+		return refusing.Buffer != nil && refusing.Buffer.Dropped[outlet.DropFull] > 0 &&
+			wedged.Buffer != nil && wedged.Buffer.InFlight == 1 && wedged.Buffer.Records > 100
+	}, func() string { return fmt.Sprintf("buffers: refusing %+v, wedged %+v", refusing.Buffer, wedged.Buffer) })
+	if refusing.Phase != connectors.PhaseDown || !strings.Contains(refusing.LastError, "far side unavailable") {
+		t.Fatalf("refusing sink: %+v", refusing.Snapshot)
+	}
+	if got := testutil.ToFloat64(p.drops.WithLabelValues("refusing", outlet.DropFull)); got == 0 {
+		t.Fatal("ferry_outlet_dropped_records_total not counted")
+	}
+	var sawDrop, sawDown bool
+	for _, e := range p.Events(0) {
+		sawDrop = sawDrop || e.Module == "refusing" && e.Kind == connectors.EventDrop
+		sawDown = sawDown || e.Module == "refusing" && e.Kind == connectors.EventState && e.To == connectors.PhaseDown && strings.Contains(e.Error, "far side unavailable")
+	}
+	if !sawDrop || !sawDown {
+		t.Fatalf("events lack the drop (%v) or the down with its cause (%v): %+v", sawDrop, sawDown, p.Events(0))
+	}
+	go func() {
+		for range out.got {
+		}
+	}()
+	stop(t, p)
+}
+
+// A module whose Start fails comes up by itself once the cause is gone,
+// and what was routed to it meanwhile waits in its outlet.
+func TestFailedStartIsRetried(t *testing.T) {
+	c := load(t, `
+connectors:
+  gen:
+    type: generator
+    interval: 1ms
+    tags: [{name: t, signal: counter}]
+  out: {type: testpicky2}
+routes:
+  - {from: gen, to: out}
+`)
+	picky2Fail.Store(3)
+	p := start(t, c)
+	defer stop(t, p)
+	waitfor.Until(t, 10*time.Second, func() bool { return statusOf(p, "out").Phase == connectors.PhaseUp },
+		func() string { return fmt.Sprintf("out never came up: %+v", statusOf(p, "out")) })
+	var retrying, up bool
+	for _, e := range p.Events(0) {
+		if e.Module == "out" && e.To == connectors.PhaseRetrying && strings.Contains(e.Error, "address already in use") {
+			retrying = true
+		}
+		if e.Module == "out" && e.To == connectors.PhaseUp && retrying {
+			up = true
+		}
+	}
+	if !retrying || !up {
+		t.Fatalf("events do not tell retrying (with its cause) then up: %+v", p.Events(0))
+	}
+	// Everything from the first record on arrives: it waited in the outlet.
+	got := picky2Got
+	check := contiguous(t)
+	first := true
+	for n := 0; n < 500; {
+		b := <-got
+		if first && b.Records[0].Seq != 0 {
+			t.Fatalf("first record delivered has seq %d: what waited in the outlet was lost", b.Records[0].Seq)
+		}
+		first = false
+		n += check(b)
+	}
+	go func() {
+		for range got {
+		}
+	}()
+}
+
+var (
+	picky2Fail atomic.Int32
+	picky2Got  = make(chan bus.Batch, 1<<16)
+)
+
+// picky2 fails its first starts as a port that is taken would.
+type picky2 struct{}
+
+func (picky2) Validate() error { return nil }
+func (picky2) Start(context.Context, *connectors.Env) error {
+	if picky2Fail.Add(-1) >= 0 {
+		return errors.New("listen tcp 127.0.0.1:1883: bind: address already in use")
+	}
+	return nil
+}
+func (picky2) Stop(context.Context) error { return nil }
+func (picky2) Write(_ context.Context, b *bus.Batch) error {
+	picky2Got <- bus.Batch{Records: append([]bus.Record(nil), b.Records...)}
+	return nil
+}
+
+func init() {
+	connectors.Register(connectors.Info{Name: "testpicky2", Roles: connectors.RoleSink,
+		New: func() connectors.Connector { return picky2{} }})
 }

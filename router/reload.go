@@ -158,7 +158,7 @@ func (p *Pipeline) reload(ctx context.Context, nc *Config) (ReloadResult, error)
 	// From here on a failure is rolled back: what the reload started is
 	// stopped, the routes swapped back, the changed modules' old versions
 	// started again.
-	var startedNew []*running
+	var startedNew, stoppedOld []*running
 	swapped := false
 	rollback := func(step string, err error) (ReloadResult, error) {
 		for _, r := range slices.Backward(startedNew) {
@@ -171,7 +171,7 @@ func (p *Pipeline) reload(ctx context.Context, nc *Config) (ReloadResult, error)
 				p.logger.Error("reload rollback: routes", "error", serr)
 			}
 		}
-		for _, group := range order(changed) {
+		for _, group := range order(stoppedOld) {
 			for _, o := range group {
 				p.renew(o)
 				p.launch(o) // supervised: it comes back by itself if it cannot at once
@@ -179,7 +179,7 @@ func (p *Pipeline) reload(ctx context.Context, nc *Config) (ReloadResult, error)
 		}
 		// Restored sinks get their outlets back under their own name.
 		p.mu.Lock()
-		for _, o := range changed {
+		for _, o := range stoppedOld {
 			if o.out != nil {
 				p.outlets[o.Name] = o
 			}
@@ -193,10 +193,13 @@ func (p *Pipeline) reload(ctx context.Context, nc *Config) (ReloadResult, error)
 	// holds (a port, a device connection). A sink's runner stops before
 	// its connector, so the batch it held goes back to the outlet.
 	for _, o := range changed {
-		err := p.step(StepStop)
-		if err == nil {
-			err = p.stopModule(ctx, o)
+		if err := p.step(StepStop); err != nil {
+			return rollback(StepStop, err)
 		}
+		// Stopped even when its stop reports an error: it is restarted
+		// on a rollback either way.
+		err := p.stopModule(ctx, o)
+		stoppedOld = append(stoppedOld, o)
 		if err != nil {
 			return rollback(StepStop, err)
 		}

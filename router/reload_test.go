@@ -1,12 +1,16 @@
 package router
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ferry-gateway/ferry/connectors"
 	"github.com/ferry-gateway/ferry/internal/conf"
+	"github.com/ferry-gateway/ferry/internal/waitfor"
 )
 
 const reloadBase = `
@@ -123,4 +127,107 @@ func TestReloadRemovesAndAdds(t *testing.T) {
 			t.Fatal("removed module still listed")
 		}
 	}
+}
+
+// TestReloadIsAtomic fails a reload at each of its steps in turn: the
+// previous config and its modules must run on, whole, and a reload after
+// the failure must apply cleanly.
+func TestReloadIsAtomic(t *testing.T) {
+	next := strings.Replace(reloadBase, "tags: [{name: u, signal: counter}]", "tags: [{name: u2, signal: counter}]", 1)
+	next = strings.Replace(next, "  out: {type: testcapture}\n", "  out: {type: testcapture, fail: 0}\n  fresh: {type: testcapture}\n  gen2:\n    type: generator\n    interval: 2ms\n    tags: [{name: w, signal: counter}]\n", 1)
+	next = strings.Replace(next, "routes:\n", "routes:\n  - {name: extra, from: [other, gen2], to: [out, fresh]}\n", 1)
+	for _, step := range []string{StepBuild, StepStop, StepStart, StepRoutes, StepSources} {
+		t.Run(step, func(t *testing.T) {
+			c := load(t, reloadBase)
+			p := start(t, c)
+			defer stop(t, p)
+			recv(t, captures["out"])
+			nc, err := Load("reload.yaml", []byte(next), conf.Resolver{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			nc.DataDir = c.DataDir
+			failed := false
+			p.fault = func(s string) error {
+				if s == step && !failed {
+					failed = true
+					return errors.New("injected")
+				}
+				return nil
+			}
+			_, err = p.Reload(t.Context(), nc)
+			var re *ReloadError
+			if !errors.As(err, &re) || re.Step != step {
+				t.Fatalf("reload failing at %s returned %v", step, err)
+			}
+			p.fault = nil
+			if p.Config() != c {
+				t.Fatal("the new config was committed although the reload failed")
+			}
+			var names []string
+			for _, m := range p.Status().Modules {
+				names = append(names, m.Name)
+			}
+			if got := strings.Join(names, ","); got != "gen,other,out,spooled" {
+				t.Fatalf("modules after a failed reload: %s", got)
+			}
+			for _, n := range names {
+				waitfor.Until(t, 10*time.Second, func() bool { return statusOf(p, n).Phase == connectors.PhaseUp },
+					func() string { return fmt.Sprintf("%s after the failed reload: %+v", n, statusOf(p, n)) })
+			}
+			// The old routes run: other's old tag reaches out, nothing of
+			// the new config does.
+			out := captures["out"]
+			for saw := false; !saw; {
+				for _, r := range recv(t, out).Records {
+					switch {
+					case r.Source == "other" && r.Tag == "u":
+						saw = true
+					case r.Tag == "u2" || r.Source == "gen2":
+						t.Fatalf("a record of the new config got through: %+v", r)
+					}
+				}
+			}
+			evs := p.Events(0)
+			if last := evs[len(evs)-1]; last.Kind != connectors.EventReload || !strings.Contains(last.Error, step) {
+				t.Fatalf("last event %+v, want the failed reload naming step %s", last, step)
+			}
+			// Nothing was left half-applied: the same reload now goes through.
+			nc, _ = Load("reload.yaml", []byte(next), conf.Resolver{})
+			nc.DataDir = c.DataDir
+			res, err := p.Reload(t.Context(), nc)
+			if err != nil {
+				t.Fatalf("reload after the failed one: %v", err)
+			}
+			if len(res.Added) != 2 || len(res.Restarted) != 2 {
+				t.Fatalf("reload result %+v", res)
+			}
+			for _, n := range []string{"fresh", "gen2"} {
+				waitfor.Until(t, 10*time.Second, func() bool { return statusOf(p, n).Phase == connectors.PhaseUp },
+					func() string { return fmt.Sprintf("%s after the reload: %+v", n, statusOf(p, n)) })
+			}
+			recv(t, captures["fresh"])
+		})
+	}
+}
+
+// A reload whose caller goes away (an HTTP client disconnecting) still
+// runs to its end.
+func TestReloadOutlivesItsCaller(t *testing.T) {
+	c := load(t, reloadBase)
+	p := start(t, c)
+	defer stop(t, p)
+	next := strings.Replace(reloadBase, "  out: {type: testcapture}\n", "  out: {type: testcapture}\n  fresh: {type: testcapture}\n", 1)
+	next = strings.Replace(next, "to: [out, spooled]", "to: [out, spooled, fresh]", 1)
+	nc, err := Load("reload.yaml", []byte(next), conf.Resolver{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.DataDir = c.DataDir
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if _, err := p.Reload(ctx, nc); err != nil {
+		t.Fatalf("a reload under a cancelled caller: %v", err)
+	}
+	recv(t, captures["fresh"])
 }

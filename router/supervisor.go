@@ -157,12 +157,14 @@ func (p *Pipeline) stopModule(ctx context.Context, m *running) error {
 	p.mu.RUnlock()
 	if end != nil {
 		end()
+		t := time.NewTimer(remaining(ctx) / 2)
 		select {
 		case <-done:
-		case <-ctx.Done():
+		case <-t.C:
 			// A Write that ignores its context: the connector's Stop
 			// below is what ends it.
 		}
+		t.Stop()
 	}
 	stopCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -170,6 +172,12 @@ func (p *Pipeline) stopModule(ctx context.Context, m *running) error {
 	if m.started.Swap(false) {
 		if err := m.Connector.Stop(stopCtx); err != nil {
 			errs = append(errs, fmt.Errorf("stop %s: %w", m.Name, err))
+		}
+	}
+	if done != nil {
+		select {
+		case <-done:
+		case <-stopCtx.Done():
 		}
 	}
 	if err := m.env.Shutdown(stopCtx); err != nil {

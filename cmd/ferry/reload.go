@@ -47,9 +47,11 @@ func (r *reloader) reload(ctx context.Context) (*router.ReloadResult, []string) 
 	r.override(nc)
 	res, err := r.p.Reload(ctx, nc)
 	if err != nil {
+		// Nothing of it applied (the error names the step that failed):
+		// no result to report.
 		errs := []string{err.Error()}
-		r.p.NoteReload(&res, errs)
-		return &res, errs
+		r.p.NoteReload(nil, errs)
+		return nil, errs
 	}
 	r.p.NoteReload(&res, nil)
 	return &res, nil

@@ -248,6 +248,11 @@ func TestFastPathAllocs(t *testing.T) {
 			if err != nil || !c.fast {
 				t.Fatalf("compile: fast=%v err=%v", c != nil && c.fast, err)
 			}
+			if raceEnabled && strings.Contains(src, "matches") {
+				// regexp keeps its matchers in a sync.Pool, which drops
+				// items at random under the race detector by design.
+				t.Skip("regexp's pool allocates at random under -race")
+			}
 			in := recs
 			if strings.Contains(src, "text") {
 				in = strRecs
