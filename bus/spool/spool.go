@@ -686,7 +686,8 @@ func hookErr(h *hooks, op, path string) error {
 func (st *store) hookErr(op, path string) error { return hookErr(st.cfg.hooks, op, path) }
 
 // writeHealth is the state of the spool's writes: failing from the first
-// write error until the kind of write that failed last succeeds again.
+// write error until the kind of write that failed last, or an append,
+// succeeds again.
 // Each change is logged once, whatever the rate of errors in between.
 type writeHealth struct {
 	mu      sync.Mutex
@@ -721,11 +722,11 @@ func (st *store) writeFailed(op, path string, err error) {
 }
 
 // writeOK records a successful write of kind op, which ends a failure of
-// that kind.
+// that kind; a successful append round ends any (space is back).
 func (st *store) writeOK(op string) {
 	w := &st.wh
 	w.mu.Lock()
-	if !w.failing || w.op != op {
+	if !w.failing || (w.op != op && op != opAppend) {
 		w.mu.Unlock()
 		return
 	}

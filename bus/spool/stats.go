@@ -28,7 +28,7 @@ type Stats struct {
 	Recovered []Recovery
 
 	// Writes. WriteFailing is true from a failed write (a full disk) until
-	// the same kind of write succeeds again; meanwhile Publish returns
+	// the same kind of write, or an append, succeeds again; meanwhile Publish returns
 	// errors. WriteErrors counts failed writes since the spool was opened
 	// (ferry_spool_write_errors_total); LastWriteError and LastWriteErrorAt
 	// are the latest, kept after recovery.
