@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"fmt"
+	"net"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -81,7 +83,7 @@ func TestBrowserStatusPage(t *testing.T) {
 			states[m.Name] = m.State
 		}
 		for _, n := range want {
-			if !slices.Contains([]string{"up", "connecting", "down", "starting", "failed"}, states[n]) {
+			if !slices.Contains([]string{"up", "connecting", "down", "starting", "retrying", "failed"}, states[n]) {
 				return false
 			}
 		}
@@ -303,6 +305,26 @@ type pageState struct {
 	ChartLines  int               `json:"chartLines"`
 	Width       int               `json:"width"`
 	ScrollWidth int               `json:"scrollWidth"`
+	// Retry and Errors are each module card's retry line and last error,
+	// where shown.
+	Retry  map[string]string `json:"retry"`
+	Errors map[string]string `json:"errors"`
+	// Buffers are the sinks' in-memory buffer blocks, where shown.
+	Buffers map[string]struct {
+		Records  string `json:"records"`
+		Meta     string `json:"meta"`
+		Dropping string `json:"dropping"` // the "dropping records" flag, empty while hidden
+		Marked   bool   `json:"marked"`   // the card is framed as dropping
+	} `json:"buffers"`
+	// Events are the rows of the events panel, top first.
+	Events []struct {
+		ID     uint64 `json:"id"`
+		Kind   string `json:"kind"`
+		Module string `json:"module"`
+		Change string `json:"change"`
+		Text   string `json:"text"`
+	} `json:"events"`
+	EventsLive string `json:"eventsLive"`
 }
 
 const readPage = `(() => {
@@ -317,6 +339,26 @@ const readPage = `(() => {
     spool: txt(document.querySelector('[data-module="cloud"] [data-field="spool-records"]')),
     summary: txt(document.getElementById("summary")),
     chartLines: all("#chart-rate polyline").length,
+    retry: Object.fromEntries(all("[data-module]").map((c) => [c.dataset.module, txt(c.querySelector("[data-field=retry]:not([hidden])"))])),
+    errors: Object.fromEntries(all("[data-module]").map((c) => [c.dataset.module, txt(c.querySelector(".error:not([hidden])"))])),
+    buffers: Object.fromEntries(
+      all("[data-module]")
+        .filter((c) => c.querySelector("[data-field=buffer]:not([hidden])"))
+        .map((c) => [c.dataset.module, {
+          records: txt(c.querySelector("[data-field=buffer-records]")),
+          meta: txt(c.querySelector("[data-field=buffer-meta]")),
+          dropping: txt(c.querySelector("[data-field=buffer-dropping]:not([hidden])")),
+          marked: c.classList.contains("dropping"),
+        }])
+    ),
+    events: all("#events > li").map((li) => ({
+      id: Number(li.dataset.eventId),
+      kind: li.dataset.kind,
+      module: txt(li.querySelector(".ev-module")),
+      change: txt(li.querySelector("[data-field=change]")),
+      text: txt(li),
+    })),
+    eventsLive: document.getElementById("events").getAttribute("aria-live") || "",
     width: window.innerWidth,
     scrollWidth: document.documentElement.scrollWidth,
   };
@@ -392,4 +434,124 @@ func shot(t *testing.T, ctx context.Context, name string) {
 	}
 	abs, _ := filepath.Abs(path)
 	t.Logf("screenshot: %s", abs)
+}
+
+// TestBrowserEventsAndRetrying runs a pipeline with an embedded broker
+// whose port is taken and an MQTT sink without a spool whose broker is not
+// there. The page must show the broker retrying with its attempt and the
+// bind error, list its state change in the events panel, mark the sink's
+// small buffer as dropping, and, once the port is freed, list the broker's
+// way back up on top of the events it already showed.
+func TestBrowserEventsAndRetrying(t *testing.T) {
+	if testing.Short() {
+		t.Skip("drives a browser")
+	}
+	chrome := chromium(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	p := pipeline(t, fmt.Sprintf(`
+site: events-test
+data_dir: %s
+connectors:
+  gen:
+    type: generator
+    devices: 2
+    interval: 20ms
+    tags: [{name: t, signal: counter}]
+  out:
+    type: file
+    path: out.jsonl
+  uplink:
+    type: mqtt
+    url: tcp://%s
+    connect_timeout: 1s
+    buffer: {max_bytes: 2KiB}
+  broker:
+    type: localbroker
+    listeners: {tcp: %s, websocket: "off"}
+    allow_anonymous: true
+routes:
+  - {name: all, from: gen, to: [out, uplink]}
+`, t.TempDir(), freeAddr(t), taken.Addr()))
+	t.Cleanup(func() { stop(t, p) })
+	a := admin.New(p)
+	t.Cleanup(a.Close)
+	srv := httptest.NewServer(a)
+	t.Cleanup(srv.Close)
+
+	ctx := browser(t, chrome)
+	console := collectConsole(ctx)
+	if err := chromedp.Do(ctx,
+		chromedp.EmulateViewport(1440, 1000),
+		chromedp.Navigate(srv.URL+"/"),
+	); err != nil {
+		t.Fatal(err)
+	}
+
+	retryLine := regexp.MustCompile(`^retrying \(attempt (\d+), (next try in \d+s|trying again now)\)$`)
+	attempt := func(s pageState) int {
+		m := retryLine.FindStringSubmatch(s.Retry["broker"])
+		if m == nil {
+			return 0
+		}
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	// hasEvent finds a state change in the events panel; its row must carry
+	// the cause's full text, if one is wanted.
+	hasEvent := func(s pageState, module, change, cause string) (uint64, bool) {
+		for _, e := range s.Events {
+			if e.Kind == "state" && e.Module == module && e.Change == change && strings.Contains(e.Text, cause) {
+				return e.ID, true
+			}
+		}
+		return 0, false
+	}
+	// A second attempt shows that the count moves on the page, not just
+	// the first value.
+	s := waitPage(t, ctx, "the broker retrying, attempt 2 or later, with its bind error and its state change in the events", func(s pageState) bool {
+		_, listed := hasEvent(s, "broker", "starting → retrying", "bind: address already in use")
+		return stateOf(s, "broker") == "retrying" && attempt(s) >= 2 &&
+			strings.Contains(s.Errors["broker"], "address already in use") && listed
+	})
+	if !strings.Contains(s.Summary, "broker is retrying (attempt") {
+		t.Errorf("summary %q does not name the retrying broker", s.Summary)
+	}
+	if s.EventsLive != "polite" {
+		t.Errorf("the events list has aria-live %q, want polite", s.EventsLive)
+	}
+	seen := s.Events[0].ID // the newest row on the page before the port is freed
+	shot(t, ctx, "status-page-retrying.png")
+
+	waitPage(t, ctx, "the uplink's buffer full and marked as dropping", func(s pageState) bool {
+		b, ok := s.Buffers["uplink"]
+		return ok && b.Dropping != "" && b.Marked && regexp.MustCompile(`dropped [1-9]`).MatchString(b.Meta) &&
+			strings.Contains(s.Summary, "records dropped")
+	})
+
+	taken.Close()
+	t.Log("port freed")
+	s = waitPage(t, ctx, "the broker up, and its way back up listed newest first", func(s pageState) bool {
+		id, listed := hasEvent(s, "broker", "retrying → up", "")
+		return stateOf(s, "broker") == "up" && listed && id > seen
+	})
+	if s.Retry["broker"] != "" {
+		t.Errorf("the broker is up but its card still says %q", s.Retry["broker"])
+	}
+	for i := 1; i < len(s.Events); i++ {
+		if s.Events[i].ID >= s.Events[i-1].ID {
+			t.Fatalf("events not newest first: row %d has id %d after %d", i, s.Events[i].ID, s.Events[i-1].ID)
+		}
+	}
+	if _, ok := s.Buffers["out"]; !ok {
+		t.Errorf("the file sink without a spool shows no buffer: %+v", s.Buffers)
+	}
+	shot(t, ctx, "status-page-events.png")
+
+	for _, m := range console() {
+		t.Errorf("browser console: %s (%s:%d)", m, m.URL, m.Line+1)
+	}
 }

@@ -1,6 +1,8 @@
 // ferry status page: polls api/status every second, draws the pipeline as
-// sources → routes → sinks with live rates, and charts throughput and spool
-// depth from api/history plus the live samples. No library, no build step.
+// sources → routes → sinks with live rates, lists what happened from
+// api/events (asking only for what is newer each time), and charts
+// throughput and spool depth from api/history plus the live samples. No
+// library, no build step.
 "use strict";
 
 (() => {
@@ -8,6 +10,8 @@
   const RATE_SPAN_MS = 3000; // live rates average over about this long
   const CHART_SPAN_MS = 10 * 60 * 1000;
   const SVG = "http://www.w3.org/2000/svg";
+  const MAX_EVENTS = 300; // rows kept on the page; the server keeps its own ring
+  const DROPPING_MS = 60000; // a buffer that dropped this recently is marked as dropping
 
   const $ = (id) => document.getElementById(id);
 
@@ -18,6 +22,9 @@
   let lastStatus = null;
   let failing = false;
   let lastReload = ""; // time of the last successful reload seen
+  let lastEventId = 0; // api/events?after= this
+  let eventsOf = null; // the start time of the ferry whose event ids those are
+  const drops = new Map(); // sink → {n: records dropped from its buffer, at: server time it last rose}
 
   // ---------- formatting ----------
 
@@ -84,7 +91,8 @@
     connecting: "trying to connect",
     starting: "starting",
     down: "lost its connection; retrying",
-    failed: "could not start; will not run",
+    retrying: "could not start, or keeps failing; tried again with back-off",
+    failed: "could not start; will not be tried again",
     stopped: "stopped",
     standby: "another instance on the shared bus owns this source; this one takes over if it goes",
   };
@@ -97,6 +105,7 @@
       case "starting":
         return "warn";
       case "down":
+      case "retrying":
       case "failed":
         return "bad";
       default:
@@ -121,6 +130,10 @@
 
     const since = el("div", "since");
     c.append(since);
+    const retry = el("div", "retry");
+    retry.dataset.field = "retry";
+    retry.hidden = true;
+    c.append(retry);
 
     const nums = el("div", "nums");
     const rate = el("span", "rate");
@@ -129,7 +142,7 @@
     nums.append(rate, total);
     c.append(nums);
 
-    const f = { el: c, type, state, since, rate, total };
+    const f = { el: c, type, state, since, retry, rate, total };
 
     if (kind === "sink") {
       const link = el("div", "link");
@@ -152,6 +165,35 @@
       f.spoolRecords = rec;
       f.spoolUnit = unit;
       f.spoolMeta = meta;
+
+      // The in-memory buffer of a sink without store_and_forward.
+      const bf = el("div", "spool buffer");
+      bf.dataset.field = "buffer";
+      bf.hidden = true;
+      const bdepth = el("div", "spool-depth");
+      const brec = el("b");
+      brec.dataset.field = "buffer-records";
+      bdepth.append(el("span", "spool-label", "buffer "), brec, el("span", null, " records waiting in memory"));
+      const fill = el("div", "fill");
+      const meter = el("meter");
+      meter.min = 0;
+      meter.optimum = 0;
+      meter.setAttribute("aria-label", name + " buffer fill");
+      const fillText = el("span", "fill-text");
+      fill.append(meter, fillText);
+      const bmeta = el("div", "spool-meta");
+      bmeta.dataset.field = "buffer-meta";
+      const flag = el("div", "dropflag");
+      flag.dataset.field = "buffer-dropping";
+      flag.hidden = true;
+      bf.append(bdepth, fill, bmeta, flag);
+      c.append(bf);
+      f.buffer = bf;
+      f.bufferRecords = brec;
+      f.meter = meter;
+      f.fillText = fillText;
+      f.bufferMeta = bmeta;
+      f.dropFlag = flag;
     }
     const err = el("div", "error");
     err.hidden = true;
@@ -307,6 +349,16 @@
       sinceText += " · lease " + (m.lease.mine ? "held here" : m.lease.owner ? "held by " + m.lease.owner : "free");
     }
     setText(f.since, sinceText);
+    if (m.state === "retrying") {
+      const next = Date.parse(m.next_try);
+      let when = "";
+      if (isFinite(next)) when = next - now > 500 ? ", next try in " + fmtAge(Math.ceil((next - now) / 1000)) : ", trying again now";
+      setText(f.retry, "retrying (attempt " + (m.attempt || 1) + when + ")");
+      f.retry.title = "the supervisor starts it again with back-off (about 1 s doubling to 1 min); the error below is the cause";
+      f.retry.hidden = false;
+    } else {
+      f.retry.hidden = true;
+    }
 
     if (kind === "source") {
       setText(f.rate, "reads " + fmtRate(modRate(m.name, "records_out")));
@@ -363,7 +415,87 @@
         f.spool.classList.toggle("filling", waiting > 0);
         f.spool.classList.toggle("dropping", dropped > 0);
       }
+      f.buffer.hidden = !m.buffer;
+      let droppingNow = false;
+      if (m.buffer) droppingNow = renderBuffer(f, m, now);
+      f.el.classList.toggle("dropping", droppingNow);
     }
+  }
+
+  function sumValues(o) {
+    let n = 0;
+    for (const k in o || {}) n += o[k];
+    return n;
+  }
+
+  // droppingNow reports a sink whose buffer's drop count rose within the
+  // last DROPPING_MS, tracking the count across polls.
+  function droppingNow(name, dropped, now) {
+    const d = drops.get(name);
+    if (!d) {
+      // First sight: when those drops happened is not known until a drop
+      // event says (noteDrop).
+      drops.set(name, { n: dropped, at: -Infinity });
+      return false;
+    }
+    if (d.n == null || dropped < d.n) {
+      // Known only from an event so far, or counting again after a restart.
+      if (d.n != null) d.at = -Infinity;
+      d.n = dropped;
+    } else if (dropped > d.n) {
+      d.n = dropped;
+      d.at = now;
+    }
+    return now - d.at < DROPPING_MS;
+  }
+
+  // noteDrop takes a drop event's time as when the sink last dropped, so a
+  // page opened mid-burst marks it at once.
+  function noteDrop(ev) {
+    const at = Date.parse(ev.time);
+    if (!ev.module || !isFinite(at)) return;
+    const d = drops.get(ev.module);
+    if (!d) drops.set(ev.module, { n: null, at });
+    else d.at = Math.max(d.at, at);
+  }
+
+  // renderBuffer fills a sink's buffer block and reports whether it is
+  // dropping now.
+  function renderBuffer(f, m, now) {
+    const b = m.buffer;
+    setText(f.bufferRecords, fmtInt(b.records));
+    f.meter.max = Math.max(1, b.max_bytes);
+    f.meter.high = 0.8 * f.meter.max;
+    f.meter.low = 0.5 * f.meter.max;
+    f.meter.value = Math.min(b.bytes, f.meter.max);
+    const pct = b.max_bytes > 0 ? Math.round((100 * b.bytes) / b.max_bytes) : 0;
+    setText(f.fillText, fmtBytes(b.bytes) + " of " + fmtBytes(b.max_bytes) + " (" + pct + "%)");
+    f.meter.title = pct + "% full";
+    const dropped = sumValues(b.dropped);
+    const why = [];
+    for (const k in b.dropped || {}) why.push(k + ": " + fmtInt(b.dropped[k]));
+    const parts = [fmtInt(b.batches) + " batches"];
+    if (b.in_flight) parts.push(fmtInt(b.in_flight) + " in flight");
+    parts.push("when full: " + (b.on_full || "drop-oldest"));
+    parts.push("dropped " + fmtInt(dropped));
+    setText(f.bufferMeta, parts.join(" · "));
+    f.bufferMeta.title =
+      (why.length ? "dropped by reason: " + why.join(", ") : "nothing dropped") +
+      (b.on_full === "block" ? "; when full, the routes feeding it wait" : "; when full, the oldest batch waiting is dropped");
+    const dropNow = droppingNow(m.name, dropped, now);
+    if (dropNow) {
+      const r = rate((s) => {
+        const x = s.mods.get(m.name);
+        return x && x.buffer ? sumValues(x.buffer.dropped) : null;
+      });
+      setText(f.dropFlag, "dropping records" + (r > 0 ? " · " + fmtRate(r) : "") + " · buffer full");
+    }
+    f.dropFlag.title = why.length ? "dropped by reason: " + why.join(", ") : "";
+    f.dropFlag.hidden = !dropNow;
+    f.buffer.classList.toggle("filling", b.records > 0);
+    f.buffer.classList.toggle("dropping", dropped > 0);
+    f.buffer.classList.toggle("dropping-now", dropNow);
+    return dropNow;
   }
 
   function renderRoute(f, r) {
@@ -381,24 +513,51 @@
 
   function renderSummary(st, now) {
     const mods = st.modules || [];
-    const bad = mods.filter((m) => m.state === "down" || m.state === "failed");
+    const bad = mods.filter((m) => m.state === "down" || m.state === "retrying" || m.state === "failed");
     const pending = mods.filter((m) => m.state === "connecting" || m.state === "starting");
-    let waiting = 0;
-    for (const m of mods) if (m.spool) waiting += m.spool.records;
+    let inSpools = 0;
+    let inBuffers = 0;
+    let dropped = 0;
+    let dropping = false;
+    const droppedBy = [];
+    for (const m of mods) {
+      let d = 0;
+      if (m.spool) {
+        inSpools += m.spool.records;
+        d += sumValues(m.spool.dropped);
+      }
+      if (m.buffer) {
+        inBuffers += m.buffer.records;
+        d += sumValues(m.buffer.dropped);
+        const t = drops.get(m.name);
+        if (t && now - t.at < DROPPING_MS) dropping = true;
+      }
+      if (d > 0) droppedBy.push(m.name + ": " + fmtInt(d));
+      dropped += d;
+    }
     const s = $("summary");
     const parts = [];
     let cls = "ok";
     if (bad.length) {
       cls = "bad";
-      parts.push(bad.map((m) => m.name + " is " + m.state).join(", "));
+      parts.push(bad.map((m) => m.name + " is " + m.state + (m.state === "retrying" ? " (attempt " + (m.attempt || 1) + ")" : "")).join(", "));
     } else if (pending.length) {
       cls = "warn";
       parts.push(pending.map((m) => m.name + " is " + m.state).join(", "));
     } else {
       parts.push("All " + mods.length + " modules up");
     }
-    if (waiting > 0) parts.push(fmtInt(waiting) + " records waiting in spools");
+    if (inSpools > 0 && inBuffers > 0) {
+      parts.push(fmtInt(inSpools + inBuffers) + " records waiting (" + fmtInt(inSpools) + " in spools, " + fmtInt(inBuffers) + " in memory buffers)");
+    } else if (inSpools > 0) {
+      parts.push(fmtInt(inSpools) + " records waiting in spools");
+    } else if (inBuffers > 0) {
+      parts.push(fmtInt(inBuffers) + " records waiting in memory buffers");
+    }
+    if (dropped > 0) parts.push(fmtInt(dropped) + " records dropped" + (dropping ? ", still dropping" : ""));
+    if (dropping && cls === "ok") cls = "warn";
     setText(s, parts.join(" · "));
+    s.title = droppedBy.length ? "dropped by sink: " + droppedBy.join(", ") : "";
     s.className = "summary " + cls;
     setText($("site"), "site " + st.site);
     setText($("uptime"), "running " + fmtAge(st.uptime_seconds));
@@ -442,6 +601,89 @@
     renderReload(st.last_reload);
     drawEdges();
     drawCharts();
+  }
+
+  // ---------- events ----------
+
+  const EVENT_KINDS = {
+    state: "state",
+    error: "error",
+    drop: "drop",
+    reload: "reload",
+  };
+
+  function eventItem(ev) {
+    const li = el("li", "ev k-" + (EVENT_KINDS[ev.kind] || "other"));
+    li.dataset.eventId = ev.id;
+    li.dataset.kind = ev.kind;
+    const at = Date.parse(ev.time);
+    const time = el("time", "ev-time", isFinite(at) ? fmtClock(at) : "–");
+    if (isFinite(at)) {
+      time.dateTime = ev.time;
+      time.title = new Date(at).toLocaleString();
+    }
+    const kind = el("span", "ev-kind", ev.kind);
+    const mod = el("span", "ev-module", ev.module || "ferry");
+    mod.dataset.evModule = ev.module || "";
+    const what = el("span", "ev-what");
+    if (ev.kind === "state" && ev.to) {
+      const change = el("span", "ev-change");
+      change.dataset.field = "change";
+      change.append(
+        el("span", "ev-phase " + stateClass(ev.from), ev.from || "–"),
+        el("span", "ev-arrow", " → "),
+        el("span", "ev-phase " + stateClass(ev.to), ev.to)
+      );
+      what.append(change);
+      if (ev.message && ev.message !== ev.to) what.append(el("span", "ev-msg", ev.message));
+      if (ev.count) what.append(el("span", "ev-count", fmtInt(ev.count) + " errors kept quiet meanwhile"));
+    } else {
+      // An error's message is the word "error": its text says it all.
+      if (ev.message && ev.message !== ev.kind) what.append(el("span", "ev-msg", ev.message));
+      if (ev.count && ev.kind === "drop") what.append(el("span", "ev-count", fmtInt(ev.count) + " records"));
+      else if (ev.count) what.append(el("span", "ev-count", fmtInt(ev.count) + " repeats not logged before this"));
+    }
+    li.append(time, kind, mod, what);
+    // The full error text: one line until opened, the whole of it on hover.
+    // With nothing else to say, it takes the message's place.
+    if (ev.error && !(ev.message || "").endsWith(ev.error)) {
+      const d = el("details", "ev-error");
+      const sum = el("summary");
+      sum.title = ev.error;
+      sum.append(el("span", "ev-errtext", ev.error));
+      d.append(sum);
+      if (what.childNodes.length === 0) {
+        d.classList.add("inline");
+        what.append(d);
+      } else {
+        li.append(d);
+      }
+    }
+    if (ev.kind === "drop") noteDrop(ev);
+    return li;
+  }
+
+  // pollEvents fetches the events newer than the last one shown and puts
+  // them on top. Ids start again at 1 when ferry restarts: a new start time
+  // starts the list over.
+  async function pollEvents(st) {
+    const list = $("events");
+    if (st.started !== eventsOf) {
+      eventsOf = st.started;
+      lastEventId = 0;
+      list.replaceChildren();
+    }
+    const evs = await getJSON("api/events?after=" + lastEventId);
+    if (!Array.isArray(evs) || evs.length === 0) {
+      $("events-empty").hidden = list.children.length > 0;
+      return;
+    }
+    const frag = document.createDocumentFragment();
+    for (let i = evs.length - 1; i >= 0 && frag.childNodes.length < MAX_EVENTS; i--) frag.append(eventItem(evs[i]));
+    list.prepend(frag);
+    lastEventId = evs[evs.length - 1].id;
+    while (list.children.length > MAX_EVENTS) list.lastElementChild.remove();
+    $("events-empty").hidden = true;
   }
 
   // ---------- edges ----------
@@ -736,6 +978,8 @@
           return what === "out" ? m.records_out : m.records_in;
         })
       );
+      // Events first, so a drop they report marks its sink in this frame.
+      await pollEvents(st);
       lastStatus = st;
       render(st);
       if (failing) {
