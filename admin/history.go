@@ -124,9 +124,10 @@ func (a *Admin) sample(ctx context.Context, every time.Duration) {
 }
 
 // pipelineStarted reports whether Start has begun starting modules: one of
-// them is no longer starting, failed or stopped. A pipeline whose every
-// module failed to start, or that stopped before the sampler saw it run, is
-// never sampled, and its sampler idles until Close.
+// them is no longer starting, failed, stopped, or retrying before its first
+// start. A pipeline none of whose modules has started yet (every one
+// retrying, say), or that stopped before the sampler saw it run, is not
+// sampled; its sampler keeps checking until Close.
 func (a *Admin) pipelineStarted() bool {
 	_, waiting := a.p.Ready()
 	return len(waiting) < len(a.p.Config().Modules)
