@@ -237,7 +237,24 @@ func (p *Pipeline) newEnv(m *Module, pub bus.PubSub, seq connectors.SeqSource) (
 	if len(ec.Outputs) > 0 {
 		ec.Publisher = pub
 	}
-	return connectors.NewEnv(ec)
+	env, err := connectors.NewEnv(ec)
+	if err != nil {
+		return nil, err
+	}
+	// A crash or a rebuilt sequence store leaves a gap in (source, seq)
+	// that the first record announces; the event tells the operator.
+	// Told once per process start: a reload shares the store.
+	p.mu.RLock()
+	starting := p.started.IsZero()
+	p.mu.RUnlock()
+	if o, ok := env.SeqOpened(); ok && starting && (o.Crash || o.Rebuilt && o.Cause != "missing") {
+		ev := connectors.Event{Module: m.Name, Kind: connectors.EventError, Message: "sequence numbers skip after a crash; the first record announces the gap"}
+		if o.Rebuilt {
+			ev.Message, ev.Error = "sequence store rebuilt: a new epoch of sequence numbers starts", o.Cause
+		}
+		p.events.Add(ev)
+	}
+	return env, nil
 }
 
 // writeTag routes a write-back command to the writer that owns the tag: each
