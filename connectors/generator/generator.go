@@ -31,7 +31,9 @@ func init() {
 type Generator struct {
 	Config `yaml:",inline"`
 
-	signals []signal // devices × expanded tags
+	signals []signal  // devices × expanded tags
+	start   time.Time // the signals' time base, kept across restarts
+	held    bus.Batch // a batch whose emit failed, emitted first by the next run
 }
 
 type signal struct {
@@ -72,15 +74,26 @@ func (g *Generator) Start(ctx context.Context, env *connectors.Env) error {
 			}
 		}
 	}
+	g.start = time.Now()
+	g.held.Reset()
 	env.Go("generate", g.run(env))
 	return nil
 }
 
+// run is the emitting loop, written for Env.Go: a batch whose emit failed
+// is kept and goes out first when the Env runs the loop again, and the
+// signals continue from where they were (start and the signals' state live
+// in g, not in one run).
 func (g *Generator) run(env *connectors.Env) func(ctx context.Context) error {
 	return func(ctx context.Context) error {
+		if len(g.held.Records) > 0 {
+			if err := env.Emit(ctx, &g.held); err != nil {
+				return err
+			}
+			g.held.Reset()
+		}
 		var b bus.Batch
 		b.Records = make([]bus.Record, 0, min(g.BatchSize, len(g.signals)))
-		start := time.Now()
 		var tick *time.Ticker
 		if g.Interval > 0 {
 			tick = time.NewTicker(g.Interval.D())
@@ -89,7 +102,7 @@ func (g *Generator) run(env *connectors.Env) func(ctx context.Context) error {
 		for {
 			now := time.Now()
 			ts := now.UnixNano()
-			t := now.Sub(start).Seconds()
+			t := now.Sub(g.start).Seconds()
 			for i := range g.signals {
 				s := &g.signals[i]
 				b.Records = append(b.Records, bus.Record{
@@ -98,6 +111,9 @@ func (g *Generator) run(env *connectors.Env) func(ctx context.Context) error {
 				})
 				if len(b.Records) == g.BatchSize || i == len(g.signals)-1 {
 					if err := env.Emit(ctx, &b); err != nil {
+						// The rest of this cycle is not generated: the next
+						// run starts a fresh cycle after the held batch.
+						g.held.Records = append(g.held.Records[:0], b.Records...)
 						return err
 					}
 					b.Reset()

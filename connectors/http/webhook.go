@@ -99,6 +99,9 @@ func (w *webhook) serve(rw nethttp.ResponseWriter, r *nethttp.Request) {
 	fmt.Fprintf(rw, "{\"accepted\":%d}\n", n)
 }
 
+// close stops taking requests, waits for those in progress, then emits
+// what they handed in.
 func (w *webhook) close(ctx context.Context) error {
-	return w.srv.Shutdown(ctx)
+	err := w.srv.Shutdown(ctx)
+	return errors.Join(err, w.batcher.Close(ctx))
 }

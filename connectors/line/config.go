@@ -34,8 +34,15 @@ type Config struct {
 	BatchSize     int           `yaml:"batch_size"`
 	BatchInterval conf.Duration `yaml:"batch_interval"`
 
-	// MaxClients caps the clients of a listener; more are refused.
+	// MaxClients caps the clients of a listener; more are refused, unless
+	// one of those connected has been silent for EvictIdle.
 	MaxClients int `yaml:"max_clients"`
+	// IdleTimeout closes a listener's client that sends nothing for this
+	// long.
+	IdleTimeout conf.Duration `yaml:"idle_timeout"`
+	// EvictIdle: with max_clients connected, a newcomer takes the place of
+	// the client silent the longest, if silent for at least this long.
+	EvictIdle conf.Duration `yaml:"evict_idle"`
 	// DialTimeout bounds one connection attempt of the TCP client.
 	DialTimeout conf.Duration `yaml:"dial_timeout"`
 	// MaxBackoff caps the wait between reconnection attempts (client, serial).
@@ -92,6 +99,12 @@ func (c *Config) SetDefaults() {
 	}
 	if c.MaxClients == 0 {
 		c.MaxClients = 100
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = conf.Duration(10 * time.Minute)
+	}
+	if c.EvictIdle == 0 {
+		c.EvictIdle = conf.Duration(10 * time.Second)
 	}
 	if c.DialTimeout == 0 {
 		c.DialTimeout = conf.Duration(10 * time.Second)
@@ -202,6 +215,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxClients < 1 {
 		p.Add("max_clients", "must be at least 1, got %d", c.MaxClients)
+	}
+	if c.IdleTimeout <= 0 {
+		p.Add("idle_timeout", "must be positive, got %s", c.IdleTimeout)
+	}
+	if c.EvictIdle <= 0 {
+		p.Add("evict_idle", "must be positive, got %s", c.EvictIdle)
 	}
 	if c.DialTimeout <= 0 {
 		p.Add("dial_timeout", "must be positive, got %s", c.DialTimeout)

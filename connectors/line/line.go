@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -41,6 +42,9 @@ type Line struct {
 	env       *connectors.Env
 	parseErrs prometheus.Counter
 	clients   prometheus.Gauge
+	// closedTotal counts listener clients closed or refused, by reason.
+	closedTotal *prometheus.CounterVec
+	limits      map[string]*connectors.Burst // one log window per reason; guarded by mu
 
 	ctx    context.Context // ends at Stop, before the Env's
 	cancel context.CancelFunc
@@ -48,8 +52,15 @@ type Line struct {
 
 	mu        sync.Mutex
 	ln        net.Listener
-	conns     map[net.Conn]struct{}
-	listening chan struct{} // closed once ln is bound (tests)
+	conns     map[net.Conn]*client // open connections; nil values for the TCP client transport
+	listening chan struct{}        // closed once ln is bound (tests)
+
+	slots chan struct{} // a token per listener client, max_clients of them
+	// readers counts the goroutines reading a stream; Stop waits for them
+	// to hand their last lines to the batcher before its final flush.
+	readers  int
+	stopping bool
+	drained  chan struct{} // closed when readers reaches 0 after Stop began
 }
 
 // ErrLineTooLong marks a line longer than max_line; it is skipped up to its
@@ -69,6 +80,10 @@ func (l *Line) Start(_ context.Context, env *connectors.Env) error {
 	l.clients = connectors.Collector(env.Metrics.Reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "ferry_line_clients", Help: "Clients connected to a line source's TCP listener.",
 	}, []string{"module"})).WithLabelValues(env.Name)
+	l.closedTotal = connectors.Collector(env.Metrics.Reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ferry_line_clients_closed_total",
+		Help: "Listener clients the line source closed or refused: idle_timeout, evicted (for a newcomer, with max_clients connected), refused.",
+	}, []string{"module", "reason"}))
 	if _, err := parse.New(l.Parse); err != nil {
 		return fmt.Errorf("parse: %w", err)
 	}
@@ -105,35 +120,86 @@ func (l *Line) Stop(ctx context.Context) error {
 	}
 	l.cancel()
 	l.mu.Lock()
+	l.stopping = true
 	if l.ln != nil {
 		_ = l.ln.Close()
 	}
 	for c := range l.conns {
 		_ = c.Close()
 	}
+	drained := make(chan struct{})
+	if l.readers == 0 {
+		close(drained)
+	} else {
+		l.drained = drained
+	}
 	l.mu.Unlock()
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		return fmt.Errorf("line: readers still running: %w", ctx.Err())
+	}
 	if l.in != nil {
-		select {
-		case <-l.in.Done():
-		case <-ctx.Done():
-			return fmt.Errorf("line: final flush: %w", ctx.Err())
+		// Close waits for the readers' last lines to be emitted, and makes
+		// the flush itself when the flush goroutine is between restarts.
+		if err := l.in.Close(ctx); err != nil {
+			return fmt.Errorf("line: %w", err)
 		}
 	}
 	return nil
 }
 
-// track adds or removes a connection that Stop must close.
-func (l *Line) track(c net.Conn, add bool) {
+// track adds or removes a connection that Stop must close; cl is the
+// listener's client, nil for the TCP client transport.
+func (l *Line) track(c net.Conn, cl *client, add bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.conns == nil {
-		l.conns = map[net.Conn]struct{}{}
+		l.conns = map[net.Conn]*client{}
 	}
 	if add {
-		l.conns[c] = struct{}{}
+		l.conns[c] = cl
 	} else {
 		delete(l.conns, c)
 	}
+}
+
+// enter registers a goroutine that reads a stream; false once Stop has
+// begun.
+func (l *Line) enter() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.stopping {
+		return false
+	}
+	l.readers++
+	return true
+}
+
+// leave is called when a stream's lines were all handed on.
+func (l *Line) leave() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.readers--
+	if l.readers == 0 && l.drained != nil {
+		close(l.drained)
+		l.drained = nil
+	}
+}
+
+// limitLog returns the log window of a reason.
+func (l *Line) limitLog(reason string) *connectors.Burst {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.limits == nil {
+		l.limits = map[string]*connectors.Burst{}
+	}
+	b := l.limits[reason]
+	if b == nil {
+		b = &connectors.Burst{Quiet: 10 * time.Second}
+		l.limits[reason] = b
+	}
+	return b
 }
 
 // bound is closed once the listener is bound.

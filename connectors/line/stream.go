@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
-	"sync"
+	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/goburrow/serial"
@@ -97,6 +99,18 @@ func (l *Line) readStream(r io.Reader, origin string) error {
 	}
 }
 
+// errStopping refuses a stream once Stop has begun.
+var errStopping = errors.New("stopping")
+
+// readCounted is readStream for a goroutine Stop must wait for.
+func (l *Line) readCounted(r io.Reader, origin string) error {
+	if !l.enter() {
+		return errStopping
+	}
+	defer l.leave()
+	return l.readStream(r, origin)
+}
+
 // --- TCP listener ---
 
 func (l *Line) listen() error {
@@ -109,7 +123,9 @@ func (l *Line) listen() error {
 	l.ln = ln
 	close(l.listening)
 	l.mu.Unlock()
-	l.env.Logger.Info("listening", "addr", ln.Addr().String())
+	l.slots = make(chan struct{}, l.MaxClients)
+	l.env.Logger.Info("listening", "addr", ln.Addr().String(), "max_clients", l.MaxClients,
+		"idle_timeout", l.IdleTimeout.String(), "evict_idle", l.EvictIdle.String())
 	l.env.Up()
 	l.env.Go("accept", l.accept)
 	return nil
@@ -117,14 +133,13 @@ func (l *Line) listen() error {
 
 // accept serves clients until Stop closes the listener. Each client gets
 // its own goroutine and parser; a client that misbehaves costs its lines or
-// its connection, never the listener.
+// its connection, never the listener. The client slots and goroutines
+// belong to the Line, not to one run of accept: when the Env restarts
+// accept, connected clients go on and keep their slots.
 func (l *Line) accept(context.Context) error {
 	ctx := l.ctx
 	var bo connectors.Backoff
 	bo.Max = time.Second
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	sem := make(chan struct{}, l.MaxClients)
 	for {
 		c, err := l.ln.Accept()
 		if err != nil {
@@ -139,31 +154,124 @@ func (l *Line) accept(context.Context) error {
 			continue
 		}
 		bo.Reset()
-		select {
-		case sem <- struct{}{}:
-		default:
-			l.env.Error(fmt.Errorf("client %s refused: max_clients (%d) are connected", c.RemoteAddr(), l.MaxClients))
-			_ = c.Close()
+		if !l.admit(ctx, c) {
 			continue
 		}
-		l.track(c, true)
-		if ctx.Err() != nil { // Stop ran between Accept and track
+		if !l.enter() { // Stop has begun
+			<-l.slots
 			_ = c.Close()
+			return nil
 		}
+		cl := &client{c: c}
+		cl.last.Store(time.Now().UnixNano())
+		l.track(c, cl, true)
 		l.clients.Inc()
-		wg.Add(1)
 		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
+			defer l.leave()
+			defer func() { <-l.slots }()
 			defer l.clients.Dec()
-			defer l.track(c, false)
+			defer l.track(c, nil, false)
 			defer c.Close()
-			l.serveClient(ctx, c)
+			l.serveClient(ctx, cl)
 		}()
 	}
 }
 
-func (l *Line) serveClient(ctx context.Context, c net.Conn) {
+// evictWait bounds how long a newcomer waits for the slot of the client it
+// displaced: that client's goroutine may be handing its last lines on.
+const evictWait = time.Second
+
+// admit takes a client slot for c. With max_clients connected, c takes the
+// slot of the client silent the longest, if that one has been silent for
+// evict_idle: idle sockets (a port scanner, a shim that hung) cannot lock
+// good clients out. Otherwise c is refused.
+func (l *Line) admit(ctx context.Context, c net.Conn) bool {
+	select {
+	case l.slots <- struct{}{}:
+		return true
+	default:
+	}
+	if victim := l.longestIdle(l.EvictIdle.D()); victim != nil {
+		victim.evicted.Store(true)
+		_ = victim.c.Close()
+		l.closed(reasonEvicted, fmt.Errorf("client %s closed after %s without a line, for newcomer %s: max_clients (%d) are connected",
+			victim.c.RemoteAddr(), time.Since(time.Unix(0, victim.last.Load())).Round(time.Millisecond), c.RemoteAddr(), l.MaxClients))
+		t := time.NewTimer(evictWait)
+		defer t.Stop()
+		select {
+		case l.slots <- struct{}{}:
+			return true
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
+	l.closed(reasonRefused, fmt.Errorf("client %s refused: max_clients (%d) are connected", c.RemoteAddr(), l.MaxClients))
+	_ = c.Close()
+	return false
+}
+
+// longestIdle returns the listener's client that has been silent the
+// longest, if for at least min.
+func (l *Line) longestIdle(min time.Duration) *client {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var oldest *client
+	for _, cl := range l.conns {
+		if cl != nil && !cl.evicted.Load() && (oldest == nil || cl.last.Load() < oldest.last.Load()) {
+			oldest = cl
+		}
+	}
+	if oldest == nil || time.Since(time.Unix(0, oldest.last.Load())) < min {
+		return nil
+	}
+	return oldest
+}
+
+// Reasons a listener closed or refused a client, the reason label of
+// ferry_line_clients_closed_total.
+const (
+	reasonIdle    = "idle_timeout"
+	reasonEvicted = "evicted"
+	reasonRefused = "refused"
+)
+
+// closed counts a client the listener closed or refused, and logs it once
+// per window for each reason.
+func (l *Line) closed(reason string, err error) {
+	l.closedTotal.WithLabelValues(l.env.Name, reason).Inc()
+	if reason == reasonRefused {
+		l.env.Error(err) // the connector's errors: a good client may be waiting
+		return
+	}
+	l.limitLog(reason).Log(l.env.Logger, slog.LevelInfo, "client closed",
+		slog.String("reason", reason), slog.String("detail", err.Error()))
+}
+
+// client is one connection to the listener.
+type client struct {
+	c       net.Conn
+	last    atomic.Int64 // unix nanoseconds of the connect or the last read with data
+	evicted atomic.Bool
+}
+
+// idleReader reads a client with a deadline of idle_timeout per read, and
+// notes when data last came.
+type idleReader struct {
+	cl      *client
+	timeout time.Duration
+}
+
+func (r *idleReader) Read(p []byte) (int, error) {
+	_ = r.cl.c.SetReadDeadline(time.Now().Add(r.timeout))
+	n, err := r.cl.c.Read(p)
+	if n > 0 {
+		r.cl.last.Store(time.Now().UnixNano())
+	}
+	return n, err
+}
+
+func (l *Line) serveClient(ctx context.Context, cl *client) {
+	c := cl.c
 	defer func() {
 		if p := recover(); p != nil {
 			l.env.Error(fmt.Errorf("client %s: panic: %v", c.RemoteAddr(), p))
@@ -174,8 +282,12 @@ func (l *Line) serveClient(ctx context.Context, c net.Conn) {
 		origin = host
 	}
 	l.env.Logger.Debug("client connected", "remote", c.RemoteAddr().String())
-	err := l.readStream(c, origin)
-	if err != nil && !errors.Is(err, io.EOF) && ctx.Err() == nil {
+	err := l.readStream(&idleReader{cl: cl, timeout: l.IdleTimeout.D()}, origin)
+	switch {
+	case ctx.Err() != nil || cl.evicted.Load():
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		l.closed(reasonIdle, fmt.Errorf("client %s sent nothing for idle_timeout (%s)", c.RemoteAddr(), l.IdleTimeout))
+	case err != nil && !errors.Is(err, io.EOF):
 		l.env.Logger.Debug("client gone", "remote", c.RemoteAddr().String(), "error", err.Error())
 	}
 }
@@ -201,13 +313,13 @@ func (l *Line) connect(context.Context) error {
 			continue
 		}
 		bo.Reset()
-		l.track(c, true)
+		l.track(c, nil, true)
 		stop := context.AfterFunc(ctx, func() { _ = c.Close() })
 		l.env.Up()
-		err = l.readStream(c, l.Connect)
+		err = l.readCounted(c, l.Connect)
 		stop()
 		_ = c.Close()
-		l.track(c, false)
+		l.track(c, nil, false)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -247,7 +359,7 @@ func (l *Line) serial(context.Context) error {
 		}
 		bo.Reset()
 		l.env.Up()
-		err = l.readStream(&pollReader{ctx: ctx, r: port}, s.Device)
+		err = l.readCounted(&pollReader{ctx: ctx, r: port}, s.Device)
 		_ = port.Close()
 		if ctx.Err() != nil {
 			return nil

@@ -67,16 +67,30 @@ func (b *Broker) commandHandler(queue chan<- *command) mqtt.InlineSubFn {
 	}
 }
 
-// runCommands executes queued commands in order.
+// runCommands executes queued commands in order. The queue outlives it, so
+// a restart by the Env goes on with the next command.
 func (b *Broker) runCommands(ctx context.Context, queue <-chan *command) error {
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case c := <-queue:
-			b.reply(c, b.execute(ctx, c))
+			b.runCommand(ctx, c)
 		}
 	}
+}
+
+// runCommand executes one command. A writer that panics still gets its
+// sender a "failed" result; the panic then goes on to the Env, which logs
+// it and restarts the loop.
+func (b *Broker) runCommand(ctx context.Context, c *command) {
+	defer func() {
+		if p := recover(); p != nil {
+			b.reply(c, fmt.Errorf("panic: %v", p))
+			panic(p)
+		}
+	}()
+	b.reply(c, b.execute(ctx, c))
 }
 
 func (b *Broker) execute(ctx context.Context, c *command) error {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/tls"
 	_ "embed"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -180,12 +181,17 @@ func (b *Broker) Write(_ context.Context, batch *bus.Batch) error {
 	return nil
 }
 
-// Stop closes the listeners and every client connection.
-func (b *Broker) Stop(context.Context) error {
+// Stop closes the listeners and every client connection, then emits what
+// shims published before.
+func (b *Broker) Stop(ctx context.Context) error {
 	if b.srv == nil {
 		return nil
 	}
-	return b.srv.Close()
+	err := b.srv.Close()
+	if b.batcher != nil {
+		err = errors.Join(err, b.batcher.Close(ctx))
+	}
+	return err
 }
 
 // authHook checks passwords and ACLs.

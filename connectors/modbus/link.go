@@ -51,10 +51,19 @@ func (l *link) emit(ctx context.Context, env interface {
 		case <-ctx.Done():
 			return nil
 		case d := <-l.emitq:
-			_ = env.Emit(ctx, &d.batch) // Emit counts and logs its own failures
-			d.free <- struct{}{}
+			emitOne(ctx, env, d)
 		}
 	}
+}
+
+// emitOne publishes d's batch and gives d its batch back, even when Emit
+// panics: the Env restarts emit, and d's next cycle must not wait forever
+// for a batch nobody returns.
+func emitOne(ctx context.Context, env interface {
+	Emit(context.Context, *bus.Batch) error
+}, d *device) {
+	defer func() { d.free <- struct{}{} }()
+	_ = env.Emit(ctx, &d.batch) // Emit counts and logs its own failures
 }
 
 // run polls the link's devices, each when it is due, one after the other:
