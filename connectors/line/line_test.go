@@ -72,6 +72,8 @@ func TestValidate(t *testing.T) {
 			[]string{"3:33: connectors.feed.parse.pattern: does not compile"}},
 		{"limits", "type: line\nlisten: :0\nmax_line: 8B\nbatch_size: -1\nstart_at: middle\n",
 			[]string{"3:11: connectors.feed.max_line", "4:13: connectors.feed.batch_size", "5:11: connectors.feed.start_at: \"middle\" is not one of end, beginning"}},
+		{"listener limits", "type: line\nlisten: :0\nidle_timeout: -1s\nevict_idle: -5s\n",
+			[]string{"3:15: connectors.feed.idle_timeout: duration -1s is negative", "4:13: connectors.feed.evict_idle: duration -5s is negative"}},
 		{"unknown key", "type: line\nlisten: :0\nport: 7\n", []string{"3:1: connectors.feed.port: unknown key \"port\""}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
