@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -35,6 +36,8 @@ type Env struct {
 	source  string
 	seq     SeqSource
 	fenced  bool // seq errors mean this instance may not emit (lease lost)
+	// seqBlocked: the last reservation failed and the source is blocked.
+	seqBlocked atomic.Bool
 	state   *State
 	in, out prometheus.Counter
 	errs    prometheus.Counter
@@ -42,6 +45,8 @@ type Env struct {
 	retries prometheus.Counter
 	topics  map[string]string
 	limit   burstlog.Limiter // errors, per cause
+	dropMu  sync.Mutex
+	dropped map[string]int // records dropped since the last line, by reason
 	events  *Events
 	retry   Backoff // template for Go's restarts
 	write   func(ctx context.Context, device, tag string, v bus.Value) error
@@ -260,6 +265,21 @@ func (e *Env) Retrying(err error, attempt int, next time.Time) {
 // uses it for stopped, standby and starting).
 func (e *Env) SetPhase(p Phase) { e.transition(p, nil) }
 
+// Block marks a source that may not emit for now, with why; Unblock ends
+// it (back to up, unless the phase moved on meanwhile).
+func (e *Env) Block(err error) {
+	if !e.transition(PhaseBlocked, err) {
+		e.note(err)
+	}
+}
+
+// Unblock ends a Block.
+func (e *Env) Unblock() {
+	if e.state.Phase() == PhaseBlocked {
+		e.Up()
+	}
+}
+
 // transition moves to p; a change is one log line and one event, with
 // cause. It reports whether the phase changed. A cause is counted as an
 // error either way.
@@ -326,16 +346,24 @@ func (e *Env) Dropped(n int, reason string, cause error) {
 	if cause != nil {
 		text = reason + ": " + cause.Error()
 	}
-	sup, ok := e.limit.Allow("drop " + text)
+	// The line and the event a window gets count every record dropped
+	// since the last one, not just the drop that opened the window.
+	e.dropMu.Lock()
+	if e.dropped == nil {
+		e.dropped = map[string]int{}
+	}
+	e.dropped[text] += n
+	_, ok := e.limit.Allow("drop " + text)
+	total := e.dropped[text]
+	if ok {
+		delete(e.dropped, text)
+	}
+	e.dropMu.Unlock()
 	if !ok {
 		return
 	}
-	attrs := []slog.Attr{slog.Int("records", n), slog.String("reason", text)}
-	if sup > 0 {
-		attrs = append(attrs, slog.Int("drops_suppressed", sup))
-	}
-	e.Logger.LogAttrs(context.Background(), slog.LevelWarn, "records dropped", attrs...)
-	e.events.Add(Event{Module: e.Name, Kind: EventDrop, Message: "records dropped: " + reason, Error: text, Count: int64(n)})
+	e.Logger.LogAttrs(context.Background(), slog.LevelWarn, "records dropped", slog.Int("records", total), slog.String("reason", text))
+	e.events.Add(Event{Module: e.Name, Kind: EventDrop, Message: "records dropped: " + reason, Error: text, Count: int64(total)})
 }
 
 // CountIn adds n to the records the connector received.
@@ -404,8 +432,18 @@ func (e *Env) EmitTo(ctx context.Context, output string, b *bus.Batch) error {
 			serr = fmt.Errorf("%w: %w", ErrSeqNotDurable, serr)
 		}
 		serr = fmt.Errorf("%s: %w", e.Name, serr)
-		e.Error(serr)
+		if e.fenced {
+			e.Error(serr)
+		} else {
+			// Until a reservation is durable the source waits, and says
+			// so: blocked, with the cause (a full disk).
+			e.seqBlocked.Store(true)
+			e.Block(serr)
+		}
 		return serr
+	}
+	if e.seqBlocked.Swap(false) {
+		e.Unblock()
 	}
 	now := time.Now().UnixNano()
 	for i := range b.Records {

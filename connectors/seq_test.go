@@ -195,14 +195,17 @@ func TestSeqWriteFailureHandsOutNothingAndRecovers(t *testing.T) {
 			t.Fatalf("emit on a full disk: %v", err)
 		}
 	}
-	if got := env.State().Snapshot().LastError; !strings.Contains(got, "not durable") {
-		t.Fatalf("state's last error %q", got)
+	if got := env.State().Snapshot(); !strings.Contains(got.LastError, "not durable") || got.Phase != PhaseBlocked {
+		t.Fatalf("state %+v, want blocked with the cause", got)
 	}
 	if n := len(pub.take()); n != 2 {
 		t.Fatalf("%d records published, want only the 2 emitted before the failure", n)
 	}
 	fail.Delete("on")
 	emit(t, env, 4)
+	if p := env.State().Phase(); p != PhaseUp {
+		t.Fatalf("after recovery the source is %s, want up", p)
+	}
 	recs := pub.take()
 	if recs[0].Seq != seqBlock {
 		t.Fatalf("after recovery seq %d, want %d: the failed reservations handed nothing out", recs[0].Seq, seqBlock)

@@ -24,6 +24,10 @@ const (
 	// PhaseStandby: another instance on the shared bus owns this source;
 	// this one waits to take over.
 	PhaseStandby Phase = "standby"
+	// PhaseBlocked: a source that may not emit for now, and waits: its
+	// sequence numbers cannot be made durable (a full disk), or a sink's
+	// queue it feeds refuses batches. LastError says why.
+	PhaseBlocked Phase = "blocked"
 )
 
 // State is a connector's live status, shared with the status page and the

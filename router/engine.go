@@ -67,8 +67,13 @@ type Engine struct {
 	vec    *prometheus.CounterVec
 	outFor func(sink string) outlet.Queue
 	swaps  chan swap
-	// pubBurst logs a refusing sink queue once per burst.
+	// pubBurst logs a refusing sink queue once per window.
 	pubBurst connectors.Burst
+	// OnBlock, when set, hears when a sink's queue starts refusing batches
+	// (err is why: a full disk under a spool, a JetStream stream away) and
+	// when it takes them again (err nil). Meanwhile the engine waits, and
+	// the sources with it: the pipeline says so on their state.
+	OnBlock func(sink string, err error)
 
 	subMu      sync.Mutex
 	subFor     func(topic string) message.Subscriber
@@ -249,12 +254,18 @@ func (e *Engine) Flush(ctx context.Context) error {
 		// A queue that refuses (a JetStream stream full under on_full:
 		// block, the server away) is waited for here, lane by lane: routing
 		// the input again would send the lanes already out a second time.
-		var bo connectors.Backoff
-		for {
+		bo := connectors.Backoff{Max: 5 * time.Second}
+		for blocked := false; ; blocked = true {
 			err := l.out.Put(ctx, &l.batch, meta)
 			if err == nil {
 				l.batch.Reset()
+				if blocked && e.OnBlock != nil {
+					e.OnBlock(l.sink, nil)
+				}
 				break
+			}
+			if !blocked && e.OnBlock != nil {
+				e.OnBlock(l.sink, err)
 			}
 			e.pubBurst.Log(e.logger, slog.LevelWarn, "sink's queue refused a batch; retrying", slog.String("sink", l.sink), slog.String("error", err.Error()))
 			if connectors.Sleep(ctx, bo.Next()) != nil {

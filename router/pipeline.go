@@ -124,6 +124,7 @@ func New(c *Config, logger *slog.Logger) (*Pipeline, error) {
 		p.registerJetStreamGauges()
 	}
 	p.engine = NewEngine(c.CompiledRoutes(), c.sourceTopics(), p.outletFor, reg, logger)
+	p.engine.OnBlock = p.onBlock
 	for _, m := range p.mods {
 		if len(m.Outputs()) > 0 && !p.routed(m.Name) {
 			logger.Warn("source has no route; its records are discarded", "module", m.Name)
@@ -285,6 +286,39 @@ func (p *Pipeline) writeTag(ctx context.Context, device, tag string, v bus.Value
 		return nil
 	}
 	return fmt.Errorf("%s/%s: %w", device, tag, connectors.ErrUnknownTag)
+}
+
+// onBlock hears from the engine that a sink's queue refuses batches (a
+// spool on a full disk, a JetStream stream away: err) or takes them again
+// (nil). The engine waits meanwhile, and with it every source: they say so
+// (blocked, with the reason) rather than look up and idle.
+func (p *Pipeline) onBlock(sink string, err error) {
+	type envOf struct {
+		env    *connectors.Env
+		source bool
+	}
+	var envs []envOf
+	var sinkEnv *connectors.Env
+	p.mu.RLock()
+	for _, m := range p.mods {
+		envs = append(envs, envOf{m.env, len(m.Outputs()) > 0 && !m.IsSink()})
+	}
+	if r := p.outlets[sink]; r != nil {
+		sinkEnv = r.env
+	}
+	p.mu.RUnlock()
+	if err != nil && sinkEnv != nil {
+		sinkEnv.Error(fmt.Errorf("its queue refuses batches: %w", err))
+	}
+	for _, e := range envs {
+		switch {
+		case !e.source:
+		case err == nil:
+			e.env.Unblock()
+		case e.env.State().Phase() == connectors.PhaseUp:
+			e.env.Block(fmt.Errorf("waiting for sink %s, whose queue refuses batches: %w", sink, err))
+		}
+	}
 }
 
 // outletFor is where the engine puts a sink's batches.
@@ -464,6 +498,11 @@ func (p *Pipeline) Ready() (bool, []string) {
 				notReady = append(notReady, m.Name)
 			}
 		}
+		// A spool that cannot write (a full disk) takes nothing new: the
+		// gateway is not doing its job, whatever its modules' phases say.
+		if m.spool != nil && m.spool.Stats().WriteFailing {
+			notReady = append(notReady, m.Name+" (spool writes failing)")
+		}
 	}
 	return len(notReady) == 0, notReady
 }
@@ -503,6 +542,12 @@ type SpoolStatus struct {
 	Bytes         int64            `json:"bytes"`
 	OldestSeconds float64          `json:"oldest_seconds"`
 	Dropped       map[string]int64 `json:"dropped,omitempty"`
+	// Writes to the local spool: failing from a failed write (a full disk)
+	// until one succeeds again; the count and the latest error are kept.
+	WriteFailing     bool      `json:"write_failing,omitempty"`
+	WriteErrors      int64     `json:"write_errors,omitempty"`
+	LastWriteError   string    `json:"last_write_error,omitempty"`
+	LastWriteErrorAt time.Time `json:"last_write_error_at,omitzero"`
 }
 
 // RouteStatus is one route and its counters.
@@ -551,7 +596,10 @@ func (p *Pipeline) status() (s Status, jsSinks []int) {
 		}
 		if m.spool != nil {
 			st := m.spool.Stats()
-			ms.Spool = &SpoolStatus{Backend: BackendLocal, Records: st.Records, Batches: st.Entries, Bytes: st.Bytes, Dropped: st.Dropped}
+			ms.Spool = &SpoolStatus{
+				Backend: BackendLocal, Records: st.Records, Batches: st.Entries, Bytes: st.Bytes, Dropped: st.Dropped,
+				WriteFailing: st.WriteFailing, WriteErrors: st.WriteErrors, LastWriteError: st.LastWriteError, LastWriteErrorAt: st.LastWriteErrorAt,
+			}
 			if !st.Oldest.IsZero() {
 				ms.Spool.OldestSeconds = time.Since(st.Oldest).Seconds()
 			}
