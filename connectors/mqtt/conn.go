@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"sync"
 
 	"github.com/eclipse/paho.golang/packets"
 	paho5 "github.com/eclipse/paho.golang/paho"
@@ -25,7 +26,63 @@ type conn interface {
 	send(topic string, payload []byte, contentType, schema string) (wait func(context.Context) error, err error)
 	subscribe(ctx context.Context, filter string, qos byte) error
 	done() <-chan struct{} // closed when the connection is lost
+	// cause says, once done is closed, why the connection ended:
+	// errClosedHere when close was called, a *disconnectError when the
+	// broker sent DISCONNECT, nil when the network connection just went.
+	cause() error
 	close()
+}
+
+// errClosedHere marks a connection that ferry closed itself.
+var errClosedHere = errors.New("closed by ferry")
+
+// reasonSessionTakenOver is the MQTT 5 DISCONNECT reason a broker sends to
+// a client whose session another connection with the same client id took.
+const reasonSessionTakenOver = 0x8E
+
+// disconnectError is a DISCONNECT the broker sent (MQTT 5 only).
+type disconnectError struct {
+	code   byte
+	reason string // the broker's reason string, often empty
+}
+
+func (e *disconnectError) Error() string {
+	reason := e.reason
+	if reason == "" && e.code == reasonSessionTakenOver {
+		reason = "session taken over"
+	}
+	if reason == "" {
+		return fmt.Sprintf("broker sent DISCONNECT with reason 0x%02X", e.code)
+	}
+	return fmt.Sprintf("broker sent DISCONNECT with reason 0x%02X: %s", e.code, reason)
+}
+
+// takenOver reports whether err is the broker's word that another client
+// took this client's session.
+func takenOver(err error) bool {
+	var d *disconnectError
+	return errors.As(err, &d) && d.code == reasonSessionTakenOver
+}
+
+// ending records, once, why a connection ended.
+type ending struct {
+	mu  sync.Mutex
+	err error
+	set bool
+}
+
+func (e *ending) record(err error) {
+	e.mu.Lock()
+	if !e.set {
+		e.err, e.set = err, true
+	}
+	e.mu.Unlock()
+}
+
+func (e *ending) get() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.err
 }
 
 // handler receives every message on subscribed topics, in arrival order.
@@ -53,6 +110,7 @@ type conn5 struct {
 	cl      *paho5.Client
 	lost    chan struct{}
 	session *trackingSession
+	why     ending
 }
 
 func dial5(ctx context.Context, c *Config, clientID string, tc *tls.Config, h handler) (conn, error) {
@@ -85,7 +143,7 @@ func dial5(ctx context.Context, c *Config, clientID string, tc *tls.Config, h ha
 			return true, nil
 		})
 	}
-	k.session = &trackingSession{SessionManager: state.NewInMemory()}
+	k.session = &trackingSession{SessionManager: state.NewInMemory(), why: &k.why}
 	k.cl = paho5.NewClient(paho5.ClientConfig{
 		Conn:               nc,
 		Session:            k.session,
@@ -166,26 +224,35 @@ func (k *conn5) send(topic string, payload []byte, contentType, schema string) (
 type trackingSession struct {
 	session.SessionManager
 	next chan packets.ControlPacket
+	why  *ending
 }
 
+// ConnectionLost learns the broker's DISCONNECT reason. paho calls it with
+// the packet before it tears the connection down, so the reason is recorded
+// before done is closed; OnServerDisconnect would race with that.
+func (s *trackingSession) ConnectionLost(dp *packets.Disconnect) error {
+	if dp != nil {
+		d := &disconnectError{code: dp.ReasonCode}
+		if dp.Properties != nil {
+			d.reason = dp.Properties.ReasonString
+		}
+		s.why.record(d)
+	}
+	return s.SessionManager.ConnectionLost(dp)
+}
+
+// The session is handed the publish's own channel in place of paho's: with
+// PublishMethod_AsyncSend nobody reads paho's, so there is nothing to relay
+// to, and no goroutine is left waiting when the connection ends. (A relay
+// goroutine per publish leaked: paho's in-memory state forgets in-flight
+// publishes on a lost connection without answering them, issue 13.) The
+// channel has room for the one answer the session ever sends, so the
+// session never blocks on it; wait gives up on the connection's end instead.
 func (s *trackingSession) AddToSession(ctx context.Context, p session.Packet, resp chan<- packets.ControlPacket) error {
-	mine := s.next
-	if mine == nil || p.Type() != packets.PUBLISH {
+	if p.Type() != packets.PUBLISH || s.next == nil {
 		return s.SessionManager.AddToSession(ctx, p, resp)
 	}
-	relay := make(chan packets.ControlPacket, 1)
-	if err := s.SessionManager.AddToSession(ctx, p, relay); err != nil {
-		return err
-	}
-	go func() {
-		r := <-relay
-		mine <- r
-		select {
-		case resp <- r:
-		default:
-		}
-	}()
-	return nil
+	return s.SessionManager.AddToSession(ctx, p, s.next)
 }
 
 func (k *conn5) subscribe(ctx context.Context, filter string, qos byte) error {
@@ -201,7 +268,10 @@ func (k *conn5) subscribe(ctx context.Context, filter string, qos byte) error {
 
 func (k *conn5) done() <-chan struct{} { return k.lost }
 
+func (k *conn5) cause() error { return k.why.get() }
+
 func (k *conn5) close() {
+	k.why.record(errClosedHere)
 	_ = k.cl.Disconnect(&paho5.Disconnect{ReasonCode: 0})
 	_ = k.session.Close()
 }
@@ -213,9 +283,16 @@ var errRejected = errors.New("rejected by the broker")
 // --- MQTT 3.1.1 (eclipse/paho.mqtt.golang) ---
 
 type conn311 struct {
-	cl   paho311.Client
-	lost chan struct{}
+	cl       paho311.Client
+	lost     chan struct{}
+	lostOnce sync.Once
+	why      ending
 }
+
+// ended closes lost once: paho calls the connection-lost handler only for a
+// connection it lost, not for one closed by Disconnect, so close ends it
+// too, or the link would wait on a connection it closed.
+func (k *conn311) ended() { k.lostOnce.Do(func() { close(k.lost) }) }
 
 func dial311(ctx context.Context, c *Config, clientID string, tc *tls.Config, h handler) (conn, error) {
 	scheme := "tcp://"
@@ -233,7 +310,7 @@ func dial311(ctx context.Context, c *Config, clientID string, tc *tls.Config, h 
 		SetKeepAlive(c.KeepAlive.D()).
 		SetConnectTimeout(c.ConnectTimeout.D()).
 		SetMaxResumePubInFlight(0).
-		SetConnectionLostHandler(func(paho311.Client, error) { close(k.lost) })
+		SetConnectionLostHandler(func(paho311.Client, error) { k.ended() })
 	if tc != nil {
 		opts.SetTLSConfig(tc)
 	}
@@ -300,6 +377,11 @@ func (k *conn311) subscribe(ctx context.Context, filter string, qos byte) error 
 
 func (k *conn311) done() <-chan struct{} { return k.lost }
 
+// cause is never a DISCONNECT: an MQTT 3.1.1 broker just closes.
+func (k *conn311) cause() error { return k.why.get() }
+
 func (k *conn311) close() {
+	k.why.record(errClosedHere)
 	k.cl.Disconnect(250)
+	k.ended()
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/connectors"
 	"github.com/ferry-gateway/ferry/connectors/topics"
@@ -43,6 +45,66 @@ type MQTT struct {
 	sendMu sync.Mutex // keeps sends in order on the connection
 
 	in *inbox // nil unless subscribed
+
+	timing    linkTiming // zero: defaults (tests shorten it)
+	takeovers prometheus.Counter
+}
+
+// linkTiming is how the link loop judges a connection that ends.
+type linkTiming struct {
+	// stableAfter: a connection that stayed up this long resets the
+	// back-off. Resetting on every successful connect made a broker that
+	// accepts and then drops (a duplicate client id) a tight loop: about
+	// 16,000 connections in 12 s (issue 12).
+	stableAfter time.Duration
+	// quickDrop and quickDrops: a broker that closed quickDrops
+	// connections in a row, each within quickDrop of accepting it, is
+	// taken to be handing the session to another client with the same id.
+	// MQTT 3.1.1 has no way to say so; an MQTT 5 broker sends DISCONNECT
+	// 0x8E, which counts at once.
+	quickDrop  time.Duration
+	quickDrops int
+	// takeoverMin and takeoverMax bound the back-off after a takeover:
+	// longer than after a plain loss, since reconnecting at once only takes
+	// the session back from the other client, which then does the same.
+	takeoverMin, takeoverMax time.Duration
+}
+
+// Defaults of linkTiming.
+const (
+	stableAfter = 10 * time.Second
+	quickDrop   = 5 * time.Second
+	quickDrops  = 3
+	takeoverMin = time.Second
+	takeoverMax = time.Minute
+)
+
+func (lt *linkTiming) setDefaults(reconnectMax time.Duration) {
+	if lt.stableAfter == 0 {
+		lt.stableAfter = stableAfter
+	}
+	if lt.quickDrop == 0 {
+		lt.quickDrop = quickDrop
+	}
+	if lt.quickDrops == 0 {
+		lt.quickDrops = quickDrops
+	}
+	if lt.takeoverMin == 0 {
+		lt.takeoverMin = takeoverMin
+	}
+	if lt.takeoverMax == 0 {
+		lt.takeoverMax = max(takeoverMax, reconnectMax)
+	}
+}
+
+// TakeoversMetric counts connections that ended because another client
+// with the same client id took the session (reported by the broker, or
+// inferred from repeated quick drops).
+func TakeoversMetric() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ferry_mqtt_session_takeovers_total",
+		Help: "MQTT connections that ended because another client with the same client id took the session (MQTT 5 DISCONNECT 0x8E, or repeated drops right after connecting).",
+	}, []string{"module"})
 }
 
 // Outputs implements connectors.Source: an instance with subscriptions emits
@@ -80,15 +142,22 @@ func (m *MQTT) Start(_ context.Context, env *connectors.Env) error {
 		m.in = in
 		env.Go("flush", func(ctx context.Context) error { return in.Run(ctx, m.BatchInterval.D()) })
 	}
+	m.timing.setDefaults(m.ReconnectMax.D())
+	m.takeovers = connectors.Collector(env.Metrics.Reg, TakeoversMetric()).WithLabelValues(env.Name)
 	env.Connecting()
 	env.Go("link", m.link)
 	return nil
 }
 
 // link keeps one connection up, reconnecting with back-off and jitter. It
-// never opens a second connection while one is up.
+// never opens a second connection while one is up. The back-off starts over
+// only once a connection has stayed up for stableAfter, so a broker that
+// accepts and then drops at once is retried ever more slowly, not in a loop.
 func (m *MQTT) link(ctx context.Context) error {
 	bo := connectors.Backoff{Max: m.ReconnectMax.D()}
+	tbo := connectors.Backoff{Min: m.timing.takeoverMin, Max: m.timing.takeoverMax}
+	var quick int      // connections in a row the broker dropped soon after accepting
+	var takenOver bool // the last connection was lost to a takeover
 	for ctx.Err() == nil {
 		var h handler
 		if m.in != nil {
@@ -105,20 +174,68 @@ func (m *MQTT) link(ctx context.Context) error {
 			}
 			continue
 		}
-		bo.Reset()
 		m.setConn(c)
 		m.env.Up()
+		upAt := time.Now()
 		select {
 		case <-c.done():
 			m.setConn(nil)
-			m.env.Down(fmt.Errorf("connection to %s lost", m.URL))
 		case <-ctx.Done():
 			m.setConn(nil)
 			c.close()
 			return nil
 		}
+		lived := time.Since(upAt)
+		if lived >= m.timing.stableAfter {
+			bo.Reset()
+			tbo.Reset()
+		}
+		takeover, err := m.ended(c, lived, &quick)
+		wait := bo.Next()
+		if takeover {
+			m.takeovers.Inc()
+			wait = tbo.Next()
+			if !takenOver {
+				// One line when the fight starts; the repeats are counted
+				// in the metric and kept in last_error.
+				m.env.Logger.Warn("session taken over", "client_id", m.ClientID, "url", m.URL,
+					"error", err.Error(), "retry_in", wait.Round(time.Millisecond).String())
+			}
+		}
+		takenOver = takeover
+		m.env.Down(err)
+		if connectors.Sleep(ctx, wait) != nil {
+			return nil
+		}
 	}
 	return nil
+}
+
+// ended says why c ended after being up for lived, and whether that was a
+// takeover of its session; quick counts the quick drops in a row.
+func (m *MQTT) ended(c conn, lived time.Duration, quick *int) (bool, error) {
+	cause := c.cause()
+	switch {
+	case takenOver(cause):
+		*quick = 0
+		return true, fmt.Errorf("connection to %s ended: session taken over by another client with the same client id %q: %w", m.URL, m.ClientID, cause)
+	case errors.Is(cause, errClosedHere):
+		// Dropped for a missing PUBACK (a stuck link): not the broker's doing.
+		*quick = 0
+		return false, fmt.Errorf("connection to %s closed: no PUBACK within %v, link treated as down", m.URL, m.AckTimeout.D())
+	case cause != nil:
+		*quick = 0
+		return false, fmt.Errorf("connection to %s ended: %w", m.URL, cause)
+	case lived >= m.timing.quickDrop:
+		*quick = 0
+		return false, fmt.Errorf("connection to %s lost", m.URL)
+	}
+	*quick++
+	if *quick < m.timing.quickDrops {
+		return false, fmt.Errorf("connection to %s lost %v after connecting", m.URL, lived.Round(time.Millisecond))
+	}
+	return true, fmt.Errorf("connection to %s lost %v after connecting, %d times in a row: session taken over by another client with the same client id %q, probably (two gateways or instances sharing one client_id)",
+		m.URL, lived.Round(time.Millisecond), *quick, m.ClientID)
 }
 
 // subscribeAll subscribes on a fresh connection: the session is clean, so
