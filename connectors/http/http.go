@@ -53,10 +53,16 @@ type Config struct {
 	DeadLetter string            `yaml:"dead_letter"`
 
 	// Listen makes the connector a webhook source as well.
-	Listen        string        `yaml:"listen"`
-	Path          string        `yaml:"path"`
-	Token         string        `yaml:"token"`
-	MaxBody       conf.Size     `yaml:"max_body"`
+	Listen  string    `yaml:"listen"`
+	Path    string    `yaml:"path"`
+	Token   string    `yaml:"token"`
+	MaxBody conf.Size `yaml:"max_body"`
+	// MaxConcurrent caps the webhook requests whose bodies are read at
+	// once, so the webhook holds at most MaxConcurrent × MaxBody; more are
+	// answered 503 at once.
+	MaxConcurrent int `yaml:"max_concurrent"`
+	// BodyTimeout bounds reading one request body, after its headers.
+	BodyTimeout   conf.Duration `yaml:"body_timeout"`
 	Parse         parse.Config  `yaml:"parse"`
 	BatchSize     int           `yaml:"batch_size"`
 	BatchInterval conf.Duration `yaml:"batch_interval"`
@@ -81,6 +87,12 @@ func (c *Config) SetDefaults() {
 	}
 	if c.MaxBody == 0 {
 		c.MaxBody = 10 << 20
+	}
+	if c.MaxConcurrent == 0 {
+		c.MaxConcurrent = 8
+	}
+	if c.BodyTimeout == 0 {
+		c.BodyTimeout = conf.Duration(30 * time.Second)
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = 500
@@ -121,6 +133,15 @@ func (c *Config) Validate() error {
 			p.Add("path", "%q must start with /", c.Path)
 		}
 		p.Nest("parse", c.Parse.Validate())
+		if c.MaxBody < 1 {
+			p.Add("max_body", "must be at least 1B, got %s", c.MaxBody)
+		}
+		if c.MaxConcurrent < 1 {
+			p.Add("max_concurrent", "must be at least 1, got %d", c.MaxConcurrent)
+		}
+		if c.BodyTimeout <= 0 {
+			p.Add("body_timeout", "must be positive, got %s", c.BodyTimeout)
+		}
 	}
 	return p.Err()
 }

@@ -1,15 +1,20 @@
 package http
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	nethttp "net/http"
+	"os"
 	"strings"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/connectors"
@@ -26,7 +31,20 @@ type webhook struct {
 	batcher *parse.Batcher
 	srv     *nethttp.Server
 	ln      net.Listener
+
+	slots   chan struct{} // a token per request whose body is being read
+	refused *prometheus.CounterVec
+	logs    map[string]*connectors.Burst // one log window per refusal reason
 }
+
+// Reasons the webhook refuses a request, the reason label of
+// ferry_webhook_refused_total.
+const (
+	refusedUnauthorized = "unauthorized"
+	refusedBusy         = "busy"
+	refusedTooLarge     = "too_large"
+	refusedBodyTimeout  = "body_timeout"
+)
 
 func startWebhook(env *connectors.Env, cfg *Config) (*webhook, error) {
 	p, err := parse.New(cfg.Parse)
@@ -37,10 +55,20 @@ func startWebhook(env *connectors.Env, cfg *Config) (*webhook, error) {
 	if err != nil {
 		return nil, fmt.Errorf("http webhook: listen %s: %w", cfg.Listen, err)
 	}
-	w := &webhook{cfg: cfg, env: env, parser: p, batcher: parse.NewBatcher(env, cfg.BatchSize), ln: ln}
+	w := &webhook{cfg: cfg, env: env, parser: p, batcher: parse.NewBatcher(env, cfg.BatchSize), ln: ln,
+		slots: make(chan struct{}, cfg.MaxConcurrent), logs: map[string]*connectors.Burst{}}
+	w.refused = connectors.Collector(env.Metrics.Reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ferry_webhook_refused_total",
+		Help: "Webhook requests refused: unauthorized, busy (max_concurrent bodies being read), too_large (over max_body), body_timeout.",
+	}, []string{"module", "reason"}))
+	for _, r := range []string{refusedUnauthorized, refusedBusy, refusedTooLarge, refusedBodyTimeout} {
+		w.refused.WithLabelValues(env.Name, r) // every series from the start, at 0
+		w.logs[r] = &connectors.Burst{Quiet: 10 * time.Second}
+	}
 	mux := nethttp.NewServeMux()
 	mux.HandleFunc(cfg.Path, w.serve)
-	w.srv = &nethttp.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// The body's own deadline is set per request, once a slot is taken.
+	w.srv = &nethttp.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 	go func() {
 		if err := w.srv.Serve(ln); err != nil && !errors.Is(err, nethttp.ErrServerClosed) {
 			env.Down(fmt.Errorf("webhook server: %w", err))
@@ -68,18 +96,40 @@ func (w *webhook) serve(rw nethttp.ResponseWriter, r *nethttp.Request) {
 	if w.cfg.Token != "" {
 		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(w.cfg.Token)) != 1 {
+			w.refuse(r, refusedUnauthorized)
 			rw.Header().Set("WWW-Authenticate", `Bearer realm="ferry"`)
 			nethttp.Error(rw, "missing or wrong bearer token", nethttp.StatusUnauthorized)
 			return
 		}
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, int64(w.cfg.MaxBody)+1))
-	if err != nil {
-		nethttp.Error(rw, "reading the body: "+err.Error(), nethttp.StatusBadRequest)
+	if r.ContentLength > int64(w.cfg.MaxBody) {
+		w.refuse(r, refusedTooLarge)
+		nethttp.Error(rw, fmt.Sprintf("body larger than %s", w.cfg.MaxBody), nethttp.StatusRequestEntityTooLarge)
 		return
 	}
-	if int64(len(body)) > int64(w.cfg.MaxBody) {
-		w.env.Error(fmt.Errorf("webhook: body over %s refused", w.cfg.MaxBody))
+	// Bodies are read max_concurrent at a time: memory stays within
+	// max_concurrent × max_body however many clients post at once.
+	select {
+	case w.slots <- struct{}{}:
+		defer func() { <-w.slots }()
+	default:
+		w.refuse(r, refusedBusy)
+		rw.Header().Set("Retry-After", "1")
+		nethttp.Error(rw, fmt.Sprintf("busy: max_concurrent (%d) requests are being read; retry", w.cfg.MaxConcurrent), nethttp.StatusServiceUnavailable)
+		return
+	}
+	_ = nethttp.NewResponseController(rw).SetReadDeadline(time.Now().Add(w.cfg.BodyTimeout.D()))
+	body, err := readBody(r, int64(w.cfg.MaxBody))
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		w.refuse(r, refusedBodyTimeout)
+		nethttp.Error(rw, fmt.Sprintf("body not received within body_timeout (%s)", w.cfg.BodyTimeout), nethttp.StatusRequestTimeout)
+		return
+	case err != nil:
+		nethttp.Error(rw, "reading the body: "+err.Error(), nethttp.StatusBadRequest)
+		return
+	case int64(len(body)) > int64(w.cfg.MaxBody):
+		w.refuse(r, refusedTooLarge)
 		nethttp.Error(rw, fmt.Sprintf("body larger than %s", w.cfg.MaxBody), nethttp.StatusRequestEntityTooLarge)
 		return
 	}
@@ -99,9 +149,30 @@ func (w *webhook) serve(rw nethttp.ResponseWriter, r *nethttp.Request) {
 	fmt.Fprintf(rw, "{\"accepted\":%d}\n", n)
 }
 
+// readBody reads up to max+1 bytes of the body, so that a longer one is
+// seen without being held; a declared length sizes the buffer once.
+func readBody(r *nethttp.Request, max int64) ([]byte, error) {
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(min(r.ContentLength, max) + 1))
+	}
+	_, err := buf.ReadFrom(io.LimitReader(r.Body, max+1))
+	return buf.Bytes(), err
+}
+
+// refuse counts a refused request and logs it once per window and reason.
+func (w *webhook) refuse(r *nethttp.Request, reason string) {
+	w.refused.WithLabelValues(w.env.Name, reason).Inc()
+	w.logs[reason].Log(w.env.Logger, slog.LevelWarn, "webhook request refused",
+		slog.String("reason", reason), slog.String("remote", r.RemoteAddr))
+}
+
 // close stops taking requests, waits for those in progress, then emits
 // what they handed in.
 func (w *webhook) close(ctx context.Context) error {
 	err := w.srv.Shutdown(ctx)
+	if err != nil {
+		_ = w.srv.Close() // requests still in progress (a stalled body) are cut
+	}
 	return errors.Join(err, w.batcher.Close(ctx))
 }
