@@ -177,11 +177,15 @@ func delivered(env *connectors.Env, d *Delivery) {
 	d.Ack()
 }
 
+// RetryBackoff spaces the retries of a failed write. Capped at 10 s: a
+// link that comes back wakes the retry at once anyway.
+var RetryBackoff = connectors.Backoff{Max: 10 * time.Second}
+
 // writeWithRetry writes d until it is taken, poisoned, or ctx ends (then it
 // gives d back and reports false). A back-off ends early when the sink
 // reports its link up: draining starts the moment the link is back.
 func writeWithRetry(ctx context.Context, s connectors.Sink, env *connectors.Env, d *Delivery) bool {
-	bo := connectors.Backoff{Max: 10 * time.Second}
+	bo := RetryBackoff
 	for {
 		woken := env.Woken()
 		err := s.Write(ctx, d.Batch)
