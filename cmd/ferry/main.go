@@ -29,7 +29,7 @@ func init() {
 		{"validate", "ferry validate -c FILE [-v]", "check a config and print every problem as FILE:LINE:COL: message", validateCmd},
 		{"version", "ferry version", "print the version", versionCmd},
 		{"passwd", "ferry passwd < password", "print a bcrypt hash of the password on standard input, for the embedded broker's users", passwdCmd},
-		{"spool", "ferry spool inspect [--data-dir DIR]", "show what waits in each sink's spool: depth, bytes, oldest, per lane", spoolCmd},
+		{"spool", "ferry spool inspect|verify [--data-dir DIR]", "show what waits in each sink's spool (inspect), or read every file of it and report damage and what it lost (verify)", spoolCmd},
 		{"scan", "ferry scan modbus ENDPOINT [--unit N] [--area A] [--range 0-199]", "read a device's registers and show each as uint16, int16 and float32 in every word order", scanCmd},
 		{"plan", "ferry plan -c FILE", "show each modbus device's coalesced read plan", planCmd},
 		{"sim", "ferry sim modbus|opcua [flags]", "run a device simulator (the demo's Modbus device, an OPC UA server) until interrupted", simDispatch},
