@@ -156,8 +156,8 @@ func (m *MQTT) Start(_ context.Context, env *connectors.Env) error {
 func (m *MQTT) link(ctx context.Context) error {
 	bo := connectors.Backoff{Max: m.ReconnectMax.D()}
 	tbo := connectors.Backoff{Min: m.timing.takeoverMin, Max: m.timing.takeoverMax}
-	var quick int      // connections in a row the broker dropped soon after accepting
-	var takenOver bool // the last connection was lost to a takeover
+	var quick int     // connections in a row the broker dropped soon after accepting
+	var fighting bool // the last connection was lost to a takeover
 	for ctx.Err() == nil {
 		var h handler
 		if m.in != nil {
@@ -195,14 +195,14 @@ func (m *MQTT) link(ctx context.Context) error {
 		if takeover {
 			m.takeovers.Inc()
 			wait = tbo.Next()
-			if !takenOver {
+			if !fighting {
 				// One line when the fight starts; the repeats are counted
 				// in the metric and kept in last_error.
 				m.env.Logger.Warn("session taken over", "client_id", m.ClientID, "url", m.URL,
 					"error", err.Error(), "retry_in", wait.Round(time.Millisecond).String())
 			}
 		}
-		takenOver = takeover
+		fighting = takeover
 		m.env.Down(err)
 		if connectors.Sleep(ctx, wait) != nil {
 			return nil
