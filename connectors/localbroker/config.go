@@ -32,7 +32,29 @@ type Config struct {
 	// it, the broker drops for that subscriber (a dashboard that cannot keep
 	// up loses live values, the pipeline does not stall).
 	MaxQueued int `yaml:"max_queued"`
+
+	// MaxPacketSize refuses a packet whose fixed header claims more, before
+	// its body is read (mochi would otherwise allocate what a client
+	// claims, before authentication).
+	MaxPacketSize conf.Size `yaml:"max_packet_size"`
+	// MaxClients caps the open sockets of all listeners together.
+	MaxClients int `yaml:"max_clients"`
+	// ConnectTimeout closes a socket that has not sent CONNECT (and, on
+	// TLS, finished its handshake) within it.
+	ConnectTimeout conf.Duration `yaml:"connect_timeout"`
+	// MaxRetained and MaxRetainedBytes bound the retained messages: beyond
+	// them a message is delivered but not retained.
+	MaxRetained      int       `yaml:"max_retained"`
+	MaxRetainedBytes conf.Size `yaml:"max_retained_bytes"`
 }
+
+// Limits the broker's options may not exceed.
+const (
+	// mqttMaxPacket is the largest packet MQTT can frame (a 4-byte
+	// remaining length, plus the fixed header).
+	mqttMaxPacket = 268435455 + 5
+	minPacketSize = 1 << 10
+)
 
 // Commands is write-back over the broker: a client with write access to
 // <topic>/<device>/<tag> publishes {"value": …}; the writer that owns the
@@ -107,7 +129,22 @@ func (c *Config) SetDefaults() {
 		c.Subscribe[i].Parse.SetDefaults()
 	}
 	if c.MaxQueued == 0 {
-		c.MaxQueued = 65536
+		c.MaxQueued = 4096
+	}
+	if c.MaxPacketSize == 0 {
+		c.MaxPacketSize = 1 << 20
+	}
+	if c.MaxClients == 0 {
+		c.MaxClients = 1000
+	}
+	if c.ConnectTimeout == 0 {
+		c.ConnectTimeout = conf.Duration(10 * time.Second)
+	}
+	if c.MaxRetained == 0 {
+		c.MaxRetained = 100000
+	}
+	if c.MaxRetainedBytes == 0 {
+		c.MaxRetainedBytes = 64 << 20
 	}
 	if c.Commands.Topic == "" {
 		c.Commands.Topic = "cmd"
@@ -185,6 +222,21 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxQueued < 16 || c.MaxQueued > 1<<24 {
 		p.Add("max_queued", "%d is outside 16..16777216", c.MaxQueued)
+	}
+	if c.MaxPacketSize < minPacketSize || c.MaxPacketSize > mqttMaxPacket {
+		p.Add("max_packet_size", "%s is outside 1KiB..256MiB", c.MaxPacketSize)
+	}
+	if c.MaxClients < 1 {
+		p.Add("max_clients", "must be at least 1, got %d", c.MaxClients)
+	}
+	if c.ConnectTimeout <= 0 {
+		p.Add("connect_timeout", "must be positive, got %s", c.ConnectTimeout)
+	}
+	if c.MaxRetained < 1 {
+		p.Add("max_retained", "must be at least 1, got %d", c.MaxRetained)
+	}
+	if c.MaxRetainedBytes < 1 {
+		p.Add("max_retained_bytes", "must be at least 1B, got %s", c.MaxRetainedBytes)
 	}
 	for _, f := range []struct{ path, topic string }{{"commands.topic", c.Commands.Topic}, {"commands.results", c.Commands.Results}} {
 		if f.topic != "off" && (strings.ContainsAny(f.topic, "+#") || strings.HasSuffix(f.topic, "/") || f.topic == "") {

@@ -49,6 +49,7 @@ type Broker struct {
 	topic   topics.Template
 	batcher *parse.Batcher
 	parsers []*parse.Parser
+	limits  *limits
 
 	mu   sync.Mutex
 	addr map[string]string // listener id → bound address
@@ -74,17 +75,28 @@ func (b *Broker) Start(_ context.Context, env *connectors.Env) error {
 	caps := mqtt.NewDefaultServerCapabilities()
 	// Records arrive in bursts of a whole batch; a subscriber's queue must
 	// hold several bursts before mochi drops for it.
+	// The queue is a channel made for every socket as it connects, so
+	// its size is memory per socket, authenticated or not.
 	caps.MaximumClientWritesPending = int32(b.MaxQueued)
 	caps.MaximumInflight = uint16(min(b.MaxQueued, 65535))
+	// Checked in the fixed header, before mochi allocates the body.
+	caps.MaximumPacketSize = uint32(b.MaxPacketSize)
+	caps.MaximumClients = int64(b.MaxClients)
 	b.srv = mqtt.New(&mqtt.Options{
 		InlineClient: true,
 		Capabilities: caps,
 		Logger:       logfloor.New(env.Logger, slog.LevelWarn),
 	})
+	b.limits = newLimits(b, env)
 	if err := b.srv.AddHook(&authHook{b: b, cfg: &b.Config}, nil); err != nil {
 		return fmt.Errorf("localbroker: %w", err)
 	}
+	if err := b.srv.AddHook(&limitsHook{l: b.limits}, nil); err != nil {
+		return fmt.Errorf("localbroker: %w", err)
+	}
+	env.Logger.Info("broker limits", b.describeLimits()...)
 	add := func(l listeners.Listener) error {
+		l = &guard{Listener: l, l: b.limits}
 		if err := b.srv.AddListener(l); err != nil {
 			return fmt.Errorf("localbroker: listen %s: %w", l.Address(), err)
 		}
@@ -223,10 +235,14 @@ func (h *authHook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) boo
 		return true
 	}
 	name := string(pk.Connect.Username)
+	ok := name == "" && (h.cfg.AllowAnonymous || len(h.cfg.Users) == 0)
 	if u := h.user(name); u != nil {
-		return bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), pk.Connect.Password) == nil
+		ok = bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), pk.Connect.Password) == nil
 	}
-	return name == "" && (h.cfg.AllowAnonymous || len(h.cfg.Users) == 0)
+	if ok {
+		h.b.limits.authenticated(cl)
+	}
+	return ok
 }
 
 // OnACLCheck lets a user subscribe to filters within its read grants and

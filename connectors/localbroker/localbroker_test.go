@@ -208,6 +208,9 @@ users:
   - {name: a, password_hash: plain, acl: [{filter: "a/#/b", access: all}]}
 format: xml
 qos: 2
+max_packet_size: 100B
+max_clients: -1
+max_retained: -5
 `))
 	text := connectors.Decode(src, src.Root, &Broker{}, "connectors.lb").Error()
 	for _, want := range []string{
@@ -217,6 +220,9 @@ qos: 2
 		`connectors.lb.users[0].acl[0].access: "all" is not one of read, write, readwrite`,
 		`f.yaml:5:9: connectors.lb.format: "xml" is not one of json, avro`,
 		`f.yaml:6:6: connectors.lb.qos: 2 is not 0 or 1`,
+		`f.yaml:7:18: connectors.lb.max_packet_size: 100B is outside 1KiB..256MiB`,
+		`f.yaml:8:14: connectors.lb.max_clients: must be at least 1, got -1`,
+		`f.yaml:9:15: connectors.lb.max_retained: must be at least 1, got -5`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("missing %q in:\n%s", want, text)
