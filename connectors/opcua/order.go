@@ -93,12 +93,22 @@ func (s *session) recoverSub(ctx context.Context, sub *subscription) error {
 		// Ask for each in turn, emitting as soon as it is in order, and
 		// report every run that could not be had before what follows it.
 		var lostFrom uint32
-		var cause error
+		var cause, stop error
 		lost := false
 		for seq := from; ; seq = nextSeq(seq) {
-			msg, err := s.republish(ctx, sub, seq)
+			var msg *ua.NotificationMessage
+			err := stop
+			if err == nil {
+				msg, err = s.republish(ctx, sub, seq)
+			}
 			if err != nil && fatal(err) {
 				return fmt.Errorf("republish: %w", err)
+			}
+			if errors.Is(err, ua.StatusBadTimeout) || errors.Is(err, context.DeadlineExceeded) {
+				// A server that does not answer is not asked for the rest
+				// of the run: each call would hold up emission for the
+				// whole call timeout.
+				stop = err
 			}
 			var ready []*ua.NotificationMessage
 			if err == nil {

@@ -97,11 +97,12 @@ func (s *session) subscribe(ctx context.Context) error {
 			case <-gapT.C:
 				// A response still queued may be the missing one: a paused
 				// process or a blocked emitter let the wait run out while
-				// it sat here.
-				if len(resCh) == 0 {
-					if err := s.recoverGaps(ctx, time.Now()); err != nil {
-						return err
-					}
+				// it sat here. Handling it re-arms the timer.
+				if len(resCh) > 0 {
+					continue
+				}
+				if err := s.recoverGaps(ctx, time.Now()); err != nil {
+					return err
 				}
 				s.armGapTimer(gapT)
 			case <-tick.C:
@@ -355,11 +356,14 @@ func (s *session) handle(ctx context.Context, res *ua.PublishResponse) error {
 		// watchdog): nothing to order it against.
 		return s.emitMessage(ctx, nil, msg)
 	}
-	sub.order.available(res.AvailableSequenceNumbers, now)
+	// AvailableSequenceNumbers usually lists this very message (it is
+	// kept until acknowledged), so it is read after the message is in.
 	if sub.order.take(msg) {
+		sub.order.available(res.AvailableSequenceNumbers, now)
 		return s.emitMessage(ctx, sub, msg)
 	}
 	ready, dup := sub.order.add(msg, now)
+	sub.order.available(res.AvailableSequenceNumbers, now)
 	if dup {
 		s.o.st.duplicates.Add(1)
 		return nil

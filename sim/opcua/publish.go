@@ -1,6 +1,7 @@
 package opcua
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"sync"
@@ -289,6 +290,24 @@ func (x *simSub) run(ctx context.Context) {
 	defer t.Stop()
 	queued := map[uint32]*ua.MonitoredItemNotification{}
 	silent, starved := 0, 0
+	// waiting is x.q while data is due and no request was in hand at the
+	// tick: the next request is answered at once, as gopcua's loop does.
+	var waiting chan pubReq
+	answer := func(pr pubReq) bool {
+		silent, starved, waiting = 0, 0, nil
+		if len(queued) == 0 {
+			return x.send(pr, nil)
+		}
+		items := make([]*ua.MonitoredItemNotification, 0, len(queued))
+		for _, n := range queued {
+			items = append(items, n)
+		}
+		slices.SortFunc(items, func(a, b *ua.MonitoredItemNotification) int { return cmp.Compare(a.ClientHandle, b.ClientHandle) })
+		clear(queued)
+		eo := ua.NewExtensionObject(&ua.DataChangeNotification{MonitoredItems: items, DiagnosticInfos: []*ua.DiagnosticInfo{}})
+		eo.UpdateMask()
+		return x.send(pr, []*ua.ExtensionObject{eo})
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -296,6 +315,10 @@ func (x *simSub) run(ctx context.Context) {
 		case n := <-x.sub.NotifyChannel:
 			// A queue of one per item, as gopcua's: the newest value wins.
 			queued[n.ClientHandle] = n
+		case pr := <-waiting:
+			if !answer(pr) {
+				return
+			}
 		case <-t.C:
 			if g.subGone(x.sub) {
 				return
@@ -305,32 +328,18 @@ func (x *simSub) run(ctx context.Context) {
 					continue
 				}
 			}
-			var pr pubReq
 			select {
-			case pr = <-x.q:
+			case pr := <-x.q:
+				if !answer(pr) {
+					return
+				}
 			default:
 				if starved++; starved > x.lifetime {
 					return
 				}
-				continue
-			}
-			silent, starved = 0, 0
-			if len(queued) == 0 {
-				if !x.send(pr, nil) {
-					return
+				if len(queued) > 0 {
+					waiting = x.q
 				}
-				continue
-			}
-			items := make([]*ua.MonitoredItemNotification, 0, len(queued))
-			for _, n := range queued {
-				items = append(items, n)
-			}
-			slices.SortFunc(items, func(a, b *ua.MonitoredItemNotification) int { return int(a.ClientHandle) - int(b.ClientHandle) })
-			clear(queued)
-			eo := ua.NewExtensionObject(&ua.DataChangeNotification{MonitoredItems: items, DiagnosticInfos: []*ua.DiagnosticInfo{}})
-			eo.UpdateMask()
-			if !x.send(pr, []*ua.ExtensionObject{eo}) {
-				return
 			}
 		}
 	}
