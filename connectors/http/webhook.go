@@ -1,7 +1,6 @@
 package http
 
 import (
-	"bytes"
 	"context"
 	"crypto/subtle"
 	"errors"
@@ -149,15 +148,16 @@ func (w *webhook) serve(rw nethttp.ResponseWriter, r *nethttp.Request) {
 	fmt.Fprintf(rw, "{\"accepted\":%d}\n", n)
 }
 
-// readBody reads up to max+1 bytes of the body, so that a longer one is
-// seen without being held; a declared length sizes the buffer once.
+// readBody reads the body into one buffer of its declared length, or, when
+// none is declared, up to max+1 bytes, so that a longer one is seen
+// without being held.
 func readBody(r *nethttp.Request, max int64) ([]byte, error) {
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(min(r.ContentLength, max) + 1))
+	if n := r.ContentLength; n >= 0 && n <= max {
+		buf := make([]byte, n) // the server stops the body at its declared length
+		_, err := io.ReadFull(r.Body, buf)
+		return buf, err
 	}
-	_, err := buf.ReadFrom(io.LimitReader(r.Body, max+1))
-	return buf.Bytes(), err
+	return io.ReadAll(io.LimitReader(r.Body, max+1))
 }
 
 // refuse counts a refused request and logs it once per window and reason.

@@ -8,7 +8,10 @@ import (
 	"io"
 	"net"
 	nethttp "net/http"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -124,4 +127,80 @@ func TestWebhookBoundsConcurrentBodies(t *testing.T) {
 	}
 	r.Next(t, 10*time.Second)
 	_ = b.Close()
+}
+
+// TestWebhookMemoryBounded: many concurrent authorised bodies of max_body
+// take at most about max_concurrent of them in memory (each body, and
+// about twice it again while the JSON is parsed); the rest are answered
+// 503 at once.
+func TestWebhookMemoryBounded(t *testing.T) {
+	const concurrent, clients, maxBody = 4, 40, 1 << 20
+	h, r := startHook(t, concurrent, 10*time.Second)
+	h.hook.cfg.MaxBody = maxBody
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() { // the bus holds a publish until it is acknowledged
+		for {
+			select {
+			case m := <-r.Msgs:
+				m.Ack()
+			case <-stop:
+				return
+			}
+		}
+	}()
+	body := []byte(`{"tag":"x","value":"` + strings.Repeat("a", maxBody-40) + `"}`)
+	runtime.GC()
+	var base runtime.MemStats
+	runtime.ReadMemStats(&base)
+	var peak atomic.Uint64
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		var m runtime.MemStats
+		for {
+			runtime.ReadMemStats(&m)
+			if m.HeapInuse > peak.Load() {
+				peak.Store(m.HeapInuse)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}()
+	var wg sync.WaitGroup
+	var served, busy atomic.Int32
+	for range clients {
+		wg.Go(func() {
+			req, _ := nethttp.NewRequest("POST", "http://"+h.WebhookAddr()+"/ingest", bytes.NewReader(body))
+			req.Header.Set("Authorization", "Bearer t0ken")
+			resp, err := nethttp.DefaultClient.Do(req)
+			if err != nil {
+				return // a refused request's connection may be closed before its body is sent
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			switch resp.StatusCode {
+			case nethttp.StatusAccepted:
+				served.Add(1)
+			case nethttp.StatusServiceUnavailable:
+				busy.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if served.Load() == 0 {
+		t.Fatal("no request served")
+	}
+	grew := int64(peak.Load()) - int64(base.HeapInuse)
+	const bound = 4*concurrent*maxBody + 16<<20
+	t.Logf("%d served, %d busy; heap in use grew by %d MiB at its peak (bound %d MiB)", served.Load(), busy.Load(), grew>>20, bound>>20)
+	if grew > bound {
+		t.Errorf("heap grew by %d MiB with max_concurrent %d and max_body 1MiB, want at most %d MiB", grew>>20, concurrent, bound>>20)
+	}
+	if got := h.refusedCount(refusedBusy); got != float64(busy.Load()) {
+		t.Errorf("%v busy refusals counted, %d answered", got, busy.Load())
+	}
 }
