@@ -313,13 +313,7 @@ func (l *Line) connect(context.Context) error {
 			continue
 		}
 		bo.Reset()
-		l.track(c, nil, true)
-		stop := context.AfterFunc(ctx, func() { _ = c.Close() })
-		l.env.Up()
-		err = l.readCounted(c, l.Connect)
-		stop()
-		_ = c.Close()
-		l.track(c, nil, false)
+		err = l.serveConn(ctx, c)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -332,6 +326,19 @@ func (l *Line) connect(context.Context) error {
 		}
 	}
 	return nil
+}
+
+// serveConn reads one connection of the TCP client until it ends. The
+// connection is closed and forgotten however readStream ends, a panic
+// included: the Env restarts connect, which dials a new one.
+func (l *Line) serveConn(ctx context.Context, c net.Conn) error {
+	l.track(c, nil, true)
+	defer l.track(c, nil, false)
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { _ = c.Close() })
+	defer stop()
+	l.env.Up()
+	return l.readCounted(c, l.Connect)
 }
 
 // --- serial port ---
@@ -359,8 +366,10 @@ func (l *Line) serial(context.Context) error {
 		}
 		bo.Reset()
 		l.env.Up()
-		err = l.readCounted(&pollReader{ctx: ctx, r: port}, s.Device)
-		_ = port.Close()
+		err = func() error {
+			defer port.Close() // a panic included: the Env reopens it
+			return l.readCounted(&pollReader{ctx: ctx, r: port}, s.Device)
+		}()
 		if ctx.Err() != nil {
 			return nil
 		}
