@@ -526,6 +526,17 @@ var chaosCases = []chaosCase{
 			if b := r.status().Buffer; b.InFlight != 1 {
 				r.t.Errorf("buffer of the hung sink: %+v, want the hung batch in flight", b)
 			}
+			// A write that has not returned for half a minute is an outage
+			// the status has to show, with its cause, like any other.
+			r.shown = poll(r.t, healWithin, func() bool {
+				return hasEvent(r.p, 0, func(ev connectors.Event) bool {
+					return ev.Kind == connectors.EventState && ev.Module == r.name && ev.To != connectors.PhaseUp && ev.Error != ""
+				}) && r.status().Phase != connectors.PhaseUp
+			})
+			if !r.shown {
+				r.t.Errorf("a write hung for %v and %s still shows %+v, link_up %v, with no event for it; events:\n%s",
+					time.Since(r.hungAt).Round(time.Second), r.name, r.status().Snapshot, metric(r.p, "ferry_link_up", bySink(r.name)), eventList(r.p))
+			}
 		},
 		end: func(r *chaosRig) { r.faulty.setHang(false) },
 		recovered: func(r *chaosRig) {
