@@ -1,7 +1,11 @@
 package generator
 
 import (
+	"context"
+	"errors"
 	"math"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,4 +125,53 @@ func BenchmarkGenerate(b *testing.B) {
 	}()
 	_ = g.Stop(b.Context())
 	_ = env.Shutdown(b.Context())
+}
+
+// refusingSeq refuses reservations 2 and 3, as a lost lease does: Emit
+// fails, run returns the error, and the Env runs it again.
+type refusingSeq struct {
+	mu    sync.Mutex
+	calls int
+	next  uint64
+}
+
+func (s *refusingSeq) Reserve(n int) (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	if s.calls == 2 || s.calls == 3 {
+		return 0, errors.New("injected: reservation refused")
+	}
+	first := s.next
+	s.next += uint64(n)
+	return first, nil
+}
+
+// TestRestartKeepsFailedBatch: a counter's values stay contiguous across
+// the restarts of a failed emit: the batch that failed goes out first.
+func TestRestartKeepsFailedBatch(t *testing.T) {
+	g := &Generator{Config: Config{Devices: 1, Interval: conf.Duration(5 * time.Millisecond),
+		Tags: []TagConfig{{Name: "c", Signal: "counter"}}}}
+	g.SetDefaults()
+	if err := g.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	r := conntest.NewRunner(t, g, connectors.EnvConfig{Seq: &refusingSeq{}})
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = r.Stop(ctx)
+	}()
+	if err := g.Start(t.Context(), r.Env); err != nil {
+		t.Fatal(err)
+	}
+	for want := int64(0); want < 10; want++ {
+		b := r.Next(t, 10*time.Second)
+		if v := b.Records[0].Value.Long(); v != want {
+			t.Fatalf("counter %d, want %d: a batch was lost or repeated across a restart", v, want)
+		}
+	}
+	if e := r.Env.State().Snapshot().LastError; !strings.Contains(e, "refused") {
+		t.Errorf("last error %q: the restart was not exercised", e)
+	}
 }
