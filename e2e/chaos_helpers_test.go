@@ -98,6 +98,17 @@ func (c *control) setHang(on bool) {
 	}
 }
 
+// abort makes the writes hanging now return with an error, as closing
+// their connection would; later writes hang again while the fault lasts.
+func (c *control) abort() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.hang {
+		close(c.release)
+		c.release = make(chan struct{})
+	}
+}
+
 // hangs returns, when writes hang, the channel that releases them and
 // the one to close when one begins to.
 func (c *control) hangs() (release, hung chan struct{}, on bool) {
@@ -113,8 +124,12 @@ func (c *control) whenHung() <-chan struct{} {
 	return c.hung
 }
 
-// errRefused is what a refusing chaos sink answers.
-var errRefused = errors.New("chaos: far side refuses the batch")
+var (
+	// errRefused is what a refusing chaos sink answers.
+	errRefused = errors.New("chaos: far side refuses the batch")
+	// errAborted ends a hung write that Stop aborted.
+	errAborted = errors.New("chaos: connection closed with the write in flight")
+)
 
 // chaosSink takes batches and records their (source, seq), or refuses
 // them, or never returns from Write, or fails to start, as its control
@@ -145,7 +160,12 @@ func (s *chaosSink) Start(_ context.Context, _ *connectors.Env) error {
 }
 
 // Stop lets a hung write go, as closing its connection would.
-func (s *chaosSink) Stop(context.Context) error { return nil }
+func (s *chaosSink) Stop(context.Context) error {
+	if s.ctl != nil {
+		s.ctl.abort()
+	}
+	return nil
+}
 
 func (s *chaosSink) Write(_ context.Context, b *bus.Batch) error {
 	if release, hung, on := s.ctl.hangs(); on {
@@ -155,6 +175,9 @@ func (s *chaosSink) Write(_ context.Context, b *bus.Batch) error {
 			close(hung)
 		}
 		<-release // deliberately deaf to the context: the fault under test
+		if _, _, still := s.ctl.hangs(); still {
+			return errAborted
+		}
 	}
 	if s.ctl.refuse.Load() {
 		return errRefused
