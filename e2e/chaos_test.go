@@ -25,6 +25,9 @@ func TestMain(m *testing.M) {
 	// The chaos cases wait on restarts; the production back-off (a second,
 	// doubling to a minute) would only make them slow.
 	connectors.RestartBackoff = connectors.Backoff{Min: 20 * time.Millisecond, Max: 500 * time.Millisecond}
+	// Likewise the time a write may hang before its sink is reported stuck
+	// (30 s in production).
+	outlet.StuckAfter = 2 * time.Second
 	// The chaos cases spend their time in measuring windows and timers,
 	// not on the CPU (about 0.1 core each): on a 2-core machine the
 	// default -parallel (GOMAXPROCS) would run them two at a time, for
@@ -526,8 +529,8 @@ var chaosCases = []chaosCase{
 			if b := r.status().Buffer; b.InFlight != 1 {
 				r.t.Errorf("buffer of the hung sink: %+v, want the hung batch in flight", b)
 			}
-			// A write that has not returned for half a minute is an outage
-			// the status has to show, with its cause, like any other.
+			// A write that has not returned for outlet.StuckAfter is an
+			// outage the status has to show, with its cause, like any other.
 			r.shown = poll(r.t, healWithin, func() bool {
 				return hasEvent(r.p, 0, func(ev connectors.Event) bool {
 					return ev.Kind == connectors.EventState && ev.Module == r.name && ev.To != connectors.PhaseUp && ev.Error != ""

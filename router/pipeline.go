@@ -435,6 +435,11 @@ func (p *Pipeline) Stop(ctx context.Context) error {
 		wg.Wait()
 	}
 	groups := order(p.mods)
+	for _, m := range groups[groupSinks] {
+		if m.mem != nil {
+			m.mem.Stopping()
+		}
+	}
 	srcCtx, cancel := context.WithTimeout(ctx, remaining(ctx)/2)
 	stopAll(srcCtx, groups[groupSources])
 	cancel()

@@ -89,6 +89,7 @@ type Memory struct {
 	records  int64
 	dropped  map[string]int64
 	closed   bool
+	stopping bool // a blocking buffer drops instead: the pipeline is stopping
 	// changed is closed and replaced on every change a waiter may want:
 	// a batch put (Next waits), space freed (a blocked Put waits).
 	changed chan struct{}
@@ -126,7 +127,11 @@ func (q *Memory) Put(ctx context.Context, b *bus.Batch, _ Meta) error {
 		if q.bytes+size <= max || q.bytes == 0 {
 			break
 		}
-		if q.cfg.OnFull == DropOldest {
+		if q.cfg.OnFull == DropOldest || q.stopping {
+			reason := DropFull
+			if q.cfg.OnFull != DropOldest {
+				reason = DropShutdown
+			}
 			if len(q.items) == 0 {
 				break // only batches in flight: take it, over the bound by those
 			}
@@ -136,9 +141,9 @@ func (q *Memory) Put(ctx context.Context, b *bus.Batch, _ Meta) error {
 			q.bytes -= old.size
 			n := len(old.b.Records)
 			q.records -= int64(n)
-			q.dropped[DropFull] += int64(n)
+			q.dropped[reason] += int64(n)
 			if q.onDrop != nil {
-				q.onDrop(n, DropFull)
+				q.onDrop(n, reason)
 			}
 			continue
 		}
@@ -204,6 +209,16 @@ func (q *Memory) Next(ctx context.Context) (*Delivery, error) {
 			})
 		},
 	}, nil
+}
+
+// Stopping makes a blocking buffer stop blocking: the pipeline is shutting
+// down, its sources must be able to finish, and what the buffer cannot take
+// would be lost with the process anyway (counted, reason shutdown).
+func (q *Memory) Stopping() {
+	q.mu.Lock()
+	q.stopping = true
+	q.signal()
+	q.mu.Unlock()
 }
 
 // Stats snapshots the queue.

@@ -129,3 +129,21 @@ func TestBufferConfigValidate(t *testing.T) {
 		t.Fatal("on_full drop-newest accepted")
 	}
 }
+
+// At a stop a blocking buffer stops blocking, so the sources behind it can
+// finish: what it cannot take is dropped, counted as shutdown.
+func TestMemoryStoppingUnblocks(t *testing.T) {
+	q := NewMemory(BufferConfig{OnFull: Block}, nil)
+	q.cfg.MaxBytes = conf.Size(batchSize(batch(0)))
+	ctx := context.Background()
+	_ = q.Put(ctx, batch(0), Meta{})
+	put := make(chan error, 1)
+	go func() { put <- q.Put(ctx, batch(1), Meta{}) }()
+	q.Stopping()
+	if err := <-put; err != nil {
+		t.Fatal(err)
+	}
+	if got := q.Stats().Dropped[DropShutdown]; got != 1 {
+		t.Fatalf("dropped at shutdown %d, want 1", got)
+	}
+}

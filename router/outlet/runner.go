@@ -3,7 +3,9 @@ package outlet
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferry-gateway/ferry/connectors"
@@ -17,8 +19,12 @@ import (
 // gets up to window batches in flight, sent and acknowledged in order.
 // A batch in hand when ctx ends goes back to the head of q.
 func Run(ctx context.Context, s connectors.Sink, env *connectors.Env, q Queue, window int) {
+	w := &watchdog{}
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go w.run(wctx, env)
 	if p, ok := s.(connectors.Pipeliner); ok && window > 1 {
-		runPipelined(ctx, p, env, q, window)
+		runPipelined(ctx, w, p, env, q, window)
 		return
 	}
 	for {
@@ -26,7 +32,7 @@ func Run(ctx context.Context, s connectors.Sink, env *connectors.Env, q Queue, w
 		if !ok {
 			return
 		}
-		if !writeWithRetry(ctx, s, env, d) {
+		if !writeWithRetry(ctx, w, s, env, d) {
 			return
 		}
 	}
@@ -62,7 +68,7 @@ type inflight struct {
 // and only then does sending go on — so a reconnect never lets newer batches
 // overtake older ones. Duplicates remain possible (a batch whose PUBACK was
 // lost is sent again): consumers de-duplicate on source and seq.
-func runPipelined(ctx context.Context, p connectors.Pipeliner, env *connectors.Env, q Queue, window int) {
+func runPipelined(ctx context.Context, w *watchdog, p connectors.Pipeliner, env *connectors.Env, q Queue, window int) {
 	fl := make(chan inflight, window)
 	done := make(chan struct{})
 	var g gate
@@ -89,7 +95,7 @@ func runPipelined(ctx context.Context, p connectors.Pipeliner, env *connectors.E
 					env.Retry()
 					env.Down(err)
 				}
-				writeWithRetry(ctx, p, env, f.d)
+				writeWithRetry(ctx, w, p, env, f.d)
 				g.settle(len(fl))
 				continue
 			}
@@ -177,18 +183,63 @@ func delivered(env *connectors.Env, d *Delivery) {
 	d.Ack()
 }
 
-// RetryBackoff spaces the retries of a failed write. Capped at 10 s: a
-// link that comes back wakes the retry at once anyway.
-var RetryBackoff = connectors.Backoff{Max: 10 * time.Second}
+// RetryBackoff spaces the retries of a failed write. Capped at 5 s: a
+// link that comes back wakes the retry at once anyway, and a far side that
+// refused (an HTTP 503) is asked again soon after it recovers.
+var RetryBackoff = connectors.Backoff{Max: 5 * time.Second}
+
+// StuckAfter is how long a Write may run before the sink is reported down
+// as stuck: a driver blocked in a call that ignores its context looks up
+// and idle otherwise, while its outlet fills.
+var StuckAfter = 30 * time.Second
+
+// watchdog reports a sink down when one of its writes has not returned
+// after StuckAfter. One goroutine per runner, not one per write: the hot
+// path pays two atomic stores.
+type watchdog struct {
+	started atomic.Int64 // Unix ns the running write began; 0 when none
+	records atomic.Int64
+}
+
+func (w *watchdog) run(ctx context.Context, env *connectors.Env) {
+	t := time.NewTicker(StuckAfter / 4)
+	defer t.Stop()
+	reported := int64(0) // the write already reported
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s := w.started.Load()
+		if s == 0 || s == reported || time.Since(time.Unix(0, s)) < StuckAfter {
+			continue
+		}
+		reported = s
+		env.Down(fmt.Errorf("%w: a write of %d records has not returned after %s", ErrStuck, w.records.Load(), time.Since(time.Unix(0, s)).Round(time.Second)))
+	}
+}
+
+// write calls s.Write under the watchdog. A write that finally returns
+// takes it from there (delivered marks the sink up again).
+func (w *watchdog) write(ctx context.Context, s connectors.Sink, d *Delivery) error {
+	w.records.Store(int64(len(d.Batch.Records)))
+	w.started.Store(time.Now().UnixNano())
+	defer w.started.Store(0)
+	return s.Write(ctx, d.Batch)
+}
+
+// ErrStuck marks a sink whose Write does not return.
+var ErrStuck = errors.New("sink stuck")
 
 // writeWithRetry writes d until it is taken, poisoned, or ctx ends (then it
 // gives d back and reports false). A back-off ends early when the sink
 // reports its link up: draining starts the moment the link is back.
-func writeWithRetry(ctx context.Context, s connectors.Sink, env *connectors.Env, d *Delivery) bool {
+func writeWithRetry(ctx context.Context, w *watchdog, s connectors.Sink, env *connectors.Env, d *Delivery) bool {
 	bo := RetryBackoff
 	for {
 		woken := env.Woken()
-		err := s.Write(ctx, d.Batch)
+		err := w.write(ctx, s, d)
 		if err == nil {
 			delivered(env, d)
 			return true

@@ -3,6 +3,8 @@ package outlet
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -64,4 +66,42 @@ func TestRetryWakesWhenTheLinkIsBack(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the retry slept through the link's return")
 	}
+}
+
+// stuckSink's Write returns only when released, whatever its context says.
+type stuckSink struct{ release chan struct{} }
+
+func (s *stuckSink) Validate() error                              { return nil }
+func (s *stuckSink) Start(context.Context, *connectors.Env) error { return nil }
+func (s *stuckSink) Stop(context.Context) error                   { return nil }
+func (s *stuckSink) Write(context.Context, *bus.Batch) error      { <-s.release; return nil }
+
+// A write that does not return is reported: the sink goes down, stuck, and
+// comes back up when the write finally returns.
+func TestStuckWriteIsReported(t *testing.T) {
+	saved := StuckAfter
+	StuckAfter = 40 * time.Millisecond
+	defer func() { StuckAfter = saved }()
+	env, err := connectors.NewEnv(connectors.EnvConfig{Name: "plc-archive", Sink: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.Up()
+	q := NewMemory(BufferConfig{}, nil)
+	s := &stuckSink{release: make(chan struct{})}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { defer close(done); Run(ctx, s, env, q, 1) }()
+	defer func() { cancel(); <-done }()
+	if err := q.Put(ctx, batch(1, 2), Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	waitfor.Until(t, 10*time.Second, func() bool { return env.State().Phase() == connectors.PhaseDown },
+		func() string { return fmt.Sprintf("stuck sink is %+v", env.State().Snapshot()) })
+	if got := env.State().Snapshot().LastError; !strings.Contains(got, "2 records has not returned") {
+		t.Fatalf("last error %q", got)
+	}
+	close(s.release)
+	waitfor.Until(t, 10*time.Second, func() bool { return env.State().Phase() == connectors.PhaseUp },
+		waitfor.Say("the sink did not come back up when its write returned"))
 }
