@@ -341,10 +341,26 @@ func sampleEncrypted(dir string) (sample, bool) {
 
 // load reads every lane directory.
 func (st *store) load(repair bool) error {
-	root := filepath.Join(st.dir, lanesDir)
-	tdirs, err := os.ReadDir(root)
+	err := walkLanes(filepath.Join(st.dir, lanesDir), func(name string, prio int, dir string) error {
+		recs, err := loadLane(st, st.topicLocked(name), prio, dir, repair)
+		if err != nil {
+			return fmt.Errorf("lane %s/%d: %w", name, prio, err)
+		}
+		st.recovered = append(st.recovered, recs...)
+		return nil
+	})
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("spool: %w", err)
+	}
+	return nil
+}
+
+// walkLanes calls fn for every lane directory under root (topic, then
+// priority), skipping what is not a lane.
+func walkLanes(root string, fn func(topic string, prio int, dir string) error) error {
+	tdirs, err := os.ReadDir(root)
+	if err != nil {
+		return err
 	}
 	for _, td := range tdirs {
 		name, ok := unescapeTopic(td.Name())
@@ -353,18 +369,16 @@ func (st *store) load(repair bool) error {
 		}
 		ldirs, err := os.ReadDir(filepath.Join(root, td.Name()))
 		if err != nil {
-			return fmt.Errorf("spool: %w", err)
+			return err
 		}
 		for _, ld := range ldirs {
 			prio, ok := parseLaneDir(ld.Name())
 			if !ld.IsDir() || !ok {
 				continue
 			}
-			recs, err := loadLane(st, st.topicLocked(name), prio, filepath.Join(root, td.Name(), ld.Name()), repair)
-			if err != nil {
-				return fmt.Errorf("spool: lane %s/%d: %w", name, prio, err)
+			if err := fn(name, prio, filepath.Join(root, td.Name(), ld.Name())); err != nil {
+				return err
 			}
-			st.recovered = append(st.recovered, recs...)
 		}
 	}
 	return nil

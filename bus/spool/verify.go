@@ -93,38 +93,23 @@ func Verify(dir, keyFile string) (Report, error) {
 	}
 	rep.Encrypted = m.KeyCheck != ""
 	rep.Decrypted = sl != nil
-	root := filepath.Join(dir, lanesDir)
-	tdirs, err := os.ReadDir(root)
+	err = walkLanes(filepath.Join(dir, lanesDir), func(name string, prio int, ldir string) error {
+		lr, enc, err := verifyLane(ldir, sl)
+		if err != nil {
+			return fmt.Errorf("lane %s/%d: %w", name, prio, err)
+		}
+		lr.Topic, lr.Priority = name, prio
+		rep.Encrypted = rep.Encrypted || enc
+		rep.Lanes = append(rep.Lanes, lr)
+		rep.Segments += lr.Segments
+		rep.Entries += lr.Entries
+		rep.Records += lr.Records
+		rep.Bytes += lr.Bytes
+		rep.Damage = append(rep.Damage, lr.Damage...)
+		return nil
+	})
 	if err != nil {
 		return rep, fmt.Errorf("spool: verify: %w", err)
-	}
-	for _, td := range tdirs {
-		name, ok := unescapeTopic(td.Name())
-		if !td.IsDir() || !ok {
-			continue
-		}
-		ldirs, err := os.ReadDir(filepath.Join(root, td.Name()))
-		if err != nil {
-			return rep, fmt.Errorf("spool: verify: %w", err)
-		}
-		for _, ld := range ldirs {
-			prio, ok := parseLaneDir(ld.Name())
-			if !ld.IsDir() || !ok {
-				continue
-			}
-			lr, enc, err := verifyLane(filepath.Join(root, td.Name(), ld.Name()), sl)
-			if err != nil {
-				return rep, fmt.Errorf("spool: verify lane %s/%d: %w", name, prio, err)
-			}
-			lr.Topic, lr.Priority = name, prio
-			rep.Encrypted = rep.Encrypted || enc
-			rep.Lanes = append(rep.Lanes, lr)
-			rep.Segments += lr.Segments
-			rep.Entries += lr.Entries
-			rep.Records += lr.Records
-			rep.Bytes += lr.Bytes
-			rep.Damage = append(rep.Damage, lr.Damage...)
-		}
 	}
 	sort.SliceStable(rep.Lanes, func(i, j int) bool {
 		a, b := rep.Lanes[i], rep.Lanes[j]
