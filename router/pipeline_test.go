@@ -136,7 +136,11 @@ func contiguous(t *testing.T) func(bus.Batch) int {
 // still delivering does not hold the stop up.
 func drainStop(t testing.TB, p *Pipeline, got chan bus.Batch) {
 	t.Helper()
-	drainStop(t, p, got)
+	go func() {
+		for range got {
+		}
+	}()
+	stop(t, p)
 }
 
 func recv(t *testing.T, c *capture) bus.Batch {
