@@ -47,7 +47,13 @@ var (
 // four lines down is reported at the top of its section), and no column; so
 // the text is parsed again with goccy/go-yaml, whose scanner reports the
 // offending token, and its position is used when it finds the error too.
+// Neither says what is wrong with an indentation ("value is not allowed in
+// this context"), so a mistake of that kind is looked for first and told in
+// plain words.
 func syntaxError(file string, data []byte, err error) *Error {
+	if line, col, msg, ok := indentProblem(data); ok {
+		return &Error{File: file, Line: line, Col: col, Msg: "yaml: " + msg}
+	}
 	if _, gerr := goccyparser.ParseBytes(data, 0); gerr != nil {
 		var se *goccy.SyntaxError
 		if errors.As(gerr, &se) && se.Token != nil && se.Token.Position != nil {
@@ -68,7 +74,7 @@ func syntaxError(file string, data []byte, err error) *Error {
 
 // At returns an Error positioned at n.
 func (s *Source) At(n *yaml.Node, path, format string, args ...any) *Error {
-	e := &Error{File: s.File, Path: path, Msg: fmt.Sprintf(format, args...)}
+	e := &Error{File: s.File, Path: path, Msg: withHint(fmt.Sprintf(format, args...))}
 	if n != nil {
 		e.Line, e.Col = n.Line, n.Column
 	}
@@ -248,7 +254,7 @@ func (s *Source) unknownKeys(n *yaml.Node, t reflect.Type, path string, errs *Er
 			case anyMap != nil:
 				s.unknownKeys(val, anyMap.Elem(), Join(path, k.Value), errs)
 			default:
-				*errs = append(*errs, s.At(k, Join(path, k.Value), "unknown key %q; valid keys here are %s", k.Value, validKeys(fields)))
+				*errs = append(*errs, s.At(k, Join(path, k.Value), "unknown key %q;%s valid keys here are %s", k.Value, meant(k.Value, fields), validKeys(fields)))
 			}
 		}
 	case reflect.Map:
@@ -293,6 +299,19 @@ func collectFields(t reflect.Type, fields map[string]reflect.Type, anyMap *refle
 		}
 		fields[name] = f.Type
 	}
+}
+
+// meant is the " did you mean x?" of an unknown key, or "".
+func meant(key string, fields map[string]reflect.Type) string {
+	keys := make([]string, 0, len(fields))
+	for k := range fields {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // ties go to the first in the listing
+	if s := Suggest(key, keys); s != "" {
+		return " did you mean " + s + "?"
+	}
+	return ""
 }
 
 func validKeys(fields map[string]reflect.Type) string {
