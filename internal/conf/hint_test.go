@@ -17,14 +17,15 @@ func TestSuggest(t *testing.T) {
 		valid []string
 		want  string
 	}{
-		{"cdab", orders, "CDAB"},   // case alone
-		{"CDBA", orders, "CDAB"},   // a swap
-		{"XYZW", orders, ""},       // nothing close
-		{"CDAB", orders, ""},       // valid already
+		{"cdab", orders, "CDAB"}, // case alone
+		{"CDBA", orders, "CDAB"}, // a swap
+		{"XYZW", orders, ""},     // nothing close
+		{"CDAB", orders, ""},     // valid already
 		{"adress", []string{"address", "area"}, "address"},
 		{"poll_intervall", []string{"poll_interval", "timeout"}, "poll_interval"},
-		{"x", []string{"y"}, ""},   // one letter of one is not a likeness
+		{"x", []string{"y"}, ""}, // one letter of one is not a likeness
 		{"jsn", []string{"json"}, "json"},
+		{"drop-newest", []string{"drop-oldest", "block"}, ""}, // close in letters, not in meaning
 	} {
 		if got := Suggest(c.got, c.valid); got != c.want {
 			t.Errorf("Suggest(%q, %v) = %q, want %q", c.got, c.valid, got, c.want)

@@ -30,9 +30,14 @@ func Suggest(got string, valid []string) string {
 			best, bestD = v, d
 		}
 	}
-	// An edit per three letters: "adress" finds address, "jsn" json, and
-	// "x" finds nothing, since one letter is like every other.
-	limit := min(utf8.RuneCountInString(got), utf8.RuneCountInString(best)) / 3
+	// An edit per four letters, one at least from three on: "adress" finds
+	// address and "jsn" json, while "x" finds nothing (one letter is like
+	// every other) and "drop-newest" not drop-oldest (another meaning).
+	n := min(utf8.RuneCountInString(got), utf8.RuneCountInString(best))
+	limit := n / 4
+	if n >= 3 {
+		limit = max(limit, 1)
+	}
 	if best == "" || bestD > limit {
 		return ""
 	}
