@@ -28,7 +28,7 @@ func scanCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: ferry scan modbus ENDPOINT [--unit N] [--area holding] [--range 0-199] [--timeout 1s]")
 		fmt.Fprintln(stderr, "ENDPOINT is tcp://HOST[:PORT], rtu-over-tcp://HOST[:PORT], rtu:///dev/PORT?baud=19200 or ascii:///dev/PORT")
-		fs.PrintDefaults()
+		printFlags(fs)
 	}
 	pos, code, ok := parseInterleaved(fs, args, func(p []string) bool { return len(p) == 2 && p[0] == "modbus" })
 	if !ok {
@@ -150,13 +150,9 @@ func mbFloat(f float32) string {
 // planCmd prints each modbus device's read plan.
 func planCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flags("plan", stderr)
-	file := fs.String("c", "", "config file (required)")
-	if code, ok := parse(fs, args); !ok {
+	file := configFlag(fs, "config `file` (or give it as the argument)")
+	if code, ok := parseConfigArgs(fs, file, args); !ok {
 		return code
-	}
-	if *file == "" {
-		fmt.Fprintln(stderr, "ferry plan: -c FILE is required")
-		return 2
 	}
 	cfg, ok := loadOrReport(*file, stdout)
 	if !ok {
@@ -206,7 +202,7 @@ func simCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	lf.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: ferry sim modbus [--addr 127.0.0.1:5020]")
-		fs.PrintDefaults()
+		printFlags(fs)
 	}
 	_, code, ok := parseInterleaved(fs, args, func(p []string) bool { return len(p) == 1 && p[0] == "modbus" })
 	if !ok {

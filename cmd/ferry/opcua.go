@@ -28,7 +28,7 @@ func browseCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	timeout := fs.Duration("timeout", 10*time.Second, "per request")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: ferry browse opc.tcp://HOST:PORT[/PATH] [--depth N] [--security POLICY/MODE] [--root NODEID] [--user NAME]")
-		fs.PrintDefaults()
+		printFlags(fs)
 	}
 	pos, code, ok := parseInterleaved(fs, args, func(p []string) bool { return len(p) == 1 })
 	if !ok {
@@ -68,7 +68,7 @@ func simOPCUACmd(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	lf.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: ferry sim opcua [--addr 127.0.0.1:4840] [--tags 1000] [--interval 1s] [--user NAME:PASSWORD]")
-		fs.PrintDefaults()
+		printFlags(fs)
 	}
 	_, code, ok := parseInterleaved(fs, args, func(p []string) bool { return len(p) == 0 })
 	if !ok {

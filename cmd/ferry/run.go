@@ -19,9 +19,10 @@ const stopTimeout = 15 * time.Second
 
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flags("run", stderr)
-	file := fs.String("c", "", "config file (default: the embedded demo)")
-	dataDir := fs.String("data-dir", "", "data directory (overrides data_dir)")
-	adminAddr := fs.String("admin-addr", "", `admin HTTP address host:port, or "off" (overrides admin.addr)`)
+	file := configFlag(fs, "config `file` (default: the embedded demo)")
+	dataDir := fs.String("data-dir", "", "data `directory` (overrides data_dir)")
+	adminAddr := fs.String("admin-addr", "", "admin HTTP address `host:port`, or \"off\" (overrides admin.addr)")
+	demoOffset := fs.Int("demo-port-offset", 0, "the demo only: add N to every port it uses (two demos side by side)")
 	var lf logFlags
 	lf.register(fs)
 	if code, ok := parse(fs, args); !ok {
@@ -35,9 +36,21 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	var cfg *router.Config
 	if *file == "" {
-		logger.Info("no -c given: running the embedded demo (examples/demo.yaml)")
-		cfg, err = router.Load("demo.yaml (embedded)", examples.Demo, conf.Resolver{})
+		demo, derr := offsetDemo(examples.Demo, *demoOffset)
+		if derr == nil {
+			derr = checkDemoPorts(*demoOffset, *adminAddr)
+		}
+		if derr != nil {
+			fmt.Fprintln(stderr, "ferry run:", derr)
+			return 1
+		}
+		logger.Info("no -c given: running the embedded demo (examples/demo.yaml)", "port_offset", *demoOffset)
+		cfg, err = router.Load("demo.yaml (embedded)", demo, conf.Resolver{})
 	} else {
+		if *demoOffset != 0 {
+			fmt.Fprintln(stderr, "ferry run: --demo-port-offset applies to the embedded demo only, not to -c FILE")
+			return 2
+		}
 		cfg, err = router.LoadFile(*file)
 	}
 	if err != nil {
@@ -65,6 +78,10 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		mux := http.NewServeMux()
 		mux.Handle("/", admin.Handler(p))
 		mux.HandleFunc("POST /api/reload", rl.handler)
+		mux.HandleFunc("/api/reload", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Allow", http.MethodPost)
+			http.Error(w, "reload is POST /api/reload", http.StatusMethodNotAllowed)
+		})
 		srv, err = admin.Listen(cfg.Admin.Addr, mux, logger)
 		if err != nil {
 			fmt.Fprintln(stderr, "ferry run:", err)
@@ -76,6 +93,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	rl.onSIGHUP(ctx)
+	if *file == "" {
+		printDemoPlaces(stderr, *demoOffset, *adminAddr, cfg.DataDir)
+	}
 	logger.Info("ferry running", "site", cfg.Site, "data_dir", cfg.DataDir, "modules", len(cfg.Modules), "routes", len(cfg.Routes))
 
 	<-ctx.Done()

@@ -32,9 +32,17 @@ func simDispatch(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		kinds = append(kinds, k)
 	}
 	sort.Strings(kinds)
-	fmt.Fprintf(stderr, "ferry sim: name a simulator (%s)\nusage:\n", strings.Join(kinds, ", "))
+	help := wantsHelp(args)
+	if !help {
+		fmt.Fprintf(stderr, "ferry sim: name a simulator (%s)\n", strings.Join(kinds, ", "))
+	}
+	fmt.Fprintln(stderr, "usage:")
 	for _, k := range kinds {
 		fmt.Fprintln(stderr, "  "+simKinds[k].usage)
+	}
+	if help {
+		fmt.Fprintln(stderr, "\n'ferry help sim KIND' prints a simulator's flags.")
+		return 0
 	}
 	return 2
 }

@@ -33,6 +33,9 @@ func spoolCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 	}
 	fmt.Fprintln(stderr, spoolUsage)
+	if wantsHelp(args) {
+		return 0
+	}
 	return 2
 }
 

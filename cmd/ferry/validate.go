@@ -12,14 +12,11 @@ import (
 
 func validateCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flags("validate", stderr)
-	file := fs.String("c", "", "config file to check (required)")
+	file := configFlag(fs, "config `file` to check (or give it as the argument)")
 	verbose := fs.Bool("v", false, "also print what the config builds: modules and routes")
-	if code, ok := parse(fs, args); !ok {
+	fs.BoolVar(verbose, "verbose", false, "same as -v")
+	if code, ok := parseConfigArgs(fs, file, args); !ok {
 		return code
-	}
-	if *file == "" {
-		fmt.Fprintln(stderr, "ferry validate: -c FILE is required")
-		return 2
 	}
 	cfg, ok := loadOrReport(*file, stdout)
 	if !ok {
