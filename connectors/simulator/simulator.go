@@ -11,7 +11,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferry-gateway/ferry/connectors"
@@ -145,6 +148,7 @@ func (c *Config) Validate() error {
 type Simulator struct {
 	Config `yaml:",inline"`
 
+	mu     sync.Mutex // guards the started simulators: a retried one joins late
 	modbus []*simmodbus.Server
 	opcua  []*simopcua.Server
 	cloud  *cloud.Cloud
@@ -152,51 +156,111 @@ type Simulator struct {
 	cancel context.CancelFunc
 }
 
-// Start starts every simulator; a port that cannot be bound fails the start.
+// piece is one simulator of the module: its name in logs (with the address
+// it listens on) and how to start it.
+type piece struct {
+	name  string
+	start func(ctx context.Context) error
+}
+
+// Start starts every simulator on its own: one whose port is taken does not
+// keep the others from running (the demo's devices and cloud go on when
+// only its Modbus port is taken). The module is down, naming each
+// simulator that could not start and its address, and each is tried again
+// with back-off until it starts.
 func (s *Simulator) Start(_ context.Context, env *connectors.Env) error {
 	ctx, cancel := context.WithCancel(env.Context())
 	s.cancel = cancel
 	log := env.Logger
+	var pieces []piece
 	for _, m := range s.Modbus {
-		cfg := simmodbus.DemoConfig()
-		cfg.Addr, cfg.Logger = m.Addr, log
-		srv, err := simmodbus.Start(ctx, cfg)
-		if err != nil {
-			return fmt.Errorf("modbus simulator: %w", err)
-		}
-		s.modbus = append(s.modbus, srv)
+		pieces = append(pieces, piece{"modbus simulator on " + m.Addr, func(ctx context.Context) error {
+			cfg := simmodbus.DemoConfig()
+			cfg.Addr, cfg.Logger = m.Addr, log
+			srv, err := simmodbus.Start(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			s.mu.Lock()
+			s.modbus = append(s.modbus, srv)
+			s.mu.Unlock()
+			return nil
+		}})
 	}
 	for _, o := range s.OPCUA {
-		srv, err := simopcua.Start(ctx, simopcua.Config{Addr: o.Addr, Tags: o.Tags, Interval: o.Interval.D(), Logger: log})
-		if err != nil {
-			return fmt.Errorf("opcua simulator: %w", err)
-		}
-		s.opcua = append(s.opcua, srv)
-		log.Info("opcua sim listening", "endpoint", srv.Endpoint())
+		pieces = append(pieces, piece{"opcua simulator on " + o.Addr, func(ctx context.Context) error {
+			srv, err := simopcua.Start(ctx, simopcua.Config{Addr: o.Addr, Tags: o.Tags, Interval: o.Interval.D(), Logger: log})
+			if err != nil {
+				return err
+			}
+			s.mu.Lock()
+			s.opcua = append(s.opcua, srv)
+			s.mu.Unlock()
+			log.Info("opcua sim listening", "endpoint", srv.Endpoint())
+			return nil
+		}})
 	}
 	if s.Cloud != nil {
-		c, err := cloud.Start(ctx, cloud.Config{MQTTAddr: s.Cloud.MQTT, HTTPAddr: s.Cloud.HTTP, Logger: log})
-		if err != nil {
-			return err
-		}
-		s.cloud = c
-		env.Go("cloud-report", func(ctx context.Context) error {
-			return s.report(ctx, log, s.Cloud.ReportEvery.D())
-		})
+		pieces = append(pieces, piece{"cloud simulator on " + s.Cloud.MQTT + " (mqtt), " + s.Cloud.HTTP + " (http)", func(ctx context.Context) error {
+			c, err := cloud.Start(ctx, cloud.Config{MQTTAddr: s.Cloud.MQTT, HTTPAddr: s.Cloud.HTTP, Logger: log})
+			if err != nil {
+				return err
+			}
+			s.mu.Lock()
+			s.cloud = c
+			s.mu.Unlock()
+			env.Go("cloud-report", func(ctx context.Context) error {
+				return s.report(ctx, log, c, s.Cloud.ReportEvery.D())
+			})
+			return nil
+		}})
 	}
 	for _, l := range s.Links {
-		p, err := flaky.Start(ctx, flaky.Config{Listen: l.Listen, Target: l.Target, Logger: log.With("link", l.Name)})
-		if err != nil {
-			return err
+		pieces = append(pieces, piece{"link " + l.Name + " on " + l.Listen, func(ctx context.Context) error {
+			p, err := flaky.Start(ctx, flaky.Config{Listen: l.Listen, Target: l.Target, Logger: log.With("link", l.Name)})
+			if err != nil {
+				return err
+			}
+			s.mu.Lock()
+			s.links = append(s.links, p)
+			s.mu.Unlock()
+			steps := make([]flaky.Step, len(l.Schedule))
+			for i, st := range l.Schedule {
+				steps[i] = flaky.Step{Wait: st.After.D(), Mode: modes[st.Mode]}
+			}
+			loop := l.Loop
+			env.Go("link-"+l.Name, func(ctx context.Context) error {
+				p.RunSchedule(ctx, steps, loop)
+				<-ctx.Done()
+				return nil
+			})
+			return nil
+		}})
+	}
+
+	var failed []piece
+	var errs []error
+	for _, p := range pieces {
+		if err := p.start(ctx); err != nil {
+			failed = append(failed, p)
+			errs = append(errs, fmt.Errorf("%s: %w", p.name, err))
 		}
-		s.links = append(s.links, p)
-		steps := make([]flaky.Step, len(l.Schedule))
-		for i, st := range l.Schedule {
-			steps[i] = flaky.Step{Wait: st.After.D(), Mode: modes[st.Mode]}
-		}
-		loop := l.Loop
-		env.Go("link-"+l.Name, func(ctx context.Context) error {
-			p.RunSchedule(ctx, steps, loop)
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	env.Down(errors.Join(errs...))
+	left := &atomic.Int32{}
+	left.Store(int32(len(failed)))
+	for _, p := range failed {
+		env.Go(p.name, func(ctx context.Context) error {
+			if err := p.start(ctx); err != nil {
+				return err
+			}
+			log.Info("simulator started after all", "simulator", p.name)
+			if left.Add(-1) == 0 {
+				env.Up()
+			}
 			<-ctx.Done()
 			return nil
 		})
@@ -206,7 +270,7 @@ func (s *Simulator) Start(_ context.Context, env *connectors.Env) error {
 
 // report logs what the cloud received, so a newcomer watching the demo sees
 // the link drop and every record arrive anyway.
-func (s *Simulator) report(ctx context.Context, log *slog.Logger, every time.Duration) error {
+func (s *Simulator) report(ctx context.Context, log *slog.Logger, c *cloud.Cloud, every time.Duration) error {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -215,7 +279,7 @@ func (s *Simulator) report(ctx context.Context, log *slog.Logger, every time.Dur
 			return nil
 		case <-t.C:
 		}
-		r := s.cloud.Report()
+		r := c.Report()
 		var srcs []string
 		for name, sr := range r.Sources {
 			srcs = append(srcs, fmt.Sprintf("%s=%d..%d", name, sr.First, sr.Last))
@@ -226,22 +290,40 @@ func (s *Simulator) report(ctx context.Context, log *slog.Logger, every time.Dur
 
 // Cloud returns the running cloud simulator, or nil (tests and the status
 // page read its report).
-func (s *Simulator) CloudSim() *cloud.Cloud { return s.cloud }
+func (s *Simulator) CloudSim() *cloud.Cloud {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cloud
+}
 
 // Links returns the running flaky links, in config order.
-func (s *Simulator) LinkSims() []*flaky.Proxy { return s.links }
+func (s *Simulator) LinkSims() []*flaky.Proxy {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.links)
+}
 
 // OPCUASims returns the running OPC UA servers, in config order.
-func (s *Simulator) OPCUASims() []*simopcua.Server { return s.opcua }
+func (s *Simulator) OPCUASims() []*simopcua.Server {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.opcua)
+}
 
 // ModbusSims returns the running Modbus servers, in config order.
-func (s *Simulator) ModbusSims() []*simmodbus.Server { return s.modbus }
+func (s *Simulator) ModbusSims() []*simmodbus.Server {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.modbus)
+}
 
 // Stop stops everything that was started. Safe after a failed Start.
 func (s *Simulator) Stop(context.Context) error {
 	if s.cancel != nil {
 		s.cancel()
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var errs []error
 	for _, l := range s.links {
 		errs = append(errs, l.Close())

@@ -2,6 +2,7 @@ package simulator
 
 import (
 	"context"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/ferry-gateway/ferry/connectors"
 	"github.com/ferry-gateway/ferry/connectors/sampletest"
 	"github.com/ferry-gateway/ferry/internal/conf"
+	"github.com/ferry-gateway/ferry/internal/waitfor"
 	"github.com/ferry-gateway/ferry/sim/cloud"
 	"github.com/ferry-gateway/ferry/sim/flaky"
 )
@@ -67,4 +69,42 @@ func TestValidate(t *testing.T) {
 			t.Errorf("missing %q in:\n%s", want, text)
 		}
 	}
+}
+
+// TestSimulatorsStartIndependently takes the Modbus simulator's port: the
+// cloud must run anyway, the module must be down naming that address, and
+// the Modbus simulator must start by itself once the port is free.
+func TestSimulatorsStartIndependently(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := taken.Addr().String()
+	s := &Simulator{Config: Config{
+		Modbus: []ModbusConfig{{Addr: addr}},
+		Cloud:  &CloudConfig{MQTT: "127.0.0.1:0"},
+	}}
+	s.SetDefaults()
+	env, _ := connectors.NewEnv(connectors.EnvConfig{Name: "sim", Retry: connectors.Backoff{Min: 20 * time.Millisecond, Max: 50 * time.Millisecond}})
+	if err := s.Start(t.Context(), env); err != nil {
+		taken.Close()
+		t.Fatalf("start failed as a whole: %v", err)
+	}
+	defer func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.Stop(ctx)
+		_ = env.Shutdown(ctx)
+	}()
+	if s.CloudSim() == nil {
+		t.Fatal("the cloud did not start because the modbus port was taken")
+	}
+	snap := env.State().Snapshot()
+	if snap.Phase != connectors.PhaseDown || !strings.Contains(snap.LastError, "modbus simulator on "+addr) || !strings.Contains(snap.LastError, "address already in use") {
+		t.Fatalf("state %s, last error %q: want down naming %s", snap.Phase, snap.LastError, addr)
+	}
+	taken.Close()
+	waitfor.Until(t, 10*time.Second, func() bool {
+		return len(s.ModbusSims()) == 1 && env.State().Phase() == connectors.PhaseUp
+	}, func() string { return "modbus simulator did not start once its port was free: " + env.State().Snapshot().LastError })
 }
