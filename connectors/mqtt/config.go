@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/connectors/parse"
 	"github.com/ferry-gateway/ferry/connectors/topics"
 	"github.com/ferry-gateway/ferry/internal/conf"
@@ -16,17 +17,19 @@ import (
 
 // Config is the MQTT sink's section of ferry.yaml.
 type Config struct {
-	URL            string         `yaml:"url"`
-	Version        string         `yaml:"version"`
-	ClientID       string         `yaml:"client_id"`
-	Username       string         `yaml:"username"`
-	Password       string         `yaml:"password"`
-	TLS            tlsconf.Config `yaml:"tls"`
-	Topic          string         `yaml:"topic"`
-	Format         string         `yaml:"format"`
-	KeepAlive      conf.Duration  `yaml:"keep_alive"`
-	ConnectTimeout conf.Duration  `yaml:"connect_timeout"`
-	AckTimeout     conf.Duration  `yaml:"ack_timeout"`
+	URL      string         `yaml:"url"`
+	Version  string         `yaml:"version"`
+	ClientID string         `yaml:"client_id"`
+	Username string         `yaml:"username"`
+	Password string         `yaml:"password"`
+	TLS      tlsconf.Config `yaml:"tls"`
+	Topic    string         `yaml:"topic"`
+	Format   string         `yaml:"format"`
+	// JSONOutput: fields and time_format of the JSON formats.
+	bus.JSONOutput `yaml:",inline"`
+	KeepAlive      conf.Duration `yaml:"keep_alive"`
+	ConnectTimeout conf.Duration `yaml:"connect_timeout"`
+	AckTimeout     conf.Duration `yaml:"ack_timeout"`
 	// ReconnectMax caps the back-off between connection attempts, so a
 	// link that comes back is used again within this time.
 	ReconnectMax conf.Duration `yaml:"reconnect_max"`
@@ -54,7 +57,7 @@ const ackTimeoutFloor = 100 * time.Millisecond
 // Accepted values, for validation messages.
 var (
 	Versions = []string{"5", "3.1.1"}
-	Formats  = []string{"avro", "json"}
+	Formats  = []string{"avro", "json-lines", "json-array", "json"}
 	schemes  = map[string]bool{"tcp": false, "mqtt": false, "tls": true, "ssl": true, "mqtts": true}
 )
 
@@ -110,12 +113,23 @@ func (c *Config) Validate() error {
 	if !slices.Contains(Versions, c.Version) {
 		p.Add("version", "%q is not one of %s", c.Version, strings.Join(Versions, ", "))
 	}
-	if !slices.Contains(Formats, c.Format) {
-		p.Add("format", "%q is not one of %s", c.Format, strings.Join(Formats, ", "))
-	}
-	if _, err := topics.Parse(c.Topic); err != nil {
+	t, err := topics.Parse(c.Topic)
+	if err != nil {
 		p.Add("topic", "%v", err)
 	}
+	switch {
+	case !slices.Contains(Formats, c.Format):
+		p.Add("format", "%q is not one of %s", c.Format, strings.Join(Formats, ", "))
+	case c.Format == "json" && err == nil && !t.PerTag():
+		// Until issue 14 "json" meant JSON lines, several records per
+		// message. It now means one record per message, which only makes
+		// sense with a topic per tag; an old config never has one by
+		// default, so it is stopped here instead of changing silently.
+		p.Add("format", "json publishes one object per message, a message per record, and needs a topic per tag ({tag} in topic %q); "+
+			"before, format json meant JSON lines: write json-lines to keep that, or json-array for one array per message (Node-RED's JSON node parses that)", c.Topic)
+	}
+	_, isJSON := bus.ParseJSONShape(c.Format)
+	c.JSONOutput.Check(isJSON, c.Format, p.Add)
 	if c.AckTimeout.D() < ackTimeoutFloor {
 		p.Add("ack_timeout", "%v is too short for any broker to answer; use at least %v", c.AckTimeout.D(), ackTimeoutFloor)
 	}

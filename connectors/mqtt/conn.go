@@ -341,7 +341,8 @@ func dial311(ctx context.Context, c *Config, clientID string, tc *tls.Config, h 
 func (k *conn311) send(topic string, payload []byte, _, _ string) (func(context.Context) error, error) {
 	// MQTT 3.1.1 has no properties: the payload says what it is (an Avro
 	// single-object payload starts with C3 01 and the schema fingerprint;
-	// JSON starts with '{'). paho queues publishes in call order.
+	// JSON starts with '{' or, as json-array, '['). paho queues publishes
+	// in call order.
 	tok := k.cl.Publish(topic, 1, false, payload)
 	return func(ctx context.Context) error {
 		select {

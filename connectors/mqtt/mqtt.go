@@ -43,6 +43,13 @@ type MQTT struct {
 	changed chan struct{} // closed and replaced when cur changes
 
 	sendMu sync.Mutex // keeps sends in order on the connection
+	// Under sendMu, set up on the first send.
+	res    *topics.Resolver
+	enc    *bus.JSONEncoder
+	shape  bus.JSONShape
+	isJSON bool
+	groups []topics.Group
+	bufs   bus.Buffers
 
 	in *inbox // nil unless subscribed
 
@@ -291,9 +298,10 @@ func (m *MQTT) dropConn(c conn) {
 	}
 }
 
-// Write publishes b, one message per rendered topic, and returns once every
-// message was acknowledged. It waits (up to ack_timeout) for a connection
-// when the link is down, so a backlog starts draining the moment it is back.
+// Write publishes b, one message per rendered topic (per record with format
+// json), and returns once every message was acknowledged. It waits (up to
+// ack_timeout) for a connection when the link is down, so a backlog starts
+// draining the moment it is back.
 func (m *MQTT) Write(ctx context.Context, b *bus.Batch) error {
 	waitCtx, cancel := context.WithTimeout(ctx, m.AckTimeout.D())
 	c, err := m.connection(waitCtx)
@@ -327,78 +335,99 @@ func (m *MQTT) Send(_ context.Context, b *bus.Batch) (func(context.Context) erro
 // ack_timeout means a stuck link: the connection is dropped so the link loop
 // makes a new one, and the runtime retries the batch.
 func (m *MQTT) sendOn(c conn, b *bus.Batch) (func(context.Context) error, error) {
-	groups := m.group(b)
-	waits := make([]func(context.Context) error, 0, len(groups))
 	m.sendMu.Lock()
-	for _, g := range groups {
-		w, err := m.sendOne(c, g.topic, &g.batch)
-		if err != nil {
-			m.sendMu.Unlock()
-			return nil, fmt.Errorf("mqtt %s: publish %s: %w", m.URL, g.topic, err)
+	m.prepare()
+	var sent []pending
+	var err error
+	if m.shape == bus.JSONObjectShape && m.isJSON {
+		sent = make([]pending, 0, len(b.Records))
+		for i := range b.Records {
+			if sent, err = m.sendOne(c, sent, m.res.Topic(&b.Records[i]), b.Records[i:i+1]); err != nil {
+				break
+			}
 		}
-		waits = append(waits, w)
+	} else {
+		m.groups = m.res.Group(m.groups[:0], b.Records)
+		sent = make([]pending, 0, len(m.groups))
+		for _, g := range m.groups {
+			if sent, err = m.sendOne(c, sent, g.Topic, g.Records); err != nil {
+				break
+			}
+		}
+		clear(m.groups) // let the records go
 	}
 	m.sendMu.Unlock()
-	sent := time.Now()
+	if err != nil {
+		return nil, err
+	}
+	at := time.Now()
 	return func(ctx context.Context) error {
-		for i, w := range waits {
-			// The ack timeout runs from the send, not from when the caller
-			// got round to waiting.
-			wctx, cancel := context.WithDeadline(ctx, sent.Add(m.AckTimeout.D()))
-			err := w(wctx)
+		// The ack timeout runs from the send, not from when the caller got
+		// round to waiting.
+		wctx, cancel := context.WithDeadline(ctx, at.Add(m.AckTimeout.D()))
+		defer cancel()
+		for i := range sent {
+			p := &sent[i]
+			err := p.wait(wctx)
 			timedOut := wctx.Err() != nil && ctx.Err() == nil
-			cancel()
 			switch {
 			case err == nil:
+				// Acknowledged: the client has let go of the payload.
+				m.bufs.Put(p.buf)
+				p.buf = nil
 				continue
 			case timedOut:
 				m.dropConn(c)
-				return fmt.Errorf("mqtt %s: publish %s: no PUBACK within %v: link treated as down", m.URL, groups[i].topic, m.AckTimeout.D())
+				return fmt.Errorf("mqtt %s: publish %s: no PUBACK within %v: link treated as down", m.URL, p.topic, m.AckTimeout.D())
 			case errors.Is(err, errRejected):
 				return fmt.Errorf("mqtt %s: %w: %w", m.URL, connectors.ErrPoison, err)
 			default:
-				return fmt.Errorf("mqtt %s: publish %s: %w", m.URL, groups[i].topic, err)
+				return fmt.Errorf("mqtt %s: publish %s: %w", m.URL, p.topic, err)
 			}
 		}
 		return nil
 	}, nil
 }
 
-// sendOne encodes one message and sends it; the encoded bytes are owned by
-// the connection until acknowledged (it may resend them), so they are not
-// pooled.
-func (m *MQTT) sendOne(c conn, topic string, b *bus.Batch) (func(context.Context) error, error) {
-	if m.Format == "json" {
-		return c.send(topic, b.AppendJSONLines(nil), bus.ContentTypeJSON, "")
-	}
-	return c.send(topic, b.AppendAvro(nil), bus.ContentTypeAvro, bus.FingerprintHex())
-}
-
-type group struct {
+// pending is a message sent and not yet acknowledged.
+type pending struct {
 	topic string
-	batch bus.Batch
+	wait  func(context.Context) error
+	// buf holds the payload; it goes back to the pool once acknowledged.
+	// A message that failed may still be referred to by the client (a
+	// queue, a resend), so its buffer is left to the GC.
+	buf *bus.Buffer
 }
 
-// group splits b by rendered topic, keeping record order within a topic.
-func (m *MQTT) group(b *bus.Batch) []*group {
-	if !m.topic.PerRecord {
-		return []*group{{topic: string(m.topic.Render(nil, m.env.Site, m.env.Name, nil)), batch: *b}}
+// prepare sets up the encoding state on first use; called under sendMu.
+func (m *MQTT) prepare() {
+	if m.res != nil {
+		return
 	}
-	idx := map[string]*group{}
-	var out []*group
-	var key []byte
-	for i := range b.Records {
-		r := &b.Records[i]
-		key = m.topic.Render(key[:0], m.env.Site, m.env.Name, r)
-		g := idx[string(key)]
-		if g == nil {
-			g = &group{topic: string(key)}
-			idx[g.topic] = g
-			out = append(out, g)
-		}
-		g.batch.Records = append(g.batch.Records, *r)
+	m.res = topics.NewResolver(m.topic, m.env.Site, m.env.Name)
+	m.shape, m.isJSON = bus.ParseJSONShape(m.Format)
+	m.enc = m.JSONOutput.Encoder()
+}
+
+// sendOne encodes the records of one message into a pooled buffer and
+// sends it; the buffer is owned by the connection until acknowledged (it
+// may resend it).
+func (m *MQTT) sendOne(c conn, sent []pending, topic string, recs []bus.Record) ([]pending, error) {
+	buf := m.bufs.Get()
+	var ct, schema string
+	if m.isJSON {
+		buf.B = m.shape.Append(m.enc, buf.B, recs)
+		ct = m.shape.ContentType()
+	} else {
+		b := bus.Batch{Records: recs}
+		buf.B = b.AppendAvro(buf.B)
+		ct, schema = bus.ContentTypeAvro, bus.FingerprintHex()
 	}
-	return out
+	w, err := c.send(topic, buf.B, ct, schema)
+	if err != nil {
+		return sent, fmt.Errorf("mqtt %s: publish %s: %w", m.URL, topic, err)
+	}
+	return append(sent, pending{topic: topic, wait: w, buf: buf}), nil
 }
 
 // Stop ends the link loop (via the Env) and waits briefly for nothing else:

@@ -120,18 +120,24 @@ func TestConformance(t *testing.T) {
 	}
 }
 
-func TestTopicsAndBothFormats(t *testing.T) {
+func TestTopicsAndFormats(t *testing.T) {
 	c := startCloud(t, nil)
-	for _, format := range Formats {
-		m := newSink(t, "tcp://"+c.MQTTAddr(), "5", func(c *Config) { c.Format = format; c.Topic = "ferry/{site}/{device}" })
+	for i, format := range Formats {
+		topic := "ferry/{site}/{device}"
+		if format == "json" {
+			topic = "ferry/{site}/{device}/{tag}" // json needs a topic per tag
+		}
+		m := newSink(t, "tcp://"+c.MQTTAddr(), "5", func(c *Config) { c.Format = format; c.Topic = topic })
 		startSink(t, m)
-		if err := m.Write(t.Context(), batch(map[string]uint64{"avro": 1, "json": 101}[format], 10)); err != nil {
+		if err := m.Write(t.Context(), batch(uint64(1+100*i), 10)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	r := waitUnique(t, c, 20)
-	if r.Batches != 4 { // two devices → two topics, per format
-		t.Fatalf("%d messages, want 4 (one per device topic and format)", r.Batches)
+	r := waitUnique(t, c, uint64(10*len(Formats)))
+	// Two devices → two topics, a message each, per format; json is a
+	// message per record.
+	if want := uint64(2*(len(Formats)-1) + 10); r.Batches != want {
+		t.Fatalf("%d messages, want %d", r.Batches, want)
 	}
 }
 
@@ -329,7 +335,7 @@ tls:
 	for _, want := range []string{
 		`f.yaml:2:6: connectors.up.url: scheme "ftp" is not one of`,
 		`f.yaml:3:10: connectors.up.version: "4" is not one of 5, 3.1.1`,
-		`f.yaml:4:9: connectors.up.format: "xml" is not one of avro, json`,
+		`f.yaml:4:9: connectors.up.format: "xml" is not one of avro, json-lines, json-array, json`,
 		`f.yaml:5:8: connectors.up.topic:`,
 		`f.yaml:6:14: connectors.up.ack_timeout:`,
 		`f.yaml:8:12: connectors.up.tls.ca_file: stat /nonexistent/ca.pem`,
