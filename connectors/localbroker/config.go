@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/connectors/parse"
 	"github.com/ferry-gateway/ferry/connectors/topics"
 	"github.com/ferry-gateway/ferry/internal/conf"
@@ -17,11 +18,13 @@ import (
 
 // Config is the embedded broker's section of ferry.yaml.
 type Config struct {
-	Listeners      Listeners      `yaml:"listeners"`
-	AllowAnonymous bool           `yaml:"allow_anonymous"`
-	Users          []User         `yaml:"users"`
-	Topic          string         `yaml:"topic"`
-	Format         string         `yaml:"format"`
+	Listeners      Listeners `yaml:"listeners"`
+	AllowAnonymous bool      `yaml:"allow_anonymous"`
+	Users          []User    `yaml:"users"`
+	Topic          string    `yaml:"topic"`
+	Format         string    `yaml:"format"`
+	// JSONOutput: fields and time_format of the JSON formats.
+	bus.JSONOutput `yaml:",inline"`
 	Retain         bool           `yaml:"retain"`
 	QoS            int            `yaml:"qos"`
 	Subscribe      []Subscription `yaml:"subscribe"`
@@ -101,7 +104,7 @@ type Subscription struct {
 }
 
 var (
-	formats  = []string{"json", "avro"}
+	formats  = []string{"json", "json-lines", "json-array", "avro"}
 	accesses = []string{"read", "write", "readwrite"}
 )
 
@@ -207,6 +210,8 @@ func (c *Config) Validate() error {
 	if !slices.Contains(formats, c.Format) {
 		p.Add("format", "%q is not one of %s", c.Format, strings.Join(formats, ", "))
 	}
+	_, isJSON := bus.ParseJSONShape(c.Format)
+	c.JSONOutput.Check(isJSON, c.Format, p.Add)
 	if c.QoS != 0 && c.QoS != 1 {
 		p.Add("qos", "%d is not 0 or 1", c.QoS)
 	}

@@ -53,6 +53,15 @@ type Broker struct {
 
 	mu   sync.Mutex
 	addr map[string]string // listener id → bound address
+
+	// outMu guards the encoding state, set up on the first Write.
+	outMu   sync.Mutex
+	res     *topics.Resolver
+	enc     *bus.JSONEncoder
+	shape   bus.JSONShape
+	isJSON  bool
+	groups  []topics.Group
+	payload []byte
 }
 
 // Outputs implements connectors.Source: only with subscriptions.
@@ -171,24 +180,48 @@ func (b *Broker) Addr(id string) string {
 	return b.addr[id]
 }
 
-// Write publishes every record on its topic: JSON by default, or a
-// one-record Avro batch. Records of a batch are published in order.
+// Write publishes batch: with format json (the default) or avro every
+// record on its own topic, one message each; with json-lines or json-array
+// one message per rendered topic. Messages keep the batch's order.
 func (b *Broker) Write(_ context.Context, batch *bus.Batch) error {
-	var topic, payload []byte
+	b.outMu.Lock()
+	defer b.outMu.Unlock()
+	if b.res == nil {
+		b.res = topics.NewResolver(b.topic, b.env.Site, b.env.Name)
+		b.shape, b.isJSON = bus.ParseJSONShape(b.Format)
+		b.enc = b.JSONOutput.Encoder()
+	}
+	if b.isJSON && b.shape != bus.JSONObjectShape {
+		b.groups = b.res.Group(b.groups[:0], batch.Records)
+		defer clear(b.groups)
+		for _, g := range b.groups {
+			b.payload = b.shape.Append(b.enc, b.payload[:0], g.Records)
+			if err := b.publish(g.Topic, b.payload); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	for i := range batch.Records {
 		r := &batch.Records[i]
-		topic = b.topic.Render(topic[:0], b.env.Site, b.env.Name, r)
-		if b.Format == "avro" {
-			one := bus.Batch{Records: batch.Records[i : i+1]}
-			payload = one.AppendAvro(payload[:0])
+		if b.isJSON {
+			b.payload = b.enc.AppendRecord(b.payload[:0], r)
 		} else {
-			payload = r.AppendJSON(payload[:0])
+			one := bus.Batch{Records: batch.Records[i : i+1]}
+			b.payload = one.AppendAvro(b.payload[:0])
 		}
-		// mochi keeps the slice for retained messages and queued
-		// deliveries, so each publish gets its own copy.
-		if err := b.srv.Publish(string(topic), bytes.Clone(payload), b.Retain, byte(b.QoS)); err != nil {
-			return fmt.Errorf("localbroker: publish %s: %w", topic, err)
+		if err := b.publish(b.res.Topic(r), b.payload); err != nil {
+			return err
 		}
+	}
+	return nil
+}
+
+func (b *Broker) publish(topic string, payload []byte) error {
+	// mochi keeps the slice for retained messages and queued deliveries,
+	// so each publish gets its own copy.
+	if err := b.srv.Publish(topic, bytes.Clone(payload), b.Retain, byte(b.QoS)); err != nil {
+		return fmt.Errorf("localbroker: publish %s: %w", topic, err)
 	}
 	return nil
 }

@@ -218,7 +218,7 @@ max_retained: -5
 		`f.yaml:4:30: connectors.lb.users[0].password_hash: not a bcrypt hash`,
 		`connectors.lb.users[0].acl[0].filter: topic filter "a/#/b": # must be the last level`,
 		`connectors.lb.users[0].acl[0].access: "all" is not one of read, write, readwrite`,
-		`f.yaml:5:9: connectors.lb.format: "xml" is not one of json, avro`,
+		`f.yaml:5:9: connectors.lb.format: "xml" is not one of json, json-lines, json-array, avro`,
 		`f.yaml:6:6: connectors.lb.qos: 2 is not 0 or 1`,
 		`f.yaml:7:18: connectors.lb.max_packet_size: 100B is outside 1KiB..256MiB`,
 		`f.yaml:8:14: connectors.lb.max_clients: must be at least 1, got -1`,
