@@ -9,7 +9,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/ferry-gateway/ferry/bus"
@@ -36,10 +38,15 @@ type Config struct {
 	Format   string    `yaml:"format"`
 	MaxSize  conf.Size `yaml:"max_size"`
 	MaxFiles int       `yaml:"max_files"`
+	// JSONOutput: fields and time_format.
+	bus.JSONOutput `yaml:",inline"`
 }
 
-// Formats are the output formats.
-var Formats = []string{"json"}
+// Formats are the output formats. A file's unit is a line: json-lines
+// writes a line per record, json-array a line per batch (an array), and
+// json, one object per line, writes what json-lines does; it stays for the
+// configs written before json-lines had its name.
+var Formats = []string{"json-lines", "json-array", "json"}
 
 // File is the sink.
 type File struct {
@@ -54,12 +61,13 @@ type File struct {
 	f    *os.File
 	size int64
 	buf  []byte
+	enc  *bus.JSONEncoder
 }
 
 // SetDefaults fills what the file left out.
 func (c *Config) SetDefaults() {
 	if c.Format == "" {
-		c.Format = "json"
+		c.Format = "json-lines"
 	}
 	if c.MaxFiles == 0 {
 		c.MaxFiles = 5
@@ -72,9 +80,10 @@ func (c *Config) Validate() error {
 	if c.Path == "" {
 		p.Add("path", `missing path; give a file path or "-" for standard output`)
 	}
-	if c.Format != "json" {
-		p.Add("format", "%q is not one of json", c.Format)
+	if !slices.Contains(Formats, c.Format) {
+		p.Add("format", "%q is not one of %s", c.Format, strings.Join(Formats, ", "))
 	}
+	c.JSONOutput.Check(true, c.Format, p.Add)
 	if c.MaxSize != 0 && c.MaxSize < 4096 {
 		p.Add("max_size", "%s is too small to hold a batch; use 0 (no rotation) or at least 4KiB", c.MaxSize)
 	}
@@ -89,6 +98,7 @@ func (s *File) Start(_ context.Context, env *connectors.Env) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.path = env.Path(s.Path)
+	s.enc = s.JSONOutput.Encoder()
 	if s.Path == "-" {
 		s.w = s.Stdout
 		if s.w == nil {
@@ -116,15 +126,19 @@ func (s *File) open() error {
 	return nil
 }
 
-// Write appends the batch as JSON lines in one write, rotating first when
-// the file would pass max_size.
+// Write appends the batch in one write (JSON lines, or one array on a line
+// of its own), rotating first when the file would pass max_size.
 func (s *File) Write(_ context.Context, b *bus.Batch) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.w == nil {
 		return fmt.Errorf("file %s: %w", s.Path, connectors.ErrNotConnected)
 	}
-	s.buf = b.AppendJSONLines(s.buf[:0])
+	if s.Format == "json-array" {
+		s.buf = append(s.enc.AppendArray(s.buf[:0], b.Records), '\n')
+	} else {
+		s.buf = s.enc.AppendLines(s.buf[:0], b.Records)
+	}
 	if s.f != nil && s.MaxSize > 0 && s.size > 0 && s.size+int64(len(s.buf)) > int64(s.MaxSize) {
 		if err := s.rotate(); err != nil {
 			return err

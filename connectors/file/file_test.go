@@ -139,9 +139,59 @@ func TestStdout(t *testing.T) {
 func TestValidate(t *testing.T) {
 	f := &File{Config: Config{Format: "xml", MaxSize: 10, MaxFiles: -1}}
 	err := f.Validate()
-	for _, want := range []string{"path: missing path", `format: "xml" is not one of json`, "max_size: 10B is too small", "max_files: must be at least 1"} {
+	for _, want := range []string{"path: missing path", `format: "xml" is not one of json-lines, json-array, json`, "max_size: 10B is too small", "max_files: must be at least 1"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in %v", want, err)
 		}
+	}
+}
+
+// TestFormats: every format writes lines a line-oriented reader takes, each
+// line one JSON value; json writes what json-lines does.
+func TestFormats(t *testing.T) {
+	b := conntest.SampleBatch(4)
+	out := map[string][]byte{}
+	for _, format := range Formats {
+		var buf bytes.Buffer
+		f := &File{Config: Config{Path: "-", Format: format}, Stdout: &buf}
+		f.TimeFormat = "unix_ms"
+		f.Fields = []string{"seq", "ts"}
+		f.SetDefaults()
+		if err := f.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		env, _ := connectors.NewEnv(connectors.EnvConfig{Name: "f"})
+		if err := f.Start(t.Context(), env); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			if err := f.Write(t.Context(), &b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		out[format] = buf.Bytes()
+		var n int
+		for line := range bytes.Lines(buf.Bytes()) {
+			d := json.NewDecoder(bytes.NewReader(line))
+			var v any
+			if err := d.Decode(&v); err != nil || d.More() {
+				t.Fatalf("%s: line %q is not one JSON value: %v", format, line, err)
+			}
+			switch v := v.(type) {
+			case []any:
+				n += len(v)
+			case map[string]any:
+				if len(v) != 2 || v["ts"] != float64(b.Records[n%4].SourceTime/1e6) {
+					t.Fatalf("%s: %q, want seq and ts in ms", format, line)
+				}
+				n++
+			}
+		}
+		if n != 8 {
+			t.Fatalf("%s: %d records in %q, want 8", format, n, buf.Bytes())
+		}
+	}
+	if !bytes.Equal(out["json"], out["json-lines"]) || bytes.Count(out["json-array"], []byte("\n")) != 2 {
+		t.Fatalf("json and json-lines differ, or json-array is not a line per batch:\n%s\n%s\n%s", out["json"], out["json-lines"], out["json-array"])
 	}
 }
