@@ -24,11 +24,23 @@ func Decode(src *conf.Source, body *yaml.Node, cn Connector, path string) conf.E
 		}
 	}
 	errs := src.Decode(&rest, cn, path)
-	if len(errs) > 0 {
-		return errs
-	}
 	if d, ok := cn.(Defaulter); ok {
 		d.SetDefaults()
 	}
-	return src.Positioned(&rest, path, cn.Validate())
+	// Validate runs even when decoding found problems, so that one run of
+	// `ferry validate` lists them all: an unknown key must not hide a bad
+	// byte order two lines below it. A value that failed to decode is left
+	// at its zero value, and whatever Validate says about that same spot
+	// repeats (less well) what decoding said already: it is dropped.
+	seen := map[[2]int]bool{}
+	for _, e := range errs {
+		seen[[2]int{e.Line, e.Col}] = true
+	}
+	for _, e := range src.Positioned(&rest, path, cn.Validate()) {
+		if !seen[[2]int{e.Line, e.Col}] {
+			errs = append(errs, e)
+		}
+	}
+	errs.Sort()
+	return errs
 }

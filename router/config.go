@@ -27,6 +27,14 @@ type Config struct {
 	Bus     BusConfig
 	Modules []*Module // in file order
 	Routes  []*RouteConfig
+	// Warnings are what loads but probably does not do what was meant, in
+	// file order: `ferry validate` prints them (and exits 0), and `ferry
+	// run` logs them at start.
+	Warnings []*conf.Warning
+
+	// unusable names the connectors whose type is missing or unknown: a
+	// route naming one is not reported again as naming a missing module.
+	unusable map[string]bool
 }
 
 // AdminConfig is the admin HTTP endpoint.
@@ -134,14 +142,19 @@ func Load(file string, data []byte, r conf.Resolver) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Before Interpolate, which replaces a ${...} with the secret itself.
+	warnings := src.ClearSecrets()
 	errs := src.Interpolate(r)
 	if src.Root.Kind != yaml.MappingNode {
 		return nil, append(errs, src.At(src.Root, "", "expected a mapping with site, data_dir, admin, bus, connectors and routes")).Err()
 	}
+	if e := pastedSection(src, src.Root, ""); e != nil {
+		return nil, append(errs, e).Err()
+	}
 	var fc fileConfig
 	errs = append(errs, src.Decode(src.Root, &fc, "")...)
 
-	c := &Config{File: file, Site: fc.Site, DataDir: fc.DataDir, Admin: fc.Admin, Bus: fc.Bus, Routes: fc.Routes}
+	c := &Config{File: file, Site: fc.Site, DataDir: fc.DataDir, Admin: fc.Admin, Bus: fc.Bus, Routes: fc.Routes, Warnings: warnings}
 	if c.Site == "" {
 		c.Site = DefaultSite
 	}
@@ -163,7 +176,29 @@ func Load(file string, data []byte, r conf.Resolver) (*Config, error) {
 	if err := errs.Err(); err != nil {
 		return nil, err
 	}
+	c.Warnings = append(c.Warnings, c.flowWarnings(src)...)
+	conf.SortWarnings(c.Warnings)
 	return c, nil
+}
+
+// pastedSection catches one connector's settings where a file or the
+// connectors: mapping is expected: a README sample pasted as it is. Without
+// this, every key of the sample is reported as unknown (twenty lines for
+// modbus) or as a connector without settings, and none of them says what
+// to do. A type: key holding a registered type is the sign.
+func pastedSection(src *conf.Source, n *yaml.Node, path string) *conf.Error {
+	typ := conf.MapValue(n, "type")
+	if typ == nil || typ.Kind != yaml.ScalarNode {
+		return nil
+	}
+	if _, ok := connectors.Lookup(typ.Value); !ok {
+		return nil
+	}
+	name := typ.Value + "1"
+	if path == "" {
+		return src.At(conf.MapKey(n, "type"), "type", "this file holds one connector's settings (type: %s) at its top level, as a connector's README shows them; a ferry.yaml puts them under connectors: and a name of your choosing: \"connectors:\", then \"  %s:\", then these lines indented under it", typ.Value, name)
+	}
+	return src.At(conf.MapKey(n, "type"), conf.Join(path, "type"), "connectors: holds one connector's settings (type: %s) without a name; give it one: \"  %s:\" under connectors:, then these lines indented under it", typ.Value, name)
 }
 
 func (c *Config) loadModules(src *conf.Source, n *yaml.Node) conf.Errors {
@@ -174,6 +209,10 @@ func (c *Config) loadModules(src *conf.Source, n *yaml.Node) conf.Errors {
 	if n.Kind != yaml.MappingNode {
 		return conf.Errors{src.At(n, "connectors", "expected a mapping of connector names to their settings")}
 	}
+	if e := pastedSection(src, n, "connectors"); e != nil {
+		return conf.Errors{e}
+	}
+	c.unusable = map[string]bool{}
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		key, body := n.Content[i], n.Content[i+1]
@@ -194,15 +233,18 @@ func (c *Config) loadModules(src *conf.Source, n *yaml.Node) conf.Errors {
 		typ := conf.MapValue(body, "type")
 		if typ == nil || typ.Value == "" {
 			errs = append(errs, src.At(key, path+".type", "missing type; registered types are %s", strings.Join(connectors.Names(), ", ")))
+			c.unusable[name] = true
 			continue
 		}
 		info, ok := connectors.Lookup(typ.Value)
 		if !ok {
 			errs = append(errs, src.At(typ, path+".type", "unknown connector type %q; registered types are %s", typ.Value, strings.Join(connectors.Names(), ", ")))
+			c.unusable[name] = true
 			continue
 		}
 		m := &Module{Name: name, Type: typ.Value, Info: info, Connector: info.New(), Node: body}
 		errs = append(errs, connectors.Decode(src, body, m.Connector, path)...)
+		c.Warnings = append(c.Warnings, src.DecimalSizes(body, m.Connector, path)...)
 		m.settle()
 		m.fresh = func() connectors.Connector {
 			// The section decoded once already; it decodes the same again.
@@ -237,6 +279,7 @@ func (c *Config) decodeSpool(src *conf.Source, m *Module, n *yaml.Node, path str
 		}
 	} else {
 		errs = src.Decode(n, sf, path)
+		c.Warnings = append(c.Warnings, src.DecimalSizes(n, sf, path)...)
 	}
 	sc := &sf.Config
 	switch sf.Backend {
@@ -271,6 +314,7 @@ func (c *Config) decodeBuffer(src *conf.Source, m *Module, n *yaml.Node, path st
 	}
 	bc := &outlet.BufferConfig{}
 	errs := src.Decode(n, bc, path)
+	c.Warnings = append(c.Warnings, src.DecimalSizes(n, bc, path)...)
 	bc.SetDefaults()
 	errs = append(errs, src.Positioned(n, path, bc.Validate())...)
 	m.Buffer = bc

@@ -5,20 +5,28 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
-	// Only the built-in connectors, so golden messages listing the registered
-	// types do not change whenever a connector is added.
+	// A fixed set of connectors, so golden messages listing the registered
+	// types do not change whenever a connector is added: the built-in ones,
+	// modbus for checks of a device's section, and mqtt for an uplink.
 	_ "github.com/ferry-gateway/ferry/connectors/file"
 	_ "github.com/ferry-gateway/ferry/connectors/generator"
+	_ "github.com/ferry-gateway/ferry/connectors/modbus"
+	_ "github.com/ferry-gateway/ferry/connectors/mqtt"
 	"github.com/ferry-gateway/ferry/internal/conf"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden validate.err files")
+// issuePrefix is how regression cases start: issue_15_ok_warnings loads.
+var issuePrefix = regexp.MustCompile(`^issue_\d+_`)
+
+var update = flag.Bool("update", false, "rewrite the golden validate.err and validate.warn files")
 
 // TestValidateGolden loads every testdata/<case>/ferry.yaml and compares the
-// errors with validate.err (empty or missing: the config must load).
+// errors with validate.err (empty or missing: the config must load), and
+// the warnings of a config that loads with validate.warn (missing: none).
 func TestValidateGolden(t *testing.T) {
 	cases, err := filepath.Glob("testdata/*/ferry.yaml")
 	if err != nil || len(cases) == 0 {
@@ -31,7 +39,8 @@ func TestValidateGolden(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = Load(file, data, conf.Resolver{Env: func(string) (string, bool) { return "", false }})
+			cfg, err := Load(file, data, conf.Resolver{Env: func(string) (string, bool) { return "", false }})
+			checkGolden(t, filepath.Join(dir, "validate.warn"), warnings(cfg))
 			got := ""
 			if err != nil {
 				got = err.Error() + "\n"
@@ -40,25 +49,43 @@ func TestValidateGolden(t *testing.T) {
 					t.Fatalf("error is not conf.Errors: %T %v", err, err)
 				}
 			}
-			golden := filepath.Join(dir, "validate.err")
-			if *update {
-				if got == "" {
-					_ = os.Remove(golden)
-					return
-				}
-				if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, _ := os.ReadFile(golden)
-			if got != string(want) {
-				t.Errorf("errors differ from %s (run with -update to accept)\n--- got\n%s--- want\n%s", golden, got, want)
-			}
-			if strings.HasPrefix(filepath.Base(dir), "ok_") != (got == "") {
-				t.Errorf("case %s: ok_ cases must load and the others must not", dir)
+			checkGolden(t, filepath.Join(dir, "validate.err"), got)
+			if strings.HasPrefix(issuePrefix.ReplaceAllString(filepath.Base(dir), ""), "ok_") != (got == "") {
+				t.Errorf("case %s: ok_ (or issue_<n>_ok_) cases must load and the others must not", dir)
 			}
 		})
+	}
+}
+
+func warnings(cfg *Config) string {
+	if cfg == nil {
+		return ""
+	}
+	var b strings.Builder
+	for _, w := range cfg.Warnings {
+		b.WriteString(w.String())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// checkGolden compares got with the golden file (missing: empty), or
+// rewrites it under -update.
+func checkGolden(t *testing.T, golden, got string) {
+	t.Helper()
+	if *update {
+		if got == "" {
+			_ = os.Remove(golden)
+			return
+		}
+		if err := os.WriteFile(golden, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, _ := os.ReadFile(golden)
+	if got != string(want) {
+		t.Errorf("output differs from %s (run with -update to accept)\n--- got\n%s--- want\n%s", golden, got, want)
 	}
 }
 
@@ -66,7 +93,8 @@ func TestValidateGolden(t *testing.T) {
 // `ferry validate` users rely on.
 func TestErrorsArePositioned(t *testing.T) {
 	cases, _ := filepath.Glob("testdata/*/validate.err")
-	for _, g := range cases {
+	warns, _ := filepath.Glob("testdata/*/validate.warn")
+	for _, g := range append(cases, warns...) {
 		data, _ := os.ReadFile(g)
 		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
 			file := filepath.Join(filepath.Dir(g), "ferry.yaml")

@@ -2,6 +2,8 @@ package router
 
 import (
 	"fmt"
+	"net"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"github.com/gobwas/glob"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ferry-gateway/ferry/connectors"
 	"github.com/ferry-gateway/ferry/internal/conf"
 	"github.com/ferry-gateway/ferry/router/transform"
 	"github.com/ferry-gateway/ferry/router/where"
@@ -159,7 +162,7 @@ func (c *Config) compileRouteConfigs(src *conf.Source) conf.Errors {
 				continue
 			}
 			r.from = append(r.from, g)
-			if !anyMatch(g, topics) {
+			if !anyMatch(g, topics) && !c.unusable[strings.SplitN(rc.From[j], "/", 2)[0]] {
 				at(fp, "%q matches no source output; source outputs are %s", rc.From[j], listOrNone(topics))
 			}
 		}
@@ -198,6 +201,8 @@ func (c *Config) compileRouteConfigs(src *conf.Source) conf.Errors {
 				tp = fmt.Sprintf("%s.to[%d]", p, j)
 			}
 			switch m := c.Module(t); {
+			case m == nil && c.unusable[t]:
+				// its section is reported already
 			case m == nil:
 				at(tp, "unknown module %q; sinks are %s", t, listOrNone(sinks))
 			case !m.IsSink():
@@ -292,4 +297,70 @@ func example(l []string) string {
 		return "gen/out"
 	}
 	return l[0]
+}
+
+// linkTypes are the connector types whose sink sends across a network link
+// that comes and goes (a cloud broker, an HTTP endpoint), unless pointed at
+// this machine. A file sink or the local broker has no link to lose.
+var linkTypes = map[string]bool{"mqtt": true, "http": true}
+
+// flowWarnings finds what loads but loses records: a source no route reads
+// (its records are dropped as they come), and an uplink without
+// store_and_forward (its records are held in memory while the link is down,
+// and lost when that fills or at a restart).
+func (c *Config) flowWarnings(src *conf.Source) []*conf.Warning {
+	var out []*conf.Warning
+	sections := conf.MapValue(src.Root, "connectors")
+	targets := map[string]bool{}
+	for _, rc := range c.Routes {
+		if rc == nil {
+			continue
+		}
+		for _, t := range rc.To {
+			targets[t] = true
+		}
+	}
+	for _, m := range c.Modules {
+		key := conf.MapKey(sections, m.Name)
+		path := "connectors." + m.Name
+		var unread []string
+		for _, o := range m.Outputs() {
+			topic := connectors.Topic(m.Name, o)
+			read := false
+			for _, rc := range c.Routes {
+				if rc != nil && rc.compiled != nil && rc.compiled.matchesTopic(topic) {
+					read = true
+					break
+				}
+			}
+			if !read {
+				unread = append(unread, topic)
+			}
+		}
+		if len(unread) > 0 {
+			out = append(out, src.Warn(key, path, "source %s is routed nowhere: no route reads %s, so its records are dropped as they come; add a route (from: %s, to: a sink)", m.Name, strings.Join(unread, ", "), m.Name))
+		}
+		if targets[m.Name] && m.IsSink() && linkTypes[m.Type] && m.Spool == nil && !loopback(conf.MapValue(m.Node, "url")) {
+			out = append(out, src.Warn(key, path, "%s (type %s) sends across a link without store_and_forward: while the link is down its batches wait in memory only, dropped once the buffer is full and lost at a restart; add store_and_forward: true to spool them on disk", m.Name, m.Type))
+		}
+	}
+	return out
+}
+
+// loopback reports whether a url: value names this machine, which a sink
+// reaches without crossing a link.
+func loopback(n *yaml.Node) bool {
+	if n == nil {
+		return false
+	}
+	u, err := url.Parse(n.Value)
+	if err != nil {
+		return false
+	}
+	h := u.Hostname()
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
 }

@@ -87,6 +87,9 @@ func (s *Size) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// String renders s in the unit it was most likely written in: a binary
+// unit when it is a whole number of them, else a decimal one, so that a
+// quota written as 256MB reads back as 256MB and not as 250000KiB.
 func (s Size) String() string {
 	switch {
 	case s >= 1<<30 && s%(1<<30) == 0:
@@ -95,6 +98,12 @@ func (s Size) String() string {
 		return strconv.FormatInt(int64(s>>20), 10) + "MiB"
 	case s >= 1<<10 && s%(1<<10) == 0:
 		return strconv.FormatInt(int64(s>>10), 10) + "KiB"
+	case s >= 1e9 && s%1e9 == 0:
+		return strconv.FormatInt(int64(s/1e9), 10) + "GB"
+	case s >= 1e6 && s%1e6 == 0:
+		return strconv.FormatInt(int64(s/1e6), 10) + "MB"
+	case s >= 1e3 && s%1e3 == 0:
+		return strconv.FormatInt(int64(s/1e3), 10) + "KB"
 	}
 	return strconv.FormatInt(int64(s), 10) + "B"
 }

@@ -171,7 +171,7 @@ func ident(name string) (val, bool) {
 		return val{t: tFloat, f: func(r *bus.Record) float64 { return numeric(r.Value) }}, true
 	case "text":
 		return val{t: tString, s: func(r *bus.Record) string { return text(r.Value) }}, true
-	case "kind":
+	case "kind", "type":
 		return val{t: tString, s: func(r *bus.Record) string { return r.Value.Kind.String() }}, true
 	case "quality":
 		return val{t: tString, s: func(r *bus.Record) string { return r.Quality.String() }}, true
@@ -405,7 +405,7 @@ func enumCompare(op string, left ast.Node, r val) (func(*bus.Record) bool, bool)
 			return nil, false
 		}
 		return func(x *bus.Record) bool { return (x.Quality == q) == eq }, true
-	case "kind":
+	case "kind", "type":
 		for k := bus.KindNull; k <= bus.KindBytes; k++ {
 			if k.String() == c {
 				return func(x *bus.Record) bool { return (x.Value.Kind == k) == eq }, true

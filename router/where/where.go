@@ -7,7 +7,9 @@
 //	source, device, tag, unit  string
 //	value    float64  the numeric view of the value (booleans are 0 and 1); NaN when not numeric
 //	text     string   the value as text: strings as they are, other kinds as bus.Value.String renders them
-//	kind     string   "null", "boolean", "long", "double", "string" or "bytes"
+//	type     string   "null", "boolean", "long", "double", "string" or "bytes":
+//	                  the record's type field, as JSON output names it
+//	kind     string   the same as type (its first name, kept)
 //	quality  string   "GOOD", "UNCERTAIN" or "BAD"
 //	status   int      the protocol's raw status code
 //	seq      int      the per-source sequence number (wraps negative above MaxInt64)
@@ -30,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"regexp"
 	"strings"
 	"sync"
 
@@ -39,6 +42,7 @@ import (
 	"github.com/expr-lang/expr/vm"
 
 	"github.com/ferry-gateway/ferry/bus"
+	"github.com/ferry-gateway/ferry/internal/conf"
 )
 
 // Predicate reports whether a record passes the filter. It is safe for
@@ -83,6 +87,7 @@ type env struct {
 	Value   float64           `expr:"value"`
 	Text    string            `expr:"text"`
 	Kind    string            `expr:"kind"`
+	Type    string            `expr:"type"` // shadows expr's builtin type(); the record's field comes first
 	Quality string            `expr:"quality"`
 	Status  int               `expr:"status"`
 	Seq     int               `expr:"seq"`
@@ -102,6 +107,7 @@ func (e *env) fill(r *bus.Record, withText bool) {
 		e.Text = text(r.Value)
 	}
 	e.Kind = r.Value.Kind.String()
+	e.Type = e.Kind
 	e.Quality = r.Quality.String()
 	e.Status = int(r.Status)
 	e.Seq = int(r.Seq)
@@ -188,11 +194,33 @@ func wrapErr(src string, err error) error {
 		if line == 0 { // not bound to the source: no position known
 			line, col = 1, 1
 		}
-		return &Error{Expr: src, Line: line, Column: col, Message: fe.Message, Snippet: fe.Snippet, cause: fe}
+		return &Error{Expr: src, Line: line, Column: col, Message: explain(fe.Message), Snippet: fe.Snippet, cause: fe}
 	}
 	// Errors about the whole expression, such as its result type, carry no
 	// position; they concern the expression from its start.
 	return &Error{Expr: src, Line: 1, Column: 1, Message: err.Error(), cause: err}
+}
+
+// Names lists the names an expression can use, in the order the package
+// comment gives them.
+var Names = []string{"source", "device", "tag", "unit", "value", "text", "type", "kind", "quality", "status", "seq", "attrs"}
+
+var unknownName = regexp.MustCompile(`^unknown name (\S+)$`)
+
+// explain adds to expr's message what a person writing a filter needs: the
+// names there are, and that a comparison is written ==.
+func explain(msg string) string {
+	if m := unknownName.FindStringSubmatch(msg); m != nil {
+		hint := ""
+		if s := conf.Suggest(m[1], Names); s != "" {
+			hint = "did you mean " + s + "? "
+		}
+		return fmt.Sprintf("unknown name %s; %snames are %s (and attrs.NAME or attrs[\"NAME\"] for an attribute)", m[1], hint, strings.Join(Names, ", "))
+	}
+	if msg == `unexpected token Operator("=")` {
+		return `"=" is not a comparison; write == to compare (tag == "a"), != for the opposite`
+	}
+	return msg
 }
 
 // vet rejects what expr accepts but can only fail at run time. A modulo by a

@@ -3,6 +3,9 @@ package where
 import (
 	"errors"
 	"math"
+	"reflect"
+	"slices"
+	"sort"
 	"strings"
 	"testing"
 
@@ -65,6 +68,9 @@ var fastExprs = []string{
 	`kind == "double"`,
 	`kind != "string" and kind != "bytes"`,
 	`kind in ["long", "boolean"]`,
+	`type == "double"`, // the record's field name (issue 15)
+	`type != "string" && kind == type`,
+	`type in ["long", "boolean"]`,
 	`value > 10`,
 	`value >= 10`,
 	`value < 10.0`,
@@ -316,6 +322,10 @@ func TestCompileErrors(t *testing.T) {
 		{`(value > 1`, 1, 10, "unexpected token EOF"},
 		{`seq % 0 == 0`, 1, 5, "modulo by zero"},
 		{"value > 0 ||\n seq % (1 - 1) > 0", 2, 6, "modulo by zero"},
+		// Issue 15: the names are listed, a near miss is named, = is explained.
+		{`typ == "x"`, 1, 1, "unknown name typ; did you mean type? names are source, device, tag, unit, value, text, type, kind, quality, status, seq, attrs"},
+		{`Tag == "x"`, 1, 1, "did you mean tag?"},
+		{`quality = "GOOD"`, 1, 9, `"=" is not a comparison; write == to compare`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.src, func(t *testing.T) {
@@ -343,5 +353,20 @@ func TestCompileErrors(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// Names, which error messages list, must be the names env declares.
+func TestNamesAreTheEnv(t *testing.T) {
+	var declared []string
+	et := reflect.TypeFor[env]()
+	for i := 0; i < et.NumField(); i++ {
+		declared = append(declared, et.Field(i).Tag.Get("expr"))
+	}
+	sort.Strings(declared)
+	listed := slices.Clone(Names)
+	sort.Strings(listed)
+	if !slices.Equal(declared, listed) {
+		t.Errorf("Names = %v, env declares %v", listed, declared)
 	}
 }
