@@ -124,3 +124,65 @@ func TestIndentationCheckerQuietOnValidYAML(t *testing.T) {
 	}
 	t.Logf("%d valid YAML files checked", n)
 }
+
+func TestSizeUnitInTheWrongCase(t *testing.T) {
+	for in, want := range map[string]string{
+		"256mb":  "did you mean 256MB (powers of 1000) or 256MiB (powers of 1024)?",
+		"1gib":   "did you mean 1GiB?",
+		"2 Kib":  "did you mean 2KiB?",
+		"lots":   "such as 64MiB",
+		"12 pcs": "such as 64MiB",
+	} {
+		_, err := ParseSize(in)
+		if err == nil || !strings.HasSuffix(err.Error(), want) {
+			t.Errorf("ParseSize(%q) = %v, want …%s", in, err, want)
+		}
+	}
+}
+
+// A size reads back in the unit it was written in.
+func TestSizeString(t *testing.T) {
+	for in, want := range map[string]string{"256MB": "256MB", "256MiB": "256MiB", "1.5GiB": "1536MiB", "2GB": "2GB", "4096": "4KiB", "1000": "1KB", "100": "100B"} {
+		s, err := ParseSize(in)
+		if err != nil || s.String() != want {
+			t.Errorf("ParseSize(%q).String() = %q (%v), want %q", in, s.String(), err, want)
+		}
+	}
+}
+
+func TestClearSecrets(t *testing.T) {
+	src, err := Parse("f.yaml", []byte(`connectors:
+  cloud:
+    password: hunter2
+    token: ${TOKEN}
+    key_file: /etc/ferry/key.pem
+    password_hash: $2a$10$abc
+    headers:
+      Authorization: Bearer abc
+      X-Trace: on
+  hook:
+    token: ""
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, w := range src.ClearSecrets() {
+		got = append(got, w.String())
+	}
+	want := []string{
+		"f.yaml:3:15: connectors.cloud.password: password is written in clear text",
+		"f.yaml:8:22: connectors.cloud.headers.Authorization: Authorization is written in clear text",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d warnings, want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("got  %s\nwant %s…", got[i], want[i])
+		}
+	}
+	if !strings.Contains(got[0], "${CLOUD_PASSWORD}") {
+		t.Errorf("no environment variable proposed: %s", got[0])
+	}
+}

@@ -70,9 +70,36 @@ func ParseSize(s string) (Size, error) {
 	}
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) || f*float64(mult) > math.MaxInt64/2 {
-		return 0, fmt.Errorf("not a size; expected a non-negative number with an optional unit (B, KB, MB, GB, KiB, MiB, GiB) such as 64MiB")
+		hint := ""
+		if mult == 1 {
+			// "256mb", "1gib": the unit in the wrong case. Both spellings of
+			// a unit are offered, since the case does not say which was meant.
+			for _, u := range sizeUnits {
+				if num, ok := cutSuffixFold(s, u.suffix); ok && u.suffix != "B" && len(u.suffix) == 2 {
+					hint = fmt.Sprintf("; units are written as shown: did you mean %s%s (powers of 1000) or %s%ciB (powers of 1024)?", num, u.suffix, num, u.suffix[0])
+					break
+				} else if ok && len(u.suffix) == 3 {
+					hint = fmt.Sprintf("; units are written as shown: did you mean %s%s?", num, u.suffix)
+					break
+				}
+			}
+		}
+		return 0, fmt.Errorf("not a size; expected a non-negative number with an optional unit (B, KB, MB, GB, KiB, MiB, GiB) such as 64MiB%s", hint)
 	}
 	return Size(f * float64(mult)), nil
+}
+
+// cutSuffixFold cuts suffix from s ignoring case, when what is left is a
+// number.
+func cutSuffixFold(s, suffix string) (string, bool) {
+	if len(s) <= len(suffix) || !strings.EqualFold(s[len(s)-len(suffix):], suffix) {
+		return "", false
+	}
+	num := strings.TrimSpace(s[:len(s)-len(suffix)])
+	if _, err := strconv.ParseFloat(num, 64); err != nil {
+		return "", false
+	}
+	return num, true
 }
 
 func (s *Size) UnmarshalYAML(n *yaml.Node) error {
@@ -96,12 +123,12 @@ func (s Size) String() string {
 		return strconv.FormatInt(int64(s>>30), 10) + "GiB"
 	case s >= 1<<20 && s%(1<<20) == 0:
 		return strconv.FormatInt(int64(s>>20), 10) + "MiB"
-	case s >= 1<<10 && s%(1<<10) == 0:
-		return strconv.FormatInt(int64(s>>10), 10) + "KiB"
 	case s >= 1e9 && s%1e9 == 0:
 		return strconv.FormatInt(int64(s/1e9), 10) + "GB"
 	case s >= 1e6 && s%1e6 == 0:
 		return strconv.FormatInt(int64(s/1e6), 10) + "MB"
+	case s >= 1<<10 && s%(1<<10) == 0:
+		return strconv.FormatInt(int64(s>>10), 10) + "KiB"
 	case s >= 1e3 && s%1e3 == 0:
 		return strconv.FormatInt(int64(s/1e3), 10) + "KB"
 	}
