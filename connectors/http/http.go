@@ -1,5 +1,5 @@
 // Package http is the HTTP batch uplink: a sink that POSTs batches as an
-// Avro object container file or JSON lines, optionally gzipped, and treats a
+// Avro object container file, JSON lines or a JSON array, optionally gzipped, and treats a
 // 2xx as the acknowledgement. Connection errors, timeouts and 5xx are retried
 // (by the runtime, with back-off); a 4xx is a poison batch, written to a
 // dead-letter file with the answer so the queue moves on.
@@ -18,6 +18,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -38,7 +39,7 @@ func init() {
 		Roles:   connectors.RoleSink | connectors.RoleSource,
 		New:     func() connectors.Connector { return &HTTP{} },
 		Sample:  sample,
-		Summary: "POST batches (Avro container file or JSON lines, gzip) to an endpoint; a webhook that takes records in",
+		Summary: "POST batches (Avro container file, JSON lines or a JSON array, gzip) to an endpoint; a webhook that takes records in",
 	})
 }
 
@@ -51,6 +52,8 @@ type Config struct {
 	Timeout    conf.Duration     `yaml:"timeout"`
 	TLS        tlsconf.Config    `yaml:"tls"`
 	DeadLetter string            `yaml:"dead_letter"`
+	// JSONOutput: fields and time_format of the JSON formats.
+	bus.JSONOutput `yaml:",inline"`
 
 	// Listen makes the connector a webhook source as well.
 	Listen  string    `yaml:"listen"`
@@ -68,8 +71,9 @@ type Config struct {
 	BatchInterval conf.Duration `yaml:"batch_interval"`
 }
 
-// Formats are the body formats.
-var Formats = []string{"avro", "json"}
+// Formats are the body formats: a request carries a batch, so there is no
+// one-object-per-message json here.
+var Formats = []string{"avro", "json-lines", "json-array"}
 
 // ContentTypeOCF is the content type of an Avro object container file.
 const ContentTypeOCF = "application/avro"
@@ -114,9 +118,16 @@ func (c *Config) Validate() error {
 	case err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https"):
 		p.Add("url", "%q is not an http:// or https:// URL", c.URL)
 	}
-	if c.Format != "avro" && c.Format != "json" {
+	switch {
+	case c.Format == "json":
+		// Until issue 14 "json" meant JSON lines; elsewhere it now means one
+		// object per message, which a batch request is not.
+		p.Add("format", "json was renamed: for the JSON lines it meant, write json-lines; json-array sends one JSON array per request")
+	case !slices.Contains(Formats, c.Format):
 		p.Add("format", "%q is not one of %s", c.Format, strings.Join(Formats, ", "))
 	}
+	_, isJSON := bus.ParseJSONShape(c.Format)
+	c.JSONOutput.Check(isJSON || c.Format == "json", c.Format, p.Add)
 	for k := range c.Headers {
 		if k == "" || strings.ContainsAny(k, " :\r\n") {
 			p.Add("headers", "%q is not a header name", k)
@@ -154,6 +165,15 @@ type HTTP struct {
 	client *nethttp.Client
 	dlMu   sync.Mutex
 	dlPath string
+
+	// Under encMu: the encoder, a gzip writer kept for reuse (a new one
+	// costs hundreds of KB), the size of the last body, and the pool of
+	// uncompressed bodies of a gzipped sink.
+	encMu sync.Mutex
+	enc   *bus.JSONEncoder
+	gz    *gzip.Writer
+	last  int
+	bufs  bus.Buffers
 
 	hook *webhook // nil unless listening
 }
@@ -196,15 +216,7 @@ func (h *HTTP) Start(_ context.Context, env *connectors.Env) error {
 // Write POSTs the batch.
 func (h *HTTP) Write(ctx context.Context, b *bus.Batch) error {
 	body, ct := h.encode(b)
-	var rd io.Reader = bytes.NewReader(body)
-	if h.Gzip {
-		var zb bytes.Buffer
-		zw := gzip.NewWriter(&zb)
-		_, _ = zw.Write(body)
-		_ = zw.Close()
-		rd = &zb
-	}
-	req, err := nethttp.NewRequestWithContext(ctx, nethttp.MethodPost, h.URL, rd)
+	req, err := nethttp.NewRequestWithContext(ctx, nethttp.MethodPost, h.URL, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("http %s: %w", h.URL, err)
 	}
@@ -239,11 +251,45 @@ func (h *HTTP) Write(ctx context.Context, b *bus.Batch) error {
 	return fmt.Errorf("http %s: %s: %s", h.URL, resp.Status, strings.TrimSpace(string(answer)))
 }
 
+// encode returns the body, gzipped if asked. The body is not pooled: the
+// transport may read it after Do returns (an answer that came before the
+// whole body went out, a redirect), so it gets a buffer of its own, sized
+// from the last one rather than grown from nothing.
 func (h *HTTP) encode(b *bus.Batch) ([]byte, string) {
-	if h.Format == "json" {
-		return b.AppendJSONLines(nil), bus.ContentTypeJSON
+	h.encMu.Lock()
+	defer h.encMu.Unlock()
+	if h.enc == nil {
+		h.enc = h.JSONOutput.Encoder()
 	}
-	return appendOCF(nil, b), ContentTypeOCF
+	var buf *bus.Buffer
+	out := make([]byte, 0, h.last+h.last/8+64)
+	if h.Gzip {
+		// Compressed at once, so the uncompressed form can be pooled.
+		buf = h.bufs.Get()
+		out, buf.B = buf.B, out
+	}
+	ct := ContentTypeOCF
+	if shape, ok := bus.ParseJSONShape(h.Format); ok {
+		out = shape.Append(h.enc, out, b.Records)
+		ct = shape.ContentType()
+	} else {
+		out = appendOCF(out, b)
+	}
+	if h.Gzip {
+		out, buf.B = buf.B, out
+		zb := bytes.NewBuffer(out)
+		if h.gz == nil {
+			h.gz = gzip.NewWriter(zb)
+		} else {
+			h.gz.Reset(zb)
+		}
+		_, _ = h.gz.Write(buf.B)
+		_ = h.gz.Close()
+		out = zb.Bytes()
+		h.bufs.Put(buf)
+	}
+	h.last = len(out)
+	return out, ct
 }
 
 // deadLetter appends the refused batch and the answer as one JSON line.

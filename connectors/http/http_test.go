@@ -3,6 +3,7 @@ package http
 import (
 	"bufio"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -89,7 +90,7 @@ func TestFormatsReachTheCloud(t *testing.T) {
 			}
 		}
 	}
-	if r := c.Report(); r.Unique != 20 || r.Duplicates != 0 || r.Malformed != 0 {
+	if r := c.Report(); r.Unique != first || r.Duplicates != 0 || r.Malformed != 0 {
 		t.Fatalf("report %+v", r)
 	}
 }
@@ -183,12 +184,86 @@ func TestValidate(t *testing.T) {
 	text := connectors.Decode(src, src.Root, &HTTP{}, "connectors.h").Error()
 	for _, want := range []string{
 		`f.yaml:2:6: connectors.h.url: "ftp://x" is not an http:// or https:// URL`,
-		`f.yaml:3:9: connectors.h.format: "xml" is not one of avro, json`,
+		`f.yaml:3:9: connectors.h.format: "xml" is not one of avro, json-lines, json-array`,
 		`f.yaml:4:10: connectors.h.headers: "bad name" is not a header name`,
 		`f.yaml:5:16: connectors.h.tls.ca_file: stat /nonexistent`,
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("missing %q in:\n%s", want, text)
 		}
+	}
+}
+
+// TestJSONBodies: a json-array body is one JSON value (what a consumer that
+// reads the body with one JSON parse expects), json-lines a value per line;
+// gzip or not, and the same sink sends many bodies in a row.
+func TestJSONBodies(t *testing.T) {
+	type body struct {
+		ct, enc string
+		p       []byte
+	}
+	got := make(chan body, 16)
+	srv := httptest.NewServer(nethttp.HandlerFunc(func(w nethttp.ResponseWriter, r *nethttp.Request) {
+		p, _ := io.ReadAll(r.Body)
+		got <- body{r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding"), p}
+	}))
+	defer srv.Close()
+	for _, format := range []string{"json-array", "json-lines"} {
+		for _, gz := range []bool{false, true} {
+			h, env := newSink(t, srv.URL, func(c *Config) {
+				c.Format, c.Gzip, c.Fields, c.TimeFormat = format, gz, []string{"tag", "value", "ingest_ts"}, "unix_ms"
+			})
+			if err := h.Start(t.Context(), env); err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range []int{3, 300, 2} {
+				b := conntest.SampleBatch(n)
+				if err := h.Write(t.Context(), &b); err != nil {
+					t.Fatal(err)
+				}
+				bd := <-got
+				p := bd.p
+				if gz {
+					zr, err := gzip.NewReader(bytes.NewReader(p))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if p, err = io.ReadAll(zr); err != nil {
+						t.Fatal(err)
+					}
+				}
+				var recs []map[string]any
+				if format == "json-array" {
+					d := json.NewDecoder(bytes.NewReader(p))
+					if err := d.Decode(&recs); err != nil {
+						t.Fatal(err)
+					}
+					if _, err := d.Token(); !errors.Is(err, io.EOF) {
+						t.Fatalf("body holds more than one JSON value: %.100q", p)
+					}
+				} else {
+					for line := range bytes.Lines(p) {
+						var r map[string]any
+						if err := json.Unmarshal(line, &r); err != nil {
+							t.Fatal(err)
+						}
+						recs = append(recs, r)
+					}
+				}
+				wantCT := map[string]string{"json-array": "application/json", "json-lines": "application/x-ndjson"}[format]
+				if bd.ct != wantCT || len(recs) != b.Len() || len(recs[0]) != 3 || recs[0]["ingest_ts"] != float64(b.Records[0].IngestTime/1e6) {
+					t.Fatalf("%s gzip=%v: %s, %d records (%v), want %s, %d", format, gz, bd.ct, len(recs), recs[0], wantCT, b.Len())
+				}
+			}
+		}
+	}
+}
+
+func TestFormatRenamed(t *testing.T) {
+	src, _ := conf.Parse("f.yaml", []byte("type: http\nurl: http://x/in\nformat: json\n"))
+	err := connectors.Decode(src, src.Root, &HTTP{}, "connectors.h")
+	want := `f.yaml:3:9: connectors.h.format: json was renamed: for the JSON lines it meant, write json-lines`
+	if err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Fatalf("got %v, want %s", err, want)
 	}
 }
