@@ -142,7 +142,7 @@ func TestSizeUnitInTheWrongCase(t *testing.T) {
 
 // A size reads back in the unit it was written in.
 func TestSizeString(t *testing.T) {
-	for in, want := range map[string]string{"256MB": "256MB", "256MiB": "256MiB", "1.5GiB": "1536MiB", "2GB": "2GB", "4096": "4KiB", "1000": "1KB", "100": "100B"} {
+	for in, want := range map[string]string{"256MB": "256MB", "256MiB": "256MiB", "1.5GiB": "1536MiB", "2GB": "2GB", "4096": "4KiB", "1000": "1000B", "100": "100B"} {
 		s, err := ParseSize(in)
 		if err != nil || s.String() != want {
 			t.Errorf("ParseSize(%q).String() = %q (%v), want %q", in, s.String(), err, want)

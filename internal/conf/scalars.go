@@ -116,7 +116,8 @@ func (s *Size) UnmarshalYAML(n *yaml.Node) error {
 
 // String renders s in the unit it was most likely written in: a binary
 // unit when it is a whole number of them, else a decimal one, so that a
-// quota written as 256MB reads back as 256MB and not as 250000KiB.
+// quota written as 256MB reads back as 256MB and not as 250000KiB. Below a
+// megabyte, bytes read plainly enough.
 func (s Size) String() string {
 	switch {
 	case s >= 1<<30 && s%(1<<30) == 0:
@@ -129,8 +130,6 @@ func (s Size) String() string {
 		return strconv.FormatInt(int64(s/1e6), 10) + "MB"
 	case s >= 1<<10 && s%(1<<10) == 0:
 		return strconv.FormatInt(int64(s>>10), 10) + "KiB"
-	case s >= 1e3 && s%1e3 == 0:
-		return strconv.FormatInt(int64(s/1e3), 10) + "KB"
 	}
 	return strconv.FormatInt(int64(s), 10) + "B"
 }
