@@ -22,6 +22,10 @@ func validateCmd(_ context.Context, args []string, stdout, stderr io.Writer) int
 	if !ok {
 		return 1
 	}
+	// Warnings do not fail the check: the config runs as written.
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stdout, w)
+	}
 	if *verbose {
 		for _, m := range cfg.Modules {
 			fmt.Fprintf(stdout, "module %s: type %s, %s\n", m.Name, m.Type, m.Roles())

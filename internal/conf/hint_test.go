@@ -171,8 +171,8 @@ func TestClearSecrets(t *testing.T) {
 		got = append(got, w.String())
 	}
 	want := []string{
-		"f.yaml:3:15: connectors.cloud.password: password is written in clear text",
-		"f.yaml:8:22: connectors.cloud.headers.Authorization: Authorization is written in clear text",
+		"f.yaml:3:15: warning: connectors.cloud.password: password is written in clear text",
+		"f.yaml:8:22: warning: connectors.cloud.headers.Authorization: Authorization is written in clear text",
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d warnings, want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))

@@ -22,8 +22,15 @@ type Warning struct {
 	Msg  string
 }
 
+// String is "FILE:LINE:COL: warning: PATH: MESSAGE", the form compilers
+// use, so that editors list warnings next to errors.
 func (w *Warning) String() string {
 	e := Error(*w)
+	e.Path = "warning: " + e.Path
+	if w.Path == "" {
+		e.Path = ""
+		e.Msg = "warning: " + e.Msg
+	}
 	return e.Error()
 }
 
