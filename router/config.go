@@ -25,8 +25,12 @@ type Config struct {
 	DataDir string
 	Admin   AdminConfig
 	Bus     BusConfig
-	Modules []*Module // in file order
-	Routes  []*RouteConfig
+	// MemoryLimit is the soft limit on the memory the Go runtime manages
+	// (memory_limit:), which `ferry run` hands to debug.SetMemoryLimit: 0
+	// when the file does not set it, -1 for "off".
+	MemoryLimit int64
+	Modules     []*Module // in file order
+	Routes      []*RouteConfig
 	// Warnings are what loads but probably does not do what was meant, in
 	// file order: `ferry validate` prints them (and exits 0), and `ferry
 	// run` logs them at start.
@@ -109,12 +113,13 @@ func (m *Module) settle() {
 
 // fileConfig is the top level of the file as YAML sees it.
 type fileConfig struct {
-	Site       string         `yaml:"site"`
-	DataDir    string         `yaml:"data_dir"`
-	Admin      AdminConfig    `yaml:"admin"`
-	Bus        BusConfig      `yaml:"bus"`
-	Connectors yaml.Node      `yaml:"connectors"`
-	Routes     []*RouteConfig `yaml:"routes"`
+	Site        string         `yaml:"site"`
+	DataDir     string         `yaml:"data_dir"`
+	Admin       AdminConfig    `yaml:"admin"`
+	Bus         BusConfig      `yaml:"bus"`
+	MemoryLimit string         `yaml:"memory_limit"`
+	Connectors  yaml.Node      `yaml:"connectors"`
+	Routes      []*RouteConfig `yaml:"routes"`
 }
 
 // Defaults for the top level.
@@ -165,6 +170,9 @@ func Load(file string, data []byte, r conf.Resolver) (*Config, error) {
 		c.Admin.Addr = DefaultAdminAddr
 	}
 	errs = append(errs, c.Bus.load(src, src.Root)...)
+	if e := c.loadMemoryLimit(src, fc.MemoryLimit); e != nil {
+		errs = append(errs, e)
+	}
 	if c.Admin.Addr != "off" {
 		if _, _, err := conf.HostPort(c.Admin.Addr); err != nil {
 			errs = append(errs, src.At(conf.Locate(src.Root, "admin.addr"), "admin.addr", "%q is not host:port (or \"off\")", c.Admin.Addr))
@@ -179,6 +187,23 @@ func Load(file string, data []byte, r conf.Resolver) (*Config, error) {
 	c.Warnings = append(c.Warnings, c.flowWarnings(src)...)
 	conf.SortWarnings(c.Warnings)
 	return c, nil
+}
+
+// loadMemoryLimit reads memory_limit: a size, or "off".
+func (c *Config) loadMemoryLimit(src *conf.Source, v string) *conf.Error {
+	switch v {
+	case "":
+		return nil
+	case "off":
+		c.MemoryLimit = -1
+		return nil
+	}
+	n, err := conf.ParseSize(v)
+	if err != nil || n <= 0 {
+		return src.At(conf.Locate(src.Root, "memory_limit"), "memory_limit", "%q is not a size such as 32MiB, or \"off\"", v)
+	}
+	c.MemoryLimit = int64(n)
+	return nil
 }
 
 // pastedSection catches one connector's settings where a file or the

@@ -21,6 +21,8 @@ type reloader struct {
 	p        *router.Pipeline
 	logger   *slog.Logger
 	override func(*router.Config)
+	// applied, when set, sees each config the pipeline took.
+	applied func(*router.Config)
 }
 
 func (r *reloader) reload(ctx context.Context) (*router.ReloadResult, []string) {
@@ -54,6 +56,9 @@ func (r *reloader) reload(ctx context.Context) (*router.ReloadResult, []string) 
 		return nil, errs
 	}
 	r.p.NoteReload(&res, nil)
+	if r.applied != nil {
+		r.applied(nc)
+	}
 	return &res, nil
 }
 

@@ -22,6 +22,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	file := configFlag(fs, "config `file` (default: the embedded demo)")
 	dataDir := fs.String("data-dir", "", "data `directory` (overrides data_dir)")
 	adminAddr := fs.String("admin-addr", "", "admin HTTP address `host:port`, or \"off\" (overrides admin.addr)")
+	memLimit := fs.String("memory-limit", "", "soft limit on the Go runtime's memory, e.g. 32MiB, or \"off\" (overrides GOMEMLIMIT and memory_limit; default 32MiB)")
 	demoOffset := fs.Int("demo-port-offset", 0, "the demo only: add N to every port it uses (two demos side by side)")
 	var lf logFlags
 	lf.register(fs)
@@ -66,13 +67,36 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	override(cfg)
+	// The limit is set before the pipeline starts, so that start-up (a
+	// spool's index, the first batches) already runs under it.
+	setLimit := func(c *router.Config) error {
+		n, from, err := memoryLimit(*memLimit, c.MemoryLimit)
+		if err != nil {
+			return err
+		}
+		if from != "GOMEMLIMIT" {
+			applyMemoryLimit(n)
+		}
+		logger.Info("memory limit", "limit", limitText(n), "from", from, "gogc", gogcText())
+		return nil
+	}
+	if err := setLimit(cfg); err != nil {
+		fmt.Fprintln(stderr, "ferry run:", err)
+		return 2
+	}
 
 	p, err := router.New(cfg, logger)
 	if err != nil {
 		fmt.Fprintln(stderr, "ferry run:", err)
 		return 1
 	}
-	rl := &reloader{file: *file, p: p, logger: logger, override: override}
+	last := cfg.MemoryLimit
+	rl := &reloader{file: *file, p: p, logger: logger, override: override, applied: func(c *router.Config) {
+		if c.MemoryLimit != last { // a reload changes the limit only when the file's changed
+			last = c.MemoryLimit
+			_ = setLimit(c)
+		}
+	}}
 	var srv *admin.Server
 	if cfg.Admin.Addr != "off" {
 		mux := http.NewServeMux()

@@ -1,0 +1,74 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"testing"
+)
+
+func TestMemoryLimitPrecedence(t *testing.T) {
+	t.Setenv("GOMEMLIMIT", "")
+	for _, c := range []struct {
+		flag       string
+		config     int64
+		want       int64
+		wantFrom   string
+		wantErrors bool
+	}{
+		{"", 0, DefaultMemoryLimit, "default", false},
+		{"", 48 << 20, 48 << 20, "memory_limit", false},
+		{"", -1, -1, "memory_limit", false},
+		{"20MiB", 48 << 20, 20 << 20, "--memory-limit", false},
+		{"off", 48 << 20, -1, "--memory-limit", false},
+		{"lots", 0, 0, "", true},
+		{"0", 0, 0, "", true},
+	} {
+		got, from, err := memoryLimit(c.flag, c.config)
+		if (err != nil) != c.wantErrors || got != c.want || from != c.wantFrom {
+			t.Errorf("memoryLimit(%q, %d) = %d, %q, %v; want %d, %q (error %v)", c.flag, c.config, got, from, err, c.want, c.wantFrom, c.wantErrors)
+		}
+	}
+	// GOMEMLIMIT is the runtime's own setting, taken as it is over the config.
+	t.Setenv("GOMEMLIMIT", "40MiB")
+	if _, from, _ := memoryLimit("", 48<<20); from != "GOMEMLIMIT" {
+		t.Errorf("with GOMEMLIMIT set, the limit came from %s", from)
+	}
+	if _, from, _ := memoryLimit("20MiB", 48<<20); from != "--memory-limit" {
+		t.Errorf("with GOMEMLIMIT and the flag set, the limit came from %s", from)
+	}
+}
+
+func TestApplyMemoryLimit(t *testing.T) {
+	old := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
+	applyMemoryLimit(24 << 20)
+	if got := debug.SetMemoryLimit(-1); got != 24<<20 {
+		t.Errorf("limit %d, want %d", got, 24<<20)
+	}
+	applyMemoryLimit(-1)
+	if got := debug.SetMemoryLimit(-1); got != math.MaxInt64 {
+		t.Errorf("off left the limit at %d", got)
+	}
+	if limitText(-1) != "off" || limitText(32<<20) != "32.0MiB" {
+		t.Errorf("limitText: %q, %q", limitText(-1), limitText(32<<20))
+	}
+}
+
+func TestRunRefusesABadMemoryLimit(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "ferry.yaml")
+	yaml := "connectors:\n  gen: {type: generator, interval: 1h, tags: [{name: t}]}\n  out: {type: file, path: out.jsonl}\nroutes:\n  - {from: gen, to: out}\n"
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	code := dispatch(context.Background(), []string{"run", "-c", cfg, "--memory-limit", "lots", "--admin-addr", "off", "--data-dir", dir}, &out, &errb)
+	if code != 2 || !strings.Contains(errb.String(), `--memory-limit "lots"`) {
+		t.Errorf("exit %d, stderr %q; want 2 and the flag named", code, errb.String())
+	}
+}
