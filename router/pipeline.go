@@ -536,6 +536,8 @@ type ModuleStatus struct {
 	Buffer *outlet.MemoryStats `json:"buffer,omitempty"`
 	// Lease is the ownership of an active/standby source.
 	Lease *lease.Ownership `json:"lease,omitempty"`
+	// Diagnostics is what a connectors.Diagnoser adds (per-device counters).
+	Diagnostics any `json:"diagnostics,omitempty"`
 	connectors.Snapshot
 }
 
@@ -594,6 +596,9 @@ func (p *Pipeline) status() (s Status, jsSinks []int) {
 		ms := ModuleStatus{
 			Name: m.Name, Type: m.Type, Roles: m.Roles().String(), Outputs: m.Outputs(),
 			Snapshot: m.env.State().Snapshot(),
+		}
+		if dg, ok := m.Connector.(connectors.Diagnoser); ok {
+			ms.Diagnostics = dg.Diagnostics()
 		}
 		if m.mem != nil {
 			st := m.mem.Stats()

@@ -276,8 +276,8 @@ func BenchmarkDecode(b *testing.B) {
 	m := mustDecode(b, "127.0.0.1:502", "type: modbus\ndevices:\n  - name: d\n    endpoint: tcp://{addr}\n    tags:\n"+tags.String())
 	specs, _ := m.Config.build()
 	d := &device{spec: specs[0], set: &specs[0].set, tags: make([]tagState, len(specs[0].tags))}
-	d.plan = d.spec.plan(nil)
-	r := &d.plan[0]
+	plan := d.spec.plan(nil, nil)
+	r := &plan[0]
 	data := make([]byte, 2*r.count)
 	d.batch.Records = make([]bus.Record, 0, len(d.tags))
 	b.ReportAllocs()

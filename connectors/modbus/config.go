@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -44,6 +45,32 @@ type Settings struct {
 	ReportByException *bool          `yaml:"report_by_exception"`
 	Heartbeat         *conf.Duration `yaml:"heartbeat"`
 	Profile           string         `yaml:"profile"`
+	Pacing            `yaml:",inline"`
+	// VerifyWrites reads a written tag back after the device confirmed
+	// the write, and fails the write when the device did not keep it.
+	VerifyWrites *bool `yaml:"verify_writes"`
+}
+
+// Pacing is how gently a slow or limited device (often a serial gateway)
+// must be talked to. It may be set at the top, in a profile, or on a
+// device; the device's own setting wins, then its profile's, then the
+// top's.
+type Pacing struct {
+	// PauseAfterConnect is a wait between opening a connection and the
+	// first request on it, for gateways that drop a request sent at once.
+	PauseAfterConnect conf.Duration `yaml:"pause_after_connect"`
+	// PauseBetweenRequests is the least silence between a response and
+	// the next request to the device.
+	PauseBetweenRequests conf.Duration `yaml:"pause_between_requests"`
+	// CloseAfterPoll closes the connection after every poll cycle (and
+	// write), for gateways that allow few connections.
+	CloseAfterPoll *bool `yaml:"close_after_poll"`
+	// SingleRegisterWrite is the function that writes one register: fc6
+	// (the default) or fc16 for devices that reject FC 6.
+	SingleRegisterWrite string `yaml:"single_register_write"`
+	// SingleCoilWrite is the function that writes one coil: fc5 (the
+	// default) or fc15.
+	SingleCoilWrite string `yaml:"single_coil_write"`
 }
 
 // Profile describes a non-conforming device, as data.
@@ -60,6 +87,7 @@ type Profile struct {
 	// StringBytePerRegister: strings hold one character per register, in
 	// the low byte.
 	StringBytePerRegister bool `yaml:"string_byte_per_register"`
+	Pacing                `yaml:",inline"`
 }
 
 // DeviceConfig is one device (a unit ID behind an endpoint).
@@ -92,6 +120,9 @@ type TagConfig struct {
 	Unit      string   `yaml:"unit"`
 	// Writable allows write-back to a coil or holding tag.
 	Writable bool `yaml:"writable"`
+	// PollInterval puts the tag in a poll group of its own interval;
+	// unset, the tag is polled at the device's poll_interval.
+	PollInterval conf.Duration `yaml:"poll_interval"`
 }
 
 // Address is a tag address as written in the file. It keeps the text,
@@ -122,7 +153,17 @@ const (
 )
 
 // Transports are the endpoint URL schemes.
-var Transports = []string{"tcp", "rtu-over-tcp", "rtu", "ascii"}
+var Transports = []string{"tcp", "udp", "rtu-over-tcp", "rtu", "ascii"}
+
+// Write function choices.
+var (
+	RegisterWriteFunctions = []string{"fc6", "fc16"}
+	CoilWriteFunctions     = []string{"fc5", "fc15"}
+)
+
+// MaxPause bounds pause_after_connect and pause_between_requests: a longer
+// pause is a typo more often than a device.
+const MaxPause = time.Minute
 
 // SetDefaults fills the connector-wide defaults; devices inherit from them
 // when they are used (see settings), so Validate can tell where a bad value
@@ -168,6 +209,9 @@ type settings struct {
 	rbe                                  bool
 	profile                              Profile
 	profileName                          string
+	pauseConnect, pauseBetween           time.Duration
+	closeAfterPoll, verifyWrites         bool
+	regFC16, coilFC15                    bool
 }
 
 // effective merges a device's own settings over the connector's.
@@ -216,6 +260,39 @@ func (c *Config) effective(d *DeviceConfig) settings {
 		s.profileName = top.Profile
 	}
 	s.profile = c.Profiles[s.profileName]
+	// Pacing: the device's own, then its profile's, then the top's.
+	pr := s.profile.Pacing
+	pickD := func(f func(*Pacing) conf.Duration) time.Duration {
+		for _, p := range []*Pacing{&own.Pacing, &pr, &top.Pacing} {
+			if v := f(p); v != 0 {
+				return v.D()
+			}
+		}
+		return 0
+	}
+	pickS := func(f func(*Pacing) string) string {
+		for _, p := range []*Pacing{&own.Pacing, &pr, &top.Pacing} {
+			if v := f(p); v != "" {
+				return v
+			}
+		}
+		return ""
+	}
+	s.pauseConnect = pickD(func(p *Pacing) conf.Duration { return p.PauseAfterConnect })
+	s.pauseBetween = pickD(func(p *Pacing) conf.Duration { return p.PauseBetweenRequests })
+	for _, p := range []*Pacing{&own.Pacing, &pr, &top.Pacing} {
+		if p.CloseAfterPoll != nil {
+			s.closeAfterPoll = *p.CloseAfterPoll
+			break
+		}
+	}
+	s.regFC16 = pickS(func(p *Pacing) string { return p.SingleRegisterWrite }) == "fc16"
+	s.coilFC15 = pickS(func(p *Pacing) string { return p.SingleCoilWrite }) == "fc15"
+	if own.VerifyWrites != nil {
+		s.verifyWrites = *own.VerifyWrites
+	} else if top.VerifyWrites != nil {
+		s.verifyWrites = *top.VerifyWrites
+	}
 	return s
 }
 
@@ -241,6 +318,7 @@ func (c *Config) build() ([]*deviceSpec, conf.Problems) {
 		if pr.MaxBits < 0 || pr.MaxBits > 2000 {
 			p.Add(path+".max_bits", "%d is not in 1..2000 (0: the protocol's 2000)", pr.MaxBits)
 		}
+		pr.Pacing.validate(&p, path)
 	}
 	sort.Strings(names)
 	if len(c.Devices) == 0 {
@@ -269,8 +347,25 @@ func (c *Config) build() ([]*deviceSpec, conf.Problems) {
 	return specs, p
 }
 
+func (pc *Pacing) validate(p *conf.Problems, path string) {
+	at := func(f string) string { return conf.Join(path, f) }
+	if d := pc.PauseAfterConnect.D(); d > MaxPause {
+		p.Add(at("pause_after_connect"), "%s is not in 0s..%s", d, MaxPause)
+	}
+	if d := pc.PauseBetweenRequests.D(); d > MaxPause {
+		p.Add(at("pause_between_requests"), "%s is not in 0s..%s", d, MaxPause)
+	}
+	if v := pc.SingleRegisterWrite; v != "" && !slices.Contains(RegisterWriteFunctions, v) {
+		p.Add(at("single_register_write"), "%q is not one of %s", v, strings.Join(RegisterWriteFunctions, ", "))
+	}
+	if v := pc.SingleCoilWrite; v != "" && !slices.Contains(CoilWriteFunctions, v) {
+		p.Add(at("single_coil_write"), "%q is not one of %s", v, strings.Join(CoilWriteFunctions, ", "))
+	}
+}
+
 func (s *Settings) validate(p *conf.Problems, path string, profiles map[string]Profile) {
 	at := func(f string) string { return conf.Join(path, f) }
+	s.Pacing.validate(p, path)
 	if s.ByteOrder != "" {
 		if _, ok := ParseOrder(s.ByteOrder); !ok {
 			p.Add(at("byte_order"), "%q is not one of %s", s.ByteOrder, strings.Join(OrderNames, ", "))
@@ -325,7 +420,8 @@ type tagSpec struct {
 	offset     float64
 	scaled     bool
 	writable   bool
-	overlaps   bool // reported as overlapping; not compared again
+	overlaps   bool          // reported as overlapping; not compared again
+	interval   time.Duration // the tag's poll group; 0: the device's poll_interval
 }
 
 func (t *tagSpec) end() int { return int(t.addr) + t.size }
@@ -417,7 +513,10 @@ func span(a, n int) string {
 }
 
 func buildTag(tc *TagConfig, set settings, path string, p *conf.Problems) (tagSpec, bool) {
-	t := tagSpec{name: tc.Name, unit: tc.Unit, writable: tc.Writable, order: set.order, scale: 1}
+	t := tagSpec{name: tc.Name, unit: tc.Unit, writable: tc.Writable, order: set.order, scale: 1, interval: tc.PollInterval.D()}
+	if t.interval == set.poll {
+		t.interval = 0 // the device's own group
+	}
 	ok := true
 	bad := func(field, format string, args ...any) {
 		p.Add(path+"."+field, format, args...)
@@ -660,7 +759,7 @@ func parseModicon(a Address, coilsFromZero bool) (Area, int, error) {
 
 // Endpoint is a parsed endpoint URL.
 type Endpoint struct {
-	Transport string // tcp, rtu-over-tcp, rtu, ascii
+	Transport string // tcp, udp, rtu-over-tcp, rtu, ascii
 	Addr      string // host:port for TCP transports
 	Device    string // serial device path
 	Baud      int
@@ -680,7 +779,7 @@ func (e Endpoint) String() string { return e.raw }
 func ParseEndpoint(s string) (Endpoint, error) {
 	e := Endpoint{raw: s}
 	if s == "" {
-		return e, fmt.Errorf("missing endpoint; expected tcp://HOST:PORT, rtu-over-tcp://HOST:PORT, rtu:///dev/PORT or ascii:///dev/PORT")
+		return e, fmt.Errorf("missing endpoint; expected tcp://HOST:PORT, udp://HOST:PORT, rtu-over-tcp://HOST:PORT, rtu:///dev/PORT or ascii:///dev/PORT")
 	}
 	if !strings.Contains(s, "://") {
 		return e, fmt.Errorf("bad endpoint URL %q: no transport; expected one of %s, as in tcp://%s", s, strings.Join(Transports, ", "), s)
@@ -691,7 +790,7 @@ func ParseEndpoint(s string) (Endpoint, error) {
 	}
 	e.Transport = u.Scheme
 	switch u.Scheme {
-	case "tcp", "rtu-over-tcp":
+	case "tcp", "udp", "rtu-over-tcp":
 		if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.User != nil {
 			return e, fmt.Errorf("bad endpoint URL %q: a %s endpoint is HOST:PORT only", s, u.Scheme)
 		}

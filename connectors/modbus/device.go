@@ -3,6 +3,7 @@ package modbus
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"sync/atomic"
@@ -20,10 +21,11 @@ type device struct {
 	set   *settings
 	link  *link
 	met   *deviceMetrics
+	diag  *diag
 	tags  []tagState // parallel to spec.tags
 	byTag map[string]int
 
-	plan    []request
+	groups  []pollGroup // by poll interval, shortest first
 	learned *learnedDevice
 	relearn bool // learned changed this cycle: replan and persist
 
@@ -55,6 +57,7 @@ func newDevice(m *Modbus, spec *deviceSpec, l *link, learned *learnedDevice, met
 		tags:    make([]tagState, len(spec.tags)),
 		byTag:   make(map[string]int, len(spec.tags)),
 		learned: learned,
+		diag:    &diag{},
 	}
 	if d.learned == nil {
 		d.learned = &learnedDevice{}
@@ -63,13 +66,30 @@ func newDevice(m *Modbus, spec *deviceSpec, l *link, learned *learnedDevice, met
 	for i, t := range spec.tags {
 		d.byTag[t.name] = i
 	}
-	d.plan = spec.plan(d.learned)
-	nrec := 0
-	for _, r := range d.plan {
-		nrec += len(r.tags)
-	}
-	d.batch.Records = make([]bus.Record, 0, nrec)
+	d.replan()
+	d.batch.Records = make([]bus.Record, 0, len(spec.tags))
 	return d
+}
+
+// replan (re)computes the poll groups' read plans, keeping when each
+// group is due, and publishes what was learned to diagnostics and
+// metrics.
+func (d *device) replan() {
+	old := d.groups
+	d.groups = d.spec.groups(d.learned)
+	for i := range d.groups {
+		if i < len(old) {
+			d.groups[i].due = old[i].due
+		}
+	}
+	l := d.learned.describe()
+	d.diag.learned.Store(&l)
+	gs := make([]PollGroupDiagnostics, len(d.groups))
+	for i, g := range d.groups {
+		gs[i] = PollGroupDiagnostics{Interval: g.interval.String(), Tags: g.tags, Requests: len(g.plan)}
+	}
+	d.diag.groups.Store(&gs)
+	d.met.setLearned(d.learned)
 }
 
 // schedule sets when the device polls next: one poll interval after the
@@ -78,21 +98,36 @@ func newDevice(m *Modbus, spec *deviceSpec, l *link, learned *learnedDevice, met
 // the poll interval up to max_backoff.
 func (d *device) schedule(ok bool, start time.Time) {
 	now := time.Now()
+	var backoff time.Duration
 	if !ok {
-		d.due = now.Add(d.backoff.Next())
-		return
+		backoff = d.backoff.Next()
+	} else {
+		d.backoff.Reset()
 	}
-	d.backoff.Reset()
-	// Keep to the grid of the schedule, so that the late wake-ups of a
-	// timer do not add up; after a poll out of turn, or one too late to
-	// catch up, start a new grid.
-	base := d.due
-	if base.IsZero() || start.Before(base) || start.Sub(base) >= d.set.poll {
-		base = start
-	}
-	d.due = base.Add(d.set.poll)
-	if d.due.Before(now) {
-		d.due = now
+	d.due = time.Time{}
+	for i := range d.groups {
+		g := &d.groups[i]
+		if g.polled {
+			g.polled = false
+			if !ok {
+				g.due = now.Add(backoff)
+			} else {
+				// Keep to the grid of the schedule, so that the late
+				// wake-ups of a timer do not add up; after a poll out of
+				// turn, or one too late to catch up, start a new grid.
+				base := g.due
+				if base.IsZero() || start.Before(base) || start.Sub(base) >= g.interval {
+					base = start
+				}
+				g.due = base.Add(g.interval)
+				if g.due.Before(now) {
+					g.due = now
+				}
+			}
+		}
+		if d.due.IsZero() || g.due.Before(d.due) {
+			d.due = g.due
+		}
 	}
 }
 
@@ -105,9 +140,10 @@ func (d *device) requestPoll() {
 	}
 }
 
-// cycle reads the device's plan once and emits one batch. It reports
-// whether the device answered.
-func (d *device) cycle(ctx context.Context, start time.Time) bool {
+// cycle reads the plans of the device's poll groups that are due (all of
+// them when poked) and emits one batch. It reports whether the device
+// answered.
+func (d *device) cycle(ctx context.Context, start time.Time, poked bool) bool {
 	if d.free != nil {
 		select { // the previous batch must be out before it is reused
 		case <-d.free:
@@ -126,45 +162,38 @@ func (d *device) cycle(ctx context.Context, start time.Time) bool {
 	}
 	d.batch.Reset()
 	var failure error
-	for ri := 0; ri < len(d.plan); ri++ {
-		r := &d.plan[ri]
-		data, err := d.read(ctx, r.area, r.start, r.count)
-		now := time.Now().UnixNano()
-		if err == nil {
-			d.decode(r, r.tags, data, now)
+	for gi := range d.groups {
+		g := &d.groups[gi]
+		if !poked && start.Before(g.due) {
 			continue
 		}
+		g.polled = true
+		if failure != nil {
+			d.failRest(g.plan, 0, failure)
+			continue
+		}
+		failure = d.readPlan(ctx, g.plan)
 		if ctx.Err() != nil {
 			return true
-		}
-		var ee *ExceptionError
-		if errors.As(err, &ee) {
-			if addressException(ee) && spans(d.spec.tags, r.tags) > 1 {
-				if err := d.probe(ctx, r.area, r.tags); err != nil {
-					failure = err
-					d.failRest(ri, err)
-					break
-				}
-				continue
-			}
-			d.exception(r.area, int(r.start), r.count, r.tags, ee, now)
-			continue
-		}
-		failure = d.wrap("read", r.area, int(r.start), r.count, err)
-		for ; ri < len(d.plan); ri++ {
-			d.bad(d.plan[ri].tags, statusOf(err), failure, now)
 		}
 	}
 	if d.relearn {
 		d.relearn = false
-		d.plan = d.spec.plan(d.learned)
+		d.replan()
 		if err := d.m.learned.put(d.spec, d.learned); err != nil {
 			d.m.env.Error(err)
 		}
 		d.met.learned.Inc()
+		n := 0
+		for _, g := range d.groups {
+			n += len(g.plan)
+		}
 		d.m.env.Logger.Info("learned device limits; read plan updated",
-			slog.String("device", d.spec.name), slog.Int("requests", len(d.plan)),
+			slog.String("device", d.spec.name), slog.Int("requests", n),
 			slog.Any("learned", d.learned.describe()))
+	}
+	if d.set.closeAfterPoll {
+		d.link.hangUp(ctx)
 	}
 	// State first: whoever sees the batch sees the state it reports.
 	if failure != nil {
@@ -189,10 +218,44 @@ func (d *device) cycle(ctx context.Context, start time.Time) bool {
 	return failure == nil
 }
 
-func (d *device) failRest(from int, err error) {
+// readPlan reads one poll group's plan; it returns the failure of the
+// link (no answer, no connection) that ended it early, after marking the
+// tags not read BAD.
+func (d *device) readPlan(ctx context.Context, plan []request) error {
+	for ri := 0; ri < len(plan); ri++ {
+		r := &plan[ri]
+		data, err := d.read(ctx, r.area, r.start, r.count)
+		now := time.Now().UnixNano()
+		if err == nil {
+			d.decode(r, r.tags, data, now)
+			continue
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		var ee *ExceptionError
+		if errors.As(err, &ee) {
+			if addressException(ee) && spans(d.spec.tags, r.tags) > 1 {
+				if err := d.probe(ctx, r.area, r.tags); err != nil {
+					d.failRest(plan, ri, err)
+					return err
+				}
+				continue
+			}
+			d.exception(r.area, int(r.start), r.count, r.tags, ee, now)
+			continue
+		}
+		failure := d.wrap("read", r.area, int(r.start), r.count, err)
+		d.failRest(plan, ri, failure)
+		return failure
+	}
+	return nil
+}
+
+func (d *device) failRest(plan []request, from int, err error) {
 	now := time.Now().UnixNano()
-	for ; from < len(d.plan); from++ {
-		d.bad(d.plan[from].tags, statusOf(err), err, now)
+	for ; from < len(plan); from++ {
+		d.bad(plan[from].tags, statusOf(err), err, now)
 	}
 }
 
@@ -201,7 +264,9 @@ func (d *device) failRest(from int, err error) {
 func (d *device) read(ctx context.Context, area Area, start uint16, count int) ([]byte, error) {
 	for attempt := 0; ; attempt++ {
 		d.met.requests.Inc()
-		data, err := d.link.read(ctx, d.spec.unit, d.set.timeout, area, start, count)
+		t0 := time.Now()
+		data, err := d.link.read(ctx, d.spec.unit, d.set.timeout, d.set.pauseBetween, area, start, count)
+		d.observe(time.Since(t0), err)
 		if err == nil {
 			return data, nil
 		}
@@ -214,6 +279,15 @@ func (d *device) read(ctx context.Context, area Area, start uint16, count int) (
 		if attempt >= d.set.retries || ctx.Err() != nil || errors.Is(err, ErrClosed) {
 			return nil, err
 		}
+	}
+}
+
+// observe counts one exchange in diagnostics and metrics.
+func (d *device) observe(took time.Duration, err error) {
+	d.diag.observe(took, err)
+	if err == nil || errors.As(err, new(*ExceptionError)) {
+		d.met.responses.Inc()
+		d.met.latency.Observe(took.Seconds())
 	}
 }
 
@@ -230,20 +304,25 @@ func (d *device) decode(r *request, idx []int, data []byte, now int64) {
 		if r.area.Bits() {
 			v = bus.Bool(data[off>>3]>>(off&7)&1 != 0)
 		} else {
-			v = d.value(t, &d.tags[i], data[2*off:2*(off+t.size)])
+			var ok bool
+			if v, ok = d.value(t, &d.tags[i], data[2*off:2*(off+t.size)]); !ok {
+				d.add(i, bus.Null(), bus.Bad, StatusBadValue, map[string]string{"error": badValue(t, data[2*off:2*(off+t.size)])}, now)
+				continue
+			}
 		}
 		d.add(i, v, bus.Good, 0, nil, now)
 	}
 }
 
-// value decodes one tag from its registers (wire bytes).
-func (d *device) value(t *tagSpec, st *tagState, b []byte) bus.Value {
+// value decodes one tag from its registers (wire bytes); ok is false when
+// they hold no value of the tag's type (a BCD nibble above 9).
+func (d *device) value(t *tagSpec, st *tagState, b []byte) (v bus.Value, ok bool) {
 	switch t.typ {
 	case TBit:
-		return bus.Bool(t.order.Uint(b, 1)>>t.bit&1 != 0)
+		return bus.Bool(t.order.Uint(b, 1)>>t.bit&1 != 0), true
 	case TString:
 		st.str = decodeString(b, t.strLen, t.order, t.byteEach, st.str)
-		return bus.String(st.str)
+		return bus.String(st.str), true
 	}
 	raw := t.order.Uint(b, t.size)
 	var i int64
@@ -266,17 +345,28 @@ func (d *device) value(t *tagSpec, st *tagState, b []byte) bus.Value {
 		f, isInt = float64(math.Float32frombits(uint32(raw))), false
 	case TFloat64:
 		f, isInt = math.Float64frombits(raw), false
+	case TFloat16:
+		f, isInt = float16(uint16(raw)), false
+	case TBCD16, TBCD32:
+		if i, ok = fromBCD(raw, 4*t.size); !ok {
+			return bus.Value{}, false
+		}
 	}
 	if t.scaled {
 		if isInt {
 			f = float64(i)
 		}
-		return bus.Double(f*t.scale + t.offset)
+		return bus.Double(f*t.scale + t.offset), true
 	}
 	if isInt {
-		return bus.Long(i)
+		return bus.Long(i), true
 	}
-	return bus.Double(f)
+	return bus.Double(f), true
+}
+
+// badValue says why a tag's registers hold no value of its type.
+func badValue(t *tagSpec, b []byte) string {
+	return fmt.Sprintf("%s: registers 0x%X are not %s (a nibble above 9)", t.name, b, t.typ)
 }
 
 // add appends a record for tag i unless report-by-exception holds it back:

@@ -24,7 +24,23 @@ var (
 	ErrInvalidValue = errors.New("invalid value")
 	// ErrClosed: the connector was stopped.
 	ErrClosed = errors.New("connector stopped")
+	// ErrNotKept: the device confirmed a write but read back another
+	// value (verify_writes).
+	ErrNotKept = errors.New("device did not keep the written value")
 )
+
+// NotKeptError is a write the device confirmed and did not keep: read
+// back at once, the tag held another value.
+type NotKeptError struct {
+	Device, Tag string
+	Wrote, Read string
+}
+
+func (e *NotKeptError) Error() string {
+	return e.Device + "/" + e.Tag + ": " + ErrNotKept.Error() + ": wrote " + e.Wrote + ", read back " + e.Read
+}
+
+func (e *NotKeptError) Unwrap() error { return ErrNotKept }
 
 // Record.Status values for BAD records that carry no Modbus exception code
 // (exception codes are 1..255).
@@ -32,6 +48,7 @@ const (
 	StatusNoAnswer     uint32 = 0x100 // the device did not answer in time
 	StatusNotConnected uint32 = 0x101 // no connection to the endpoint
 	StatusMalformed    uint32 = 0x102 // the answer was malformed or out of step
+	StatusBadValue     uint32 = 0x103 // the registers hold no value of the tag's type (BCD)
 )
 
 // ExceptionError is a Modbus exception response: the device answered, and

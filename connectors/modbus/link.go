@@ -31,10 +31,20 @@ type link struct {
 
 	client  mb.Client
 	closer  interface{ Close() error }
+	connect func() error // opens the connection now (pause_after_connect)
 	setUnit func(byte)
 	setTime func(time.Duration)
 
-	onReset func() // counts reconnects
+	// Pacing, guarded by sem. open is whether a connection is known to be
+	// open; it is tracked only when pauseConnect is set (which also turns
+	// off goburrow's idle close, a reconnect ferry would not see).
+	pauseConnect time.Duration
+	paced        bool      // some device has pause_between_requests
+	open         bool      // guarded by sem
+	lastIO       time.Time // end of the last exchange, when paced
+
+	onReset     func() // counts reconnects
+	noIdleClose func() // turns off the client's own idle close
 
 	devices []*device     // polled in turn by run
 	wake    chan struct{} // a device asks for an early poll
@@ -77,9 +87,9 @@ func (l *link) run(ctx context.Context) error {
 		now := time.Now()
 		var next time.Time
 		for _, d := range l.devices {
-			if d.poked.Swap(false) || !now.Before(d.due) {
+			if poked := d.poked.Swap(false); poked || !now.Before(d.due) {
 				start := time.Now()
-				ok := d.cycle(ctx, start)
+				ok := d.cycle(ctx, start, poked)
 				if ctx.Err() != nil {
 					return nil
 				}
@@ -100,14 +110,21 @@ func (l *link) run(ctx context.Context) error {
 }
 
 func newLink(ep Endpoint, timeout time.Duration) *link {
-	l := &link{ep: ep, sem: make(chan struct{}, 1), onReset: func() {}, wake: make(chan struct{}, 1)}
+	l := &link{ep: ep, sem: make(chan struct{}, 1), onReset: func() {}, wake: make(chan struct{}, 1), noIdleClose: func() {}}
 	switch ep.Transport {
 	case "tcp":
 		h := mb.NewTCPClientHandler(ep.Addr)
 		h.Timeout = timeout
-		l.client, l.closer = mb.NewClient(h), h
+		l.client, l.closer, l.connect = mb.NewClient(h), h, h.Connect
 		l.setUnit = func(u byte) { h.SlaveId = u }
 		l.setTime = func(d time.Duration) { h.Timeout = d }
+		l.noIdleClose = func() { h.IdleTimeout = 0 }
+	case "udp":
+		pk := mb.NewTCPClientHandler(ep.Addr) // used for its MBAP framing only
+		tr := &udpTransport{addr: ep.Addr, timeout: timeout}
+		l.client, l.closer, l.connect = mb.NewClient2(pk, tr), tr, tr.ensure
+		l.setUnit = func(u byte) { pk.SlaveId = u }
+		l.setTime = func(d time.Duration) { tr.timeout = d }
 	case "rtu-over-tcp", "rtu":
 		pk := mb.NewRTUClientHandler("") // used for its framing: CRC, unit check
 		tr := &rtuTransport{timeout: timeout}
@@ -119,7 +136,7 @@ func newLink(ep Endpoint, timeout time.Duration) *link {
 				return net.DialTimeout("tcp", ep.Addr, d)
 			}
 		}
-		l.client, l.closer = mb.NewClient2(pk, tr), tr
+		l.client, l.closer, l.connect = mb.NewClient2(pk, tr), tr, tr.ensure
 		l.setUnit = func(u byte) { pk.SlaveId = u }
 		l.setTime = func(d time.Duration) { tr.timeout = d }
 	case "ascii":
@@ -127,7 +144,7 @@ func newLink(ep Endpoint, timeout time.Duration) *link {
 		h.BaudRate, h.DataBits, h.StopBits, h.Parity = ep.Baud, ep.DataBits, ep.StopBits, ep.Parity
 		h.Timeout = timeout
 		h.IdleTimeout = 0
-		l.client, l.closer = mb.NewClient(h), h
+		l.client, l.closer, l.connect = mb.NewClient(h), h, h.Connect
 		l.setUnit = func(u byte) { h.SlaveId = u }
 		l.setTime = func(time.Duration) {} // fixed when the port opens
 	default:
@@ -149,7 +166,60 @@ func (l *link) acquire(ctx context.Context) error {
 	return nil
 }
 
-func (l *link) release() { <-l.sem }
+func (l *link) release() {
+	if l.paced {
+		l.lastIO = time.Now()
+	}
+	<-l.sem
+}
+
+// setPacing applies the pacing of a device on this link: the longest
+// pause after connect of its devices counts, as they share the connection.
+func (l *link) setPacing(s *settings) {
+	if s.pauseConnect > l.pauseConnect {
+		l.pauseConnect = s.pauseConnect
+		l.noIdleClose()
+	}
+	if s.pauseBetween > 0 {
+		l.paced = true
+	}
+}
+
+// prepare opens the connection and waits pause_after_connect, when set,
+// and keeps between (pause_between_requests) since the last exchange. The
+// caller holds the link.
+func (l *link) prepare(ctx context.Context, between time.Duration) error {
+	if l.pauseConnect > 0 && !l.open {
+		if err := l.connect(); err != nil {
+			return l.fail(err)
+		}
+		l.open = true
+		if err := pause(ctx, l.pauseConnect); err != nil {
+			return err
+		}
+	}
+	if between > 0 && !l.lastIO.IsZero() {
+		if err := pause(ctx, between-time.Since(l.lastIO)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pause waits d unless ctx ends first.
+func pause(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return &linkError{kind: ErrClosed, cause: ctx.Err()}
+	}
+}
 
 // fail classifies err and, unless it is an exception reply, closes the
 // connection (the #64 defence). The caller holds the link.
@@ -158,18 +228,33 @@ func (l *link) fail(err error) error {
 	var ee *ExceptionError
 	if !errors.As(err, &ee) {
 		_ = l.closer.Close()
+		l.open = false
 		l.onReset()
 	}
 	return err
 }
 
+// hangUp closes the connection after a poll cycle (close_after_poll); the
+// next request opens a new one.
+func (l *link) hangUp(ctx context.Context) {
+	if l.acquire(ctx) != nil {
+		return
+	}
+	_ = l.closer.Close()
+	l.open = false
+	l.release()
+}
+
 // read reads count addresses of area from start. Registers come back as
 // their wire bytes (2 per register), bits packed 8 per byte, LSB first.
-func (l *link) read(ctx context.Context, unit byte, timeout time.Duration, area Area, start uint16, count int) ([]byte, error) {
+func (l *link) read(ctx context.Context, unit byte, timeout, between time.Duration, area Area, start uint16, count int) ([]byte, error) {
 	if err := l.acquire(ctx); err != nil {
 		return nil, err
 	}
 	defer l.release()
+	if err := l.prepare(ctx, between); err != nil {
+		return nil, err
+	}
 	l.setUnit(unit)
 	l.setTime(timeout)
 	var data []byte
@@ -200,9 +285,9 @@ func (l *link) read(ctx context.Context, unit byte, timeout time.Duration, area 
 
 // writeOp is one write: a function code and its arguments.
 type writeOp struct {
-	fc    byte // 5, 6 or 16
+	fc    byte // 5, 6, 15 or 16
 	addr  uint16
-	value uint16 // FC 5, 6
+	value uint16 // FC 5, 6; FC 15: 0xFF00 or 0
 	data  []byte // FC 16: wire bytes of the registers
 	// bitOf, for a bit tag, makes the write a read-modify-write of one
 	// holding register under one hold of the link: set (or clear) bit of
@@ -210,14 +295,18 @@ type writeOp struct {
 	bit   int8 // -1: not a bit write
 	set   bool
 	order Order
+	fc16  bool // the bit write's register goes out with FC 16
 }
 
 // write performs op and returns the device's refusal, if any.
-func (l *link) write(ctx context.Context, unit byte, timeout time.Duration, op writeOp) error {
+func (l *link) write(ctx context.Context, unit byte, timeout, between time.Duration, op writeOp) error {
 	if err := l.acquire(ctx); err != nil {
 		return err
 	}
 	defer l.release()
+	if err := l.prepare(ctx, between); err != nil {
+		return err
+	}
 	l.setUnit(unit)
 	l.setTime(timeout)
 	var err error
@@ -236,10 +325,20 @@ func (l *link) write(ctx context.Context, unit byte, timeout time.Duration, op w
 			}
 			var b [2]byte
 			op.order.PutUint(b[:], 1, w)
-			_, err = l.client.WriteSingleRegister(op.addr, binary.BigEndian.Uint16(b[:]))
+			if op.fc16 {
+				_, err = l.client.WriteMultipleRegisters(op.addr, 1, b[:])
+			} else {
+				_, err = l.client.WriteSingleRegister(op.addr, binary.BigEndian.Uint16(b[:]))
+			}
 		}
 	case op.fc == 5:
 		_, err = l.client.WriteSingleCoil(op.addr, op.value)
+	case op.fc == 15:
+		var b byte
+		if op.value != 0 {
+			b = 1
+		}
+		_, err = l.client.WriteMultipleCoils(op.addr, 1, []byte{b})
 	case op.fc == 6:
 		_, err = l.client.WriteSingleRegister(op.addr, op.value)
 	default:
@@ -265,6 +364,69 @@ func (l *link) shutdown(ctx context.Context) error {
 	return err
 }
 
+// udpTransport carries Modbus TCP frames (MBAP header) in UDP datagrams,
+// one request and one answer each. goburrow/modbus frames them and checks
+// the answer. A datagram with another transaction ID is a late answer to
+// an earlier request: it is dropped and the wait goes on, so UDP cannot
+// fall out of step the way goburrow's TCP transport does (#64).
+type udpTransport struct {
+	addr    string
+	timeout time.Duration
+	conn    net.Conn
+	buf     [mbapMax]byte
+}
+
+const mbapMax = 7 + 253
+
+func (t *udpTransport) ensure() error {
+	if t.conn != nil {
+		return nil
+	}
+	c, err := net.DialTimeout("udp", t.addr, t.timeout)
+	if err != nil {
+		return err
+	}
+	t.conn = c
+	return nil
+}
+
+// Send implements mb.Transporter.
+func (t *udpTransport) Send(adu []byte) ([]byte, error) {
+	if err := t.ensure(); err != nil {
+		return nil, err
+	}
+	if err := t.conn.SetDeadline(time.Now().Add(t.timeout)); err != nil {
+		return nil, err
+	}
+	if _, err := t.conn.Write(adu); err != nil {
+		return nil, err
+	}
+	for {
+		n, err := t.conn.Read(t.buf[:])
+		if err != nil {
+			return nil, err
+		}
+		b := t.buf[:n]
+		if n < 8 || b[0] != adu[0] || b[1] != adu[1] {
+			continue // stale or foreign: not the answer to this request
+		}
+		if int(binary.BigEndian.Uint16(b[4:])) != n-6 {
+			return nil, fmt.Errorf("modbus: udp datagram of %d bytes, MBAP length %d", n, binary.BigEndian.Uint16(b[4:]))
+		}
+		return append([]byte(nil), b...), nil
+	}
+}
+
+// Close closes the socket; the next Send opens a new one.
+func (t *udpTransport) Close() error {
+	if t.conn == nil {
+		return nil
+	}
+	err := t.conn.Close()
+	t.conn = nil
+	return err
+}
+
 // rtuTransport carries RTU frames over a TCP connection (RTU over TCP) or
 // a serial port. goburrow/modbus frames them (CRC, unit ID); this reads
 // replies by their length as the function code announces it, without the
@@ -281,14 +443,21 @@ type rtuTransport struct {
 	buf    [256]byte
 }
 
-// Send implements mb.Transporter.
-func (t *rtuTransport) Send(adu []byte) ([]byte, error) {
+func (t *rtuTransport) ensure() error {
 	if t.conn == nil {
 		c, err := t.open(t.timeout)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		t.conn = c
+	}
+	return nil
+}
+
+// Send implements mb.Transporter.
+func (t *rtuTransport) Send(adu []byte) ([]byte, error) {
+	if err := t.ensure(); err != nil {
+		return nil, err
 	}
 	if t.gap > 0 {
 		if wait := t.gap - time.Since(t.lastIO); wait > 0 {

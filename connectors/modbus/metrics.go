@@ -19,6 +19,10 @@ type metrics struct {
 	learned    *prometheus.CounterVec // module, device
 	cycle      *prometheus.GaugeVec   // module, device
 	deviceUp   *prometheus.GaugeVec   // module, device
+	responses  *prometheus.CounterVec // module, device
+	latency    *prometheus.HistogramVec
+	learnedMax *prometheus.GaugeVec // module, device, area
+	avoided    *prometheus.GaugeVec // module, device, area
 }
 
 func newMetrics(m *connectors.Metrics) *metrics {
@@ -51,6 +55,19 @@ func newMetrics(m *connectors.Metrics) *metrics {
 		deviceUp: connectors.Collector(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ferry_modbus_device_up", Help: "1 while the device answers, 0 otherwise.",
 		}, []string{"module", "device"})),
+		responses: connectors.Collector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ferry_modbus_responses_total", Help: "Answers (data or exception) to Modbus reads, per device.",
+		}, []string{"module", "device"})),
+		latency: connectors.Collector(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ferry_modbus_request_duration_seconds", Help: "Time from a read request to its answer (data or exception), per device.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"module", "device"})),
+		learnedMax: connectors.Collector(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ferry_modbus_learned_max_count", Help: "The longest read (registers or bits) learned for a device's area; absent when none was learned.",
+		}, []string{"module", "device", "area"})),
+		avoided: connectors.Collector(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ferry_modbus_learned_avoided_ranges", Help: "Address ranges of a device's area learned to be rejected, read alone.",
+		}, []string{"module", "device", "area"})),
 	}
 }
 
@@ -66,6 +83,8 @@ type deviceMetrics struct {
 	learned        prometheus.Counter
 	cycle          prometheus.Gauge
 	up             prometheus.Gauge
+	responses      prometheus.Counter
+	latency        prometheus.Observer
 	exceptions     [256]prometheus.Counter // resolved on first use
 }
 
@@ -79,6 +98,22 @@ func (m *metrics) device(module, device string) *deviceMetrics {
 		learned:      m.learned.WithLabelValues(module, device),
 		cycle:        m.cycle.WithLabelValues(module, device),
 		up:           m.deviceUp.WithLabelValues(module, device),
+		responses:    m.responses.WithLabelValues(module, device),
+		latency:      m.latency.WithLabelValues(module, device),
+	}
+}
+
+// setLearned shows what was learned about the device as gauges.
+func (d *deviceMetrics) setLearned(l *learnedDevice) {
+	for a := Coil; a <= Holding; a++ {
+		la := l.area(a)
+		if la == nil {
+			continue
+		}
+		if la.MaxCount > 0 {
+			d.all.learnedMax.WithLabelValues(d.module, d.device, a.String()).Set(float64(la.MaxCount))
+		}
+		d.all.avoided.WithLabelValues(d.module, d.device, a.String()).Set(float64(len(la.Avoid)))
 	}
 }
 

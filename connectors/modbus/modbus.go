@@ -36,7 +36,7 @@ func init() {
 		Roles:   connectors.RoleSource | connectors.RoleWriter,
 		New:     func() connectors.Connector { return &Modbus{} },
 		Sample:  sample,
-		Summary: "Modbus TCP, RTU, ASCII and RTU-over-TCP devices: coalesced polling and write-back",
+		Summary: "Modbus TCP, UDP, RTU, ASCII and RTU-over-TCP devices: coalesced polling in poll groups, and write-back",
 	})
 }
 
@@ -94,6 +94,7 @@ func (m *Modbus) Start(_ context.Context, env *connectors.Env) error {
 			links[key] = l
 			m.links = append(m.links, l)
 		}
+		l.setPacing(&spec.set)
 		d := newDevice(m, spec, l, store.get(spec), met.device(env.Name, spec.name))
 		devices[spec.name] = d
 		l.devices = append(l.devices, d)
@@ -171,4 +172,5 @@ var (
 	_ connectors.Source    = (*Modbus)(nil)
 	_ connectors.Writer    = (*Modbus)(nil)
 	_ connectors.Defaulter = (*Modbus)(nil)
+	_ connectors.Diagnoser = (*Modbus)(nil)
 )

@@ -1,7 +1,9 @@
 package modbus
 
 import (
+	"slices"
 	"sort"
+	"time"
 )
 
 // request is one read of a poll cycle: a contiguous range of one area and
@@ -86,12 +88,57 @@ func avoided(avoid []rng, start, end int) bool {
 	return false
 }
 
-// plan computes a device's read plan from its tags, settings and learned
-// limits. It runs once at start and again only when ferry learns a limit.
-func (d *deviceSpec) plan(l *learnedDevice) []request {
+// pollGroup is the tags of a device that share a poll interval, and their
+// read plan.
+type pollGroup struct {
+	interval time.Duration
+	plan     []request
+	tags     int
+	due      time.Time // next poll; owned by the poll loop
+	polled   bool      // read in the cycle that just ran
+}
+
+// interval is the tag's poll interval in its device.
+func (d *deviceSpec) interval(t *tagSpec) time.Duration {
+	if t.interval > 0 {
+		return t.interval
+	}
+	return d.set.poll
+}
+
+// groups splits the device's tags by poll interval, shortest first, and
+// plans each group's reads on its own: tags of different intervals are
+// never read together, so a slow group costs nothing between its polls.
+func (d *deviceSpec) groups(l *learnedDevice) []pollGroup {
+	var ivs []time.Duration
+	for i := range d.tags {
+		if iv := d.interval(&d.tags[i]); !slices.Contains(ivs, iv) {
+			ivs = append(ivs, iv)
+		}
+	}
+	slices.Sort(ivs)
+	out := make([]pollGroup, 0, len(ivs))
+	for _, iv := range ivs {
+		n := 0
+		plan := d.plan(l, func(t *tagSpec) bool {
+			if d.interval(t) == iv {
+				n++
+				return true
+			}
+			return false
+		})
+		out = append(out, pollGroup{interval: iv, plan: plan, tags: n})
+	}
+	return out
+}
+
+// plan computes the read plan of a device's tags that include accepts
+// (all when nil) from its settings and learned limits. It runs once at
+// start and again only when ferry learns a limit.
+func (d *deviceSpec) plan(l *learnedDevice, include func(*tagSpec) bool) []request {
 	var byArea [4][]int
 	for i := range d.tags {
-		if d.tags[i].size > 0 {
+		if d.tags[i].size > 0 && (include == nil || include(&d.tags[i])) {
 			byArea[d.tags[i].area] = append(byArea[d.tags[i].area], i)
 		}
 	}
@@ -124,7 +171,9 @@ type PlanRequest struct {
 	Tags     []string
 }
 
-// DevicePlan is a device's read plan.
+// DevicePlan is the read plan of a device's poll group: a device whose
+// tags have several poll intervals has one DevicePlan per interval, in
+// order from the shortest.
 type DevicePlan struct {
 	Device       string
 	Endpoint     string
@@ -156,16 +205,18 @@ func (m *Modbus) Plan(learnedFile string) ([]DevicePlan, error) {
 	out := make([]DevicePlan, 0, len(specs))
 	for _, d := range specs {
 		l := store.get(d)
-		dp := DevicePlan{Device: d.name, Endpoint: d.endpoint.String(), Unit: int(d.unit), PollInterval: d.set.poll.String(), Tags: len(d.tags)}
-		for _, r := range d.plan(l) {
-			pr := PlanRequest{Area: r.area.String(), Function: r.area.ReadFunction(), Start: int(r.start), Count: r.count}
-			for _, i := range r.tags {
-				pr.Tags = append(pr.Tags, d.tags[i].name)
+		for _, g := range d.groups(l) {
+			dp := DevicePlan{Device: d.name, Endpoint: d.endpoint.String(), Unit: int(d.unit), PollInterval: g.interval.String(), Tags: g.tags}
+			for _, r := range g.plan {
+				pr := PlanRequest{Area: r.area.String(), Function: r.area.ReadFunction(), Start: int(r.start), Count: r.count}
+				for _, i := range r.tags {
+					pr.Tags = append(pr.Tags, d.tags[i].name)
+				}
+				dp.Requests = append(dp.Requests, pr)
 			}
-			dp.Requests = append(dp.Requests, pr)
+			out = append(out, dp)
 		}
-		dp.Learned = l.describe()
-		out = append(out, dp)
+		out[len(out)-1].Learned = l.describe()
 	}
 	return out, nil
 }

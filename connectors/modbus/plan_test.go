@@ -17,7 +17,7 @@ func planOf(t *testing.T, settings, tags string, l *learnedDevice) []string {
 	}
 	d := specs[0]
 	var out []string
-	for _, r := range d.plan(l) {
+	for _, r := range d.plan(l, nil) {
 		var names []string
 		for _, i := range r.tags {
 			names = append(names, d.tags[i].name)

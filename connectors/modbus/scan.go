@@ -66,7 +66,7 @@ func (c *Conn) readChunks(ctx context.Context, unit uint8, area Area, start, cou
 	for done := 0; done < count; {
 		n := min(count-done, area.Limit())
 		reqs++
-		data, err := c.l.read(ctx, unit, c.timeout, area, uint16(start+done), n)
+		data, err := c.l.read(ctx, unit, c.timeout, 0, area, uint16(start+done), n)
 		if err != nil {
 			return reqs, &RequestError{Device: c.l.ep.String(), Op: "read", Area: area, Start: start + done, Count: n, Err: err}
 		}

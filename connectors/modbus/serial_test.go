@@ -336,7 +336,7 @@ func TestRTUFraming(t *testing.T) {
 			}()
 			l := newLink(Endpoint{Transport: "rtu-over-tcp"}, time.Second)
 			l.closer.(*rtuTransport).open = func(time.Duration) (io.ReadWriteCloser, error) { return cli, nil }
-			data, err := l.read(t.Context(), 1, time.Second, Holding, 0, 1)
+			data, err := l.read(t.Context(), 1, time.Second, 0, Holding, 0, 1)
 			var ee *ExceptionError
 			switch {
 			case tc.name == "exception":

@@ -73,9 +73,12 @@ const (
 	TFloat32
 	TFloat64
 	TString
+	TFloat16 // IEEE 754 half precision, one register
+	TBCD16   // four decimal digits, one per nibble: 0x1234 is 1234
+	TBCD32   // eight decimal digits in two registers (word order applies)
 )
 
-var typeNames = [...]string{"bool", "bit", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "string"}
+var typeNames = [...]string{"bool", "bit", "int16", "uint16", "int32", "uint32", "int64", "uint64", "float32", "float64", "string", "float16", "bcd16", "bcd32"}
 
 // TypeNames lists the valid type names.
 var TypeNames = typeNames[:]
@@ -101,9 +104,9 @@ func ParseType(s string) (Type, bool) {
 // string, whose size is not fixed by the type).
 func (t Type) words() int {
 	switch t {
-	case TBit, TInt16, TUint16:
+	case TBit, TInt16, TUint16, TFloat16, TBCD16:
 		return 1
-	case TInt32, TUint32, TFloat32:
+	case TInt32, TUint32, TFloat32, TBCD32:
 		return 2
 	case TInt64, TUint64, TFloat64:
 		return 4
@@ -111,9 +114,10 @@ func (t Type) words() int {
 	return 0
 }
 
-func (t Type) numeric() bool { return t >= TInt16 && t <= TFloat64 }
+func (t Type) numeric() bool { return t >= TInt16 && t <= TFloat64 || t >= TFloat16 && t <= TBCD32 }
 func (t Type) signed() bool  { return t == TInt16 || t == TInt32 || t == TInt64 }
-func (t Type) float() bool   { return t == TFloat32 || t == TFloat64 }
+func (t Type) float() bool   { return t == TFloat32 || t == TFloat64 || t == TFloat16 }
+func (t Type) bcd() bool     { return t == TBCD16 || t == TBCD32 }
 
 // Order is the byte and word order of a value in registers. The letters
 // name a 32-bit value's bytes from most (A) to least (D) significant, in the
@@ -249,4 +253,79 @@ func encodeString(s string, nregs int, o Order, byteEach bool) []byte {
 		b[j] = s[i]
 	}
 	return b
+}
+
+// float16 decodes an IEEE 754 half-precision value.
+func float16(h uint16) float64 {
+	sign := 1.0
+	if h&0x8000 != 0 {
+		sign = -1
+	}
+	exp := int(h>>10) & 0x1F
+	frac := float64(h & 0x3FF)
+	switch exp {
+	case 0: // zero and subnormals
+		return sign * math.Ldexp(frac, -24)
+	case 0x1F:
+		if frac != 0 {
+			return math.NaN()
+		}
+		return math.Inf(int(sign))
+	}
+	return sign * math.Ldexp(1024+frac, exp-25)
+}
+
+// toFloat16 encodes f as the nearest half-precision value (ties to even);
+// ok is false when f is finite but beyond the largest half (65504).
+func toFloat16(f float64) (uint16, bool) {
+	var sign uint16
+	if math.Signbit(f) {
+		sign, f = 0x8000, -f
+	}
+	switch {
+	case math.IsNaN(f):
+		return 0x7E00, true
+	case math.IsInf(f, 0):
+		return sign | 0x7C00, true
+	case f == 0:
+		return sign, true
+	}
+	_, e := math.Frexp(f) // f = m·2^e, m in [0.5, 1)
+	exp := e - 1 + 15     // biased exponent of 1.x·2^(e-1)
+	if exp <= 0 {         // subnormal: units of 2^-24
+		n := math.RoundToEven(math.Ldexp(f, 24))
+		return sign | uint16(n), true // n = 1024 carries into the smallest normal
+	}
+	n := math.RoundToEven(math.Ldexp(f, 10-(e-1))) // 1024..2048
+	if n == 2048 {
+		n, exp = 1024, exp+1
+	}
+	if exp >= 0x1F {
+		return 0, false
+	}
+	return sign | uint16(exp)<<10 | uint16(n-1024), true
+}
+
+// fromBCD decodes n digits of packed BCD; ok is false when a nibble is not
+// a decimal digit.
+func fromBCD(raw uint64, n int) (int64, bool) {
+	var v int64
+	for i := n - 1; i >= 0; i-- {
+		d := raw >> (4 * i) & 0xF
+		if d > 9 {
+			return 0, false
+		}
+		v = v*10 + int64(d)
+	}
+	return v, true
+}
+
+// toBCD encodes v (0 ≤ v < 10^n) as n digits of packed BCD.
+func toBCD(v uint64) uint64 {
+	var raw uint64
+	for shift := 0; v > 0; shift += 4 {
+		raw |= (v % 10) << shift
+		v /= 10
+	}
+	return raw
 }

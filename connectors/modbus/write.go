@@ -1,11 +1,13 @@
 package modbus
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
 	"time"
 
 	"github.com/ferry-gateway/ferry/bus"
@@ -14,11 +16,14 @@ import (
 
 // WriteTag writes v to a writable coil or holding tag: encoded with the
 // tag's type and byte order, scale and offset applied in reverse. A coil is
-// written with function 5, one register with 6, more with 16; a bit tag
+// written with function 5 (15 with single_coil_write: fc15), one register
+// with 6 (16 with single_register_write: fc16), more with 16; a bit tag
 // reads its register and writes it back with the bit changed (other bits
 // may change on the device in between: prefer a coil where there is one).
 // The error is the device's answer: nil when it confirmed the write, an
-// *ExceptionError when it refused. A successful write makes the device poll
+// *ExceptionError when it refused. With verify_writes, the tag is read back
+// after a confirmed write, and a *NotKeptError (ErrNotKept) says the
+// device did not keep the value. A successful write makes the device poll
 // at once, so the new value is reported without waiting for the interval.
 func (m *Modbus) WriteTag(ctx context.Context, device, tag string, v bus.Value) error {
 	d, err := m.device(device)
@@ -33,7 +38,7 @@ func (m *Modbus) WriteTag(ctx context.Context, device, tag string, v bus.Value) 
 	if !t.writable {
 		return fmt.Errorf("modbus: %s/%s: %w (set writable: true on a coil or holding tag)", device, tag, connectors.ErrNotWritable)
 	}
-	op, err := encodeWrite(t, v)
+	op, err := encodeWrite(t, v, d.set)
 	if err != nil {
 		return fmt.Errorf("modbus: %s/%s: %w", device, tag, err)
 	}
@@ -44,26 +49,81 @@ func (m *Modbus) WriteTag(ctx context.Context, device, tag string, v bus.Value) 
 		}
 	}
 	d.met.requests.Inc()
-	err = d.link.write(ctx, d.spec.unit, timeout, op)
-	result := "ok"
+	d.diag.writes.Add(1)
+	t0 := time.Now()
+	err = d.link.write(ctx, d.spec.unit, timeout, d.set.pauseBetween, op)
+	d.diag.observe(time.Since(t0), err)
 	if err != nil {
+		err = d.wrap("write", t.area, int(t.addr), t.size, err)
+	} else if d.set.verifyWrites {
+		err = d.verify(ctx, t, op, timeout)
+	}
+	if d.set.closeAfterPoll {
+		d.link.hangUp(ctx)
+	}
+	result := "ok"
+	var ee *ExceptionError
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrNotKept):
+		result = "not_kept"
+		d.diag.notKept.Add(1)
+	case errors.As(err, &ee):
+		result = "exception"
+	default:
 		result = "failed"
-		var ee *ExceptionError
-		if errors.As(err, &ee) {
-			result = "exception"
-		}
 	}
 	d.met.all.writes.WithLabelValues(d.met.module, d.met.device, result).Inc()
-	if err != nil {
-		return d.wrap("write", t.area, int(t.addr), t.size, err)
+	if err == nil || errors.Is(err, ErrNotKept) {
+		d.requestPoll() // report what the device holds now
 	}
-	d.requestPoll()
-	return nil
+	return err
+}
+
+// verify reads tag t back after op was confirmed and reports whether the
+// device kept what was written.
+func (d *device) verify(ctx context.Context, t *tagSpec, op writeOp, timeout time.Duration) error {
+	d.met.requests.Inc()
+	t0 := time.Now()
+	got, err := d.link.read(ctx, d.spec.unit, timeout, d.set.pauseBetween, t.area, t.addr, t.size)
+	d.diag.observe(time.Since(t0), err)
+	if err != nil {
+		return d.wrap("read back", t.area, int(t.addr), t.size, err)
+	}
+	var kept bool
+	var wrote, read string
+	switch {
+	case t.area == Coil:
+		w, r := op.value != 0, got[0]&1 != 0
+		kept, wrote, read = w == r, strconv.FormatBool(w), strconv.FormatBool(r)
+	case op.bit >= 0:
+		r := t.order.Uint(got, 1)>>op.bit&1 != 0
+		kept, wrote, read = r == op.set, strconv.FormatBool(op.set), strconv.FormatBool(r)
+	default:
+		want := op.data
+		if want == nil {
+			want = binary.BigEndian.AppendUint16(nil, op.value)
+		}
+		kept = bytes.Equal(got, want)
+		wrote, read = d.show(t, want), d.show(t, got)
+	}
+	if kept {
+		return nil
+	}
+	return &NotKeptError{Device: d.spec.name, Tag: t.name, Wrote: wrote, Read: read}
+}
+
+// show renders registers as the tag's value, for messages.
+func (d *device) show(t *tagSpec, b []byte) string {
+	if v, ok := d.value(t, &tagState{}, b); ok {
+		return v.String()
+	}
+	return fmt.Sprintf("0x%X", b)
 }
 
 // encodeWrite turns v into the write for tag t.
-func encodeWrite(t *tagSpec, v bus.Value) (writeOp, error) {
-	op := writeOp{addr: t.addr, bit: -1, order: t.order}
+func encodeWrite(t *tagSpec, v bus.Value, set *settings) (writeOp, error) {
+	op := writeOp{addr: t.addr, bit: -1, order: t.order, fc16: set.regFC16}
 	switch t.typ {
 	case TBool, TBit:
 		b, err := boolOf(v)
@@ -75,6 +135,9 @@ func encodeWrite(t *tagSpec, v bus.Value) (writeOp, error) {
 			return op, nil
 		}
 		op.fc = 5
+		if set.coilFC15 {
+			op.fc = 15
+		}
 		if b {
 			op.value = 0xFF00
 		}
@@ -96,7 +159,7 @@ func encodeWrite(t *tagSpec, v bus.Value) (writeOp, error) {
 	}
 	buf := make([]byte, 2*t.size)
 	t.order.PutUint(buf, t.size, raw)
-	if t.size == 1 {
+	if t.size == 1 && !set.regFC16 {
 		op.fc, op.value = 6, binary.BigEndian.Uint16(buf)
 		return op, nil
 	}
@@ -133,6 +196,9 @@ func rawOf(t *tagSpec, v bus.Value) (uint64, error) {
 		if float64(i) < lo || float64(i) > hi {
 			return 0, outOfRange(t, v)
 		}
+		if t.typ.bcd() {
+			return toBCD(uint64(i)), nil
+		}
 		return uint64(i), nil
 	}
 	f, ok := v.Float()
@@ -151,6 +217,12 @@ func rawOf(t *tagSpec, v bus.Value) (uint64, error) {
 		return uint64(math.Float32bits(float32(f))), nil
 	case TFloat64:
 		return math.Float64bits(f), nil
+	case TFloat16:
+		h, ok := toFloat16(f)
+		if !ok {
+			return 0, outOfRange(t, v)
+		}
+		return uint64(h), nil
 	}
 	f = math.Round(f)
 	lo, hi := intRange(t.typ)
@@ -162,6 +234,9 @@ func rawOf(t *tagSpec, v bus.Value) (uint64, error) {
 			return uint64(f-(1<<63)) + 1<<63, nil
 		}
 		return uint64(int64(f)), nil
+	}
+	if t.typ.bcd() {
+		return toBCD(uint64(f)), nil
 	}
 	return uint64(int64(f)), nil
 }
@@ -178,6 +253,10 @@ func intRange(t Type) (float64, float64) {
 		return 0, math.MaxUint32
 	case TInt64:
 		return math.MinInt64, math.MaxInt64
+	case TBCD16:
+		return 0, 9999
+	case TBCD32:
+		return 0, 99999999
 	}
 	return 0, math.MaxUint64
 }

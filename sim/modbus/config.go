@@ -42,6 +42,9 @@ type Config struct {
 	// unit ID gets exception 0x0B (gateway target device failed to
 	// respond). More can be added at run time with Server.Unit.
 	Units []UnitConfig `yaml:"units"`
+	// UDP also serves Modbus TCP frames over UDP (one request and one
+	// answer per datagram), on the same port number as TCP; see UDPAddr.
+	UDP bool `yaml:"udp"`
 	// Logger receives the server's log lines; nil discards them.
 	Logger *slog.Logger `yaml:"-"`
 }

@@ -20,7 +20,9 @@ type Server struct {
 	cfg    Config
 	log    *slog.Logger
 	faults *faults
+	quirks quirkState
 	cnt    counters
+	udp    net.PacketConn // nil unless Config.UDP
 
 	unitMu sync.RWMutex
 	units  map[uint8]*Unit
@@ -75,6 +77,12 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := s.listen(ctx); err != nil {
 		return nil, err
 	}
+	if cfg.UDP {
+		if err := s.listenUDP(ctx); err != nil {
+			s.stopListening()
+			return nil, err
+		}
+	}
 	s.wg.Add(1)
 	go s.runSignals()
 	s.stopCtx = context.AfterFunc(ctx, func() { _ = s.Close() })
@@ -128,6 +136,9 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	if s.stopCtx != nil {
 		s.stopCtx()
+	}
+	if s.udp != nil {
+		_ = s.udp.Close()
 	}
 	s.stopListening()
 	s.wg.Wait()
@@ -246,7 +257,16 @@ func (s *Server) accept(ln net.Listener, stop chan struct{}) {
 			return
 		default:
 		}
+		if n := s.maxConns(); n > 0 && len(s.conns) >= n {
+			s.mu.Unlock()
+			_ = c.Close() // a gateway out of connections
+			s.cnt.refused.Add(1)
+			continue
+		}
 		s.conns[c] = struct{}{}
+		if n := uint64(len(s.conns)); n > s.cnt.peak.Load() {
+			s.cnt.peak.Store(n) // under s.mu
+		}
 		s.connWG.Add(1)
 		s.mu.Unlock()
 		s.cnt.connections.Add(1)
@@ -276,9 +296,16 @@ func (s *Server) serve(c net.Conn, stop chan struct{}) {
 	var hdr [mbapHeader]byte
 	var pdu [maxPDU]byte
 	out := make([]byte, 0, mbapHeader+maxPDU)
+	accepted := time.Now()
+	var replied time.Time
 	for {
 		if _, err := io.ReadFull(r, hdr[:]); err != nil {
 			return
+		}
+		if now := time.Now(); replied.IsZero() {
+			s.cnt.afterConnect.observe(now.Sub(accepted))
+		} else {
+			s.cnt.requestGap.observe(now.Sub(replied))
 		}
 		txn := binary.BigEndian.Uint16(hdr[0:])
 		proto := binary.BigEndian.Uint16(hdr[2:])
@@ -337,6 +364,7 @@ func (s *Server) serve(c net.Conn, stop chan struct{}) {
 		if _, err := c.Write(out); err != nil {
 			return
 		}
+		replied = time.Now()
 	}
 }
 
@@ -428,6 +456,8 @@ func parseRequest(p []byte) request {
 func (s *Server) execute(out []byte, unitID uint8, q request, exc ExceptionCode) ([]byte, ExceptionCode) {
 	if q.bad != 0 {
 		exc = q.bad
+	} else if r := s.rejected(q.fc); r != 0 && exc == 0 {
+		exc = r
 	} else if u := s.lookupUnit(unitID); u == nil {
 		exc = GatewayTargetNoResponse
 	} else if exc == 0 {
@@ -467,11 +497,15 @@ func (s *Server) perform(out []byte, u *Unit, q request) []byte {
 		}
 		r.mu.RUnlock()
 	case 5:
-		u.coils.Set(q.addr, q.data[0] == 0xFF)
+		if s.keeps(u.id, Coil, q.addr, 1) {
+			u.coils.Set(q.addr, q.data[0] == 0xFF)
+		}
 		out = binary.BigEndian.AppendUint16(out, q.addr)
 		out = append(out, q.data...)
 	case 6:
-		u.holding.Set(q.addr, binary.BigEndian.Uint16(q.data))
+		if s.keeps(u.id, Holding, q.addr, 1) {
+			u.holding.Set(q.addr, binary.BigEndian.Uint16(q.data))
+		}
 		out = binary.BigEndian.AppendUint16(out, q.addr)
 		out = append(out, q.data...)
 	case 15:
@@ -479,7 +513,9 @@ func (s *Server) perform(out []byte, u *Unit, q request) []byte {
 		for i := range vals {
 			vals[i] = q.data[i/8]&(1<<(i%8)) != 0
 		}
-		u.coils.Set(q.addr, vals...)
+		if s.keeps(u.id, Coil, q.addr, q.qty) {
+			u.coils.Set(q.addr, vals...)
+		}
 		out = binary.BigEndian.AppendUint16(out, q.addr)
 		out = binary.BigEndian.AppendUint16(out, uint16(q.qty))
 	case 16:
@@ -487,7 +523,9 @@ func (s *Server) perform(out []byte, u *Unit, q request) []byte {
 		for i := range vals {
 			vals[i] = binary.BigEndian.Uint16(q.data[2*i:])
 		}
-		u.holding.Set(q.addr, vals...)
+		if s.keeps(u.id, Holding, q.addr, q.qty) {
+			u.holding.Set(q.addr, vals...)
+		}
 		out = binary.BigEndian.AppendUint16(out, q.addr)
 		out = binary.BigEndian.AppendUint16(out, uint16(q.qty))
 	}
@@ -510,12 +548,21 @@ type Counters struct {
 	// Unanswered counts requests read but never answered (silent, or
 	// the request on which a connection was dropped).
 	Unanswered uint64
-	// Connections counts accepted client connections.
-	Connections uint64
+	// Connections counts accepted client connections; Refused those
+	// closed at once for SetMaxConnections; PeakConnections is the most
+	// open at one time.
+	Connections, Refused, PeakConnections uint64
+	// FirstRequestAfter is the shortest time from accepting a connection
+	// to its first request; RequestGap the shortest from a reply to the
+	// next request on the same connection (0: none seen). They show a
+	// client's pauses on the device's side.
+	FirstRequestAfter, RequestGap time.Duration
 }
 
 type counters struct {
 	requests, exceptions, unanswered, connections atomic.Uint64
+	refused, peak                                 atomic.Uint64
+	afterConnect, requestGap                      minGap
 	byFC, byUnit                                  [256]atomic.Uint64
 }
 
@@ -537,8 +584,10 @@ func (s *Server) Counters() Counters {
 		Exceptions:  s.cnt.exceptions.Load(),
 		Unanswered:  s.cnt.unanswered.Load(),
 		Connections: s.cnt.connections.Load(),
-		ByFunction:  map[byte]uint64{},
-		ByUnit:      map[uint8]uint64{},
+		Refused:     s.cnt.refused.Load(), PeakConnections: s.cnt.peak.Load(),
+		FirstRequestAfter: s.cnt.afterConnect.get(), RequestGap: s.cnt.requestGap.get(),
+		ByFunction: map[byte]uint64{},
+		ByUnit:     map[uint8]uint64{},
 	}
 	for i := range 256 {
 		if n := s.cnt.byFC[i].Load(); n > 0 {
@@ -557,6 +606,10 @@ func (s *Server) ResetCounters() {
 	s.cnt.exceptions.Store(0)
 	s.cnt.unanswered.Store(0)
 	s.cnt.connections.Store(0)
+	s.cnt.refused.Store(0)
+	s.cnt.peak.Store(0)
+	s.cnt.afterConnect.ns.Store(0)
+	s.cnt.requestGap.ns.Store(0)
 	for i := range 256 {
 		s.cnt.byFC[i].Store(0)
 		s.cnt.byUnit[i].Store(0)
