@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -130,4 +132,276 @@ func TestAppendJSONString(t *testing.T) {
 			t.Errorf("%q → %s decodes to %q, want %q", s, quoted, got, want)
 		}
 	}
+}
+
+// expectedJSON is what encoding/json makes of the record, field by field,
+// as the parsed value a consumer sees: the reference the hand-written
+// encoder is checked against. Times come from time.Time.Format, the
+// unix forms from UnixMilli and UnixMicro.
+func expectedJSON(t testing.TB, r *Record, fields JSONFields, tf TimeFormat) map[string]any {
+	if fields == 0 {
+		fields = AllJSONFields
+	}
+	m := map[string]any{}
+	put := func(f JSONFields, name string, v any) {
+		if fields&f != 0 {
+			m[name] = v
+		}
+	}
+	var value any
+	switch r.Value.Kind {
+	case KindBool:
+		value = r.Value.Bool()
+	case KindLong:
+		value = r.Value.Long()
+	case KindDouble:
+		f := r.Value.Double()
+		switch {
+		case math.IsNaN(f):
+			value = "NaN"
+		case math.IsInf(f, 1):
+			value = "+Inf"
+		case math.IsInf(f, -1):
+			value = "-Inf"
+		default:
+			value = f
+		}
+	case KindString:
+		value = r.Value.Str()
+	case KindBytes:
+		value = []byte(r.Value.Str()) // encoding/json: standard base64
+	}
+	tm := func(ns int64) any {
+		t := time.Unix(0, ns).UTC()
+		switch tf {
+		case TimeUnixMs:
+			return t.UnixMilli()
+		case TimeUnixUs:
+			return t.UnixMicro()
+		}
+		return t.Format("2006-01-02T15:04:05.000000000Z07:00")
+	}
+	put(JSONSource, "source", r.Source)
+	put(JSONDevice, "device", r.Device)
+	put(JSONTag, "tag", r.Tag)
+	put(JSONValue, "value", value)
+	put(JSONType, "type", r.Value.Kind.String())
+	put(JSONQuality, "quality", r.Quality.String())
+	put(JSONStatus, "status", r.Status)
+	put(JSONTS, "ts", tm(r.SourceTime))
+	put(JSONIngestTS, "ingest_ts", tm(r.IngestTime))
+	if r.Unit != "" {
+		put(JSONUnit, "unit", r.Unit)
+	}
+	put(JSONSeq, "seq", r.Seq)
+	if len(r.Attrs) > 0 {
+		put(JSONAttrs, "attrs", r.Attrs)
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatalf("encoding/json: %v", err)
+	}
+	return parseJSON(t, b)
+}
+
+// parseJSON parses one JSON object keeping numbers exact: integers as
+// int64 or uint64, the rest as float64.
+func parseJSON(t testing.TB, p []byte) map[string]any {
+	d := json.NewDecoder(bytes.NewReader(p))
+	d.UseNumber()
+	var m map[string]any
+	if err := d.Decode(&m); err != nil {
+		t.Fatalf("%v in %.300q", err, p)
+	}
+	if d.More() {
+		t.Fatalf("more than one value in %.300q", p)
+	}
+	for k, v := range m {
+		if n, ok := v.(json.Number); ok {
+			if i, err := strconv.ParseInt(string(n), 10, 64); err == nil {
+				m[k] = i
+			} else if u, err := strconv.ParseUint(string(n), 10, 64); err == nil {
+				m[k] = u
+			} else {
+				f, _ := strconv.ParseFloat(string(n), 64)
+				m[k] = f
+			}
+		}
+	}
+	return m
+}
+
+func checkEquivalent(t testing.TB, e *JSONEncoder, r *Record, fields JSONFields, tf TimeFormat) {
+	p := e.AppendRecord(nil, r)
+	got, want := parseJSON(t, p), expectedJSON(t, r, fields, tf)
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("encoder (fields %#x, %s) wrote %s\n got  %v\n want %v", fields, tf, p, got, want)
+	}
+}
+
+// FuzzJSONEncoder checks that whatever a record holds, the encoder writes
+// one JSON object that parses to what encoding/json writes for the same
+// fields, with every field selection and time format, and that the
+// timestamp cache never hands out a stale value.
+func FuzzJSONEncoder(f *testing.F) {
+	f.Add("plc1", "press-01", "line1/temperature", "°C", uint8(KindDouble), uint64(math.Float64bits(21.5)), "", int64(t0), int64(t0+1), uint64(5), uint32(0), uint8(0), "k", "v", uint16(0), uint8(0))
+	f.Add("a\"b\\c\n", "\x00\x1f\x7f", "\u2028\u2029", "\xff\xfe", uint8(KindString), uint64(0), "<&>\t\xc3\x28", int64(-1), int64(math.MinInt64), uint64(math.MaxUint64), uint32(math.MaxUint32), uint8(2), "\xed\xa0\x80", "é", uint16(AllJSONFields), uint8(1))
+	f.Add("", "", "", "", uint8(KindDouble), math.Float64bits(math.NaN()), "", int64(math.MaxInt64), int64(0), uint64(0), uint32(1), uint8(1), "", "", uint16(JSONValue|JSONTS), uint8(2))
+	f.Add("s", "d", "t", "", uint8(KindDouble), math.Float64bits(math.Inf(-1)), "", int64(1e9), int64(-1e9+1), uint64(1), uint32(1), uint8(9), "", "", uint16(1), uint8(0))
+	f.Add("s", "d", "t", "", uint8(KindDouble), math.Float64bits(math.Copysign(0, -1)), "", int64(1e15), int64(1e15+999_999), uint64(1), uint32(1), uint8(0), "", "", uint16(0), uint8(0))
+	f.Add("s", "d", "t", "", uint8(KindDouble), math.Float64bits(1e-7), "", int64(0), int64(0), uint64(1), uint32(1), uint8(0), "", "", uint16(0), uint8(0))
+	f.Add("s", "d", "t", "", uint8(KindBytes), uint64(0), "\x00\xfb\xff", int64(0), int64(0), uint64(1), uint32(1), uint8(0), "", "", uint16(0), uint8(0))
+	f.Add("s", "d", "t", "", uint8(KindLong), uint64(1<<63), "", int64(0), int64(0), uint64(1), uint32(1), uint8(0), "", "", uint16(0), uint8(0))
+	f.Add("s", "d", "t", "", uint8(KindBool), uint64(1), "", int64(0), int64(0), uint64(1), uint32(1), uint8(0), "", "", uint16(0), uint8(0))
+	f.Add("s", "d", "t", "", uint8(77), uint64(1), "", int64(0), int64(0), uint64(1), uint32(1), uint8(0), "", "", uint16(0), uint8(0))
+	e := [3]*JSONEncoder{} // one per time format, kept across inputs: the cache must stay right
+	f.Fuzz(func(t *testing.T, source, device, tag, unit string, kind uint8, bits uint64, str string,
+		ts, ingest int64, seq uint64, status uint32, quality uint8, ak, av string, fields uint16, tf uint8) {
+		var v Value
+		switch Kind(kind % 7) {
+		case KindNull:
+			v = Null()
+		case KindBool:
+			v = Bool(bits&1 == 1)
+		case KindLong:
+			v = Long(int64(bits))
+		case KindDouble:
+			v = Double(math.Float64frombits(bits))
+		case KindString:
+			v = String(str)
+		case KindBytes:
+			v = Bytes([]byte(str))
+		default:
+			v = Value{Kind: Kind(kind)}
+			if v.Kind <= KindBytes {
+				v.Kind = 42
+			}
+		}
+		r := Record{Source: source, Device: device, Tag: tag, Unit: unit, Value: v, SourceTime: ts, IngestTime: ingest,
+			Seq: seq, Status: status, Quality: Quality(quality % 4)}
+		if ak != "" || av != "" {
+			r.Attrs = map[string]string{ak: av, "z" + ak: av + "2"}
+		}
+		f := JSONFields(fields) & AllJSONFields
+		format := TimeFormat(tf % 3)
+		if e[format] == nil {
+			e[format] = NewJSONEncoder(0, format)
+		}
+		enc := *e[format] // the cache, with this input's fields
+		enc.fields = f
+		checkEquivalent(t, &enc, &r, f, format)
+		e[format].slots, e[format].sec, e[format].secOK, e[format].secText = enc.slots, enc.sec, enc.secOK, enc.secText
+	})
+}
+
+// TestJSONTimes pins the time forms at the edges of what int64
+// nanoseconds hold, and around a second boundary before 1970, where
+// rounding down matters.
+func TestJSONTimes(t *testing.T) {
+	for _, ns := range []int64{0, -1, 1, -1e9, -1e9 + 1, 999_999_999, 1e9, math.MinInt64, math.MaxInt64, t0, t0 + 1, -t0} {
+		for tf := range TimeFormat(3) {
+			e := NewJSONEncoder(JSONTS, tf)
+			r := Record{SourceTime: ns}
+			for range 2 { // formatted, then from the cache
+				checkEquivalent(t, e, &r, JSONTS, tf)
+			}
+		}
+	}
+}
+
+// TestJSONTimeCache encodes records whose times collide in the cache and
+// share seconds, interleaved: every record must show its own times.
+func TestJSONTimeCache(t *testing.T) {
+	e := NewJSONEncoder(JSONTS|JSONIngestTS, TimeRFC3339)
+	var recs []Record
+	for i := range 200 {
+		recs = append(recs, Record{SourceTime: t0 + int64(i%17)*1e9 + int64(i%5), IngestTime: t0 + int64(i)*12_345_678})
+	}
+	for i := range 3 * len(recs) {
+		r := &recs[(i*7)%len(recs)]
+		checkEquivalent(t, e, r, JSONTS|JSONIngestTS, TimeRFC3339)
+	}
+}
+
+func TestJSONShapes(t *testing.T) {
+	b := variedBatch(5)
+	e := NewJSONEncoder(JSONSeq|JSONTag, TimeUnixMs)
+	for _, c := range []struct {
+		shape JSONShape
+		recs  []Record
+		want  string
+	}{
+		{JSONLinesShape, b.Records[:2], `{"tag":"area/line/a/value","seq":0}` + "\n" + `{"tag":"area/line/b/value","seq":0}` + "\n"},
+		{JSONArrayShape, b.Records[:2], `[{"tag":"area/line/a/value","seq":0},{"tag":"area/line/b/value","seq":0}]`},
+		{JSONArrayShape, nil, `[]`},
+		{JSONObjectShape, b.Records[1:2], `{"tag":"area/line/b/value","seq":0}`},
+	} {
+		if got := string(c.shape.Append(e, nil, c.recs)); got != c.want {
+			t.Errorf("%s:\n got  %s\n want %s", c.shape, got, c.want)
+		}
+	}
+	if got := string(NewJSONEncoder(JSONUnit, 0).AppendRecord(nil, &Record{})); got != "{}" {
+		t.Errorf("no field written: %s, want {}", got)
+	}
+}
+
+// TestJSONEncoderAllocs: no allocation per record, nor per batch, once the
+// buffer is large enough; a pooled buffer comes back with its capacity.
+func TestJSONEncoderAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector changes allocation counts")
+	}
+	poll := pollBatch(1000)
+	buf := make([]byte, 0, 1<<20)
+	for _, shape := range []JSONShape{JSONLinesShape, JSONArrayShape} {
+		for tf := range TimeFormat(3) {
+			e := NewJSONEncoder(0, tf)
+			if n := testing.AllocsPerRun(20, func() { buf = shape.Append(e, buf[:0], poll.Records) }); n != 0 {
+				t.Errorf("%s %s: %v allocs per batch, want 0", shape, tf, n)
+			}
+		}
+	}
+	var p Buffers
+	e := NewJSONEncoder(0, TimeRFC3339)
+	b := p.Get()
+	b.B = e.AppendLines(b.B, poll.Records)
+	p.Put(b)
+	if n := testing.AllocsPerRun(20, func() {
+		b := p.Get()
+		b.B = e.AppendLines(b.B, poll.Records)
+		p.Put(b)
+	}); n > 0.1 { // a GC may empty the pool now and then
+		t.Errorf("pooled buffer: %v allocs per message, want 0", n)
+	}
+}
+
+// BenchmarkJSONEncoder: ns per record of each shape and time format, for
+// a Modbus poll of 1,000 registers:
+//
+//	go test -run '^$' -bench JSONEncoder -benchmem -cpu 1 ./bus/
+func BenchmarkJSONEncoder(b *testing.B) {
+	poll := pollBatch(1000)
+	for _, shape := range []JSONShape{JSONLinesShape, JSONArrayShape} {
+		for tf := range TimeFormat(3) {
+			b.Run(shape.String()+"/"+tf.String(), func(b *testing.B) {
+				e := NewJSONEncoder(0, tf)
+				buf := make([]byte, 0, 512<<10)
+				for b.Loop() {
+					buf = shape.Append(e, buf[:0], poll.Records)
+				}
+				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*poll.Len()), "ns/record")
+				b.ReportMetric(float64(len(buf))/float64(poll.Len()), "bytes/record")
+			})
+		}
+	}
+	b.Run("json/rfc3339", func(b *testing.B) {
+		e := NewJSONEncoder(0, TimeRFC3339)
+		buf := make([]byte, 0, 1<<10)
+		for b.Loop() {
+			for i := range poll.Records {
+				buf = e.AppendRecord(buf[:0], &poll.Records[i])
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*poll.Len()), "ns/record")
+	})
 }
