@@ -37,6 +37,7 @@ func init() {
 		{"run", "ferry run [-c FILE] [--data-dir DIR] [--admin-addr HOST:PORT] [--demo-port-offset N]", "run a pipeline (the embedded demo when no -c is given)", runCmd, true},
 		{"validate", "ferry validate FILE (or -c FILE) [-v]", "check a config and print every problem as FILE:LINE:COL: message", validateCmd, false},
 		{"plan", "ferry plan FILE (or -c FILE)", "show each modbus device's coalesced read plan", planCmd, false},
+		{name: "import", usage: "ferry import modbus-csv FILE [--device NAME] [--endpoint URL] [--unit N] [-o FILE]", summary: "turn a CSV tag list (a PLC export) into a modbus connector section, checked as validate would", run: importCmd},
 		{"browse", "ferry browse opc.tcp://HOST:PORT[/PATH] [--depth N] [--security POLICY/MODE]", "print an OPC UA server's address space: NodeId, class, data type, access", browseCmd, false},
 		{"scan", "ferry scan modbus ENDPOINT [--unit N] [--area A] [--range 0-199]", "read a device's registers and show each as uint16, int16 and float32 in every word order", scanCmd, false},
 		{"sim", "ferry sim modbus|opcua [flags]", "run a device simulator (the demo's Modbus device, an OPC UA server) until interrupted", simDispatch, true},
