@@ -11,4 +11,5 @@ import (
 	_ "github.com/ferry-gateway/ferry/connectors/mqtt"
 	_ "github.com/ferry-gateway/ferry/connectors/opcua"
 	_ "github.com/ferry-gateway/ferry/connectors/simulator"
+	_ "github.com/ferry-gateway/ferry/connectors/sparkplug"
 )
