@@ -405,3 +405,59 @@ func BenchmarkJSONEncoder(b *testing.B) {
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*poll.Len()), "ns/record")
 	})
 }
+
+// opcuaBatch is one publish of n OPC UA nodes: one device, string node ids,
+// each value with its own source timestamp within the interval.
+func opcuaBatch(n int) *Batch {
+	b := &Batch{Records: make([]Record, n)}
+	for i := range b.Records {
+		b.Records[i] = Record{
+			Source:     "opcua1",
+			Device:     "line1-plc",
+			Tag:        "ns=2;s=Line1.Machine" + strconv.Itoa(i/100) + ".Sensor" + strconv.Itoa(i%100),
+			Value:      Double(20 + float64(i%100)*0.137),
+			SourceTime: t0 + int64(i*7919%100_000)*1000,
+			IngestTime: t0 + 100_000_000,
+			Seq:        1_000_000 + uint64(i),
+		}
+	}
+	return b
+}
+
+// TestBytesPerValue measures what each format puts on the wire per value
+// (payload bytes, without MQTT or HTTP framing) for a Modbus poll of 1,000
+// registers and an OPC UA publish of 1,000 nodes; the README quotes it:
+//
+//	go test -run TestBytesPerValue -v ./bus/
+//
+// Avro must stay compact: at most 25 bytes per value for the poll.
+func TestBytesPerValue(t *testing.T) {
+	slim := NewJSONEncoder(JSONTag|JSONValue|JSONTS, TimeUnixMs)
+	full := NewJSONEncoder(0, TimeRFC3339)
+	t.Logf("| format | Modbus poll, B/value | OPC UA publish, B/value |")
+	t.Logf("|---|---|---|")
+	rows := []struct {
+		name string
+		enc  func(b *Batch) int
+	}{
+		{"avro (one batch per message)", func(b *Batch) int { return len(b.AppendAvro(nil)) }},
+		{"json-lines", func(b *Batch) int { return len(full.AppendLines(nil, b.Records)) }},
+		{"json-array", func(b *Batch) int { return len(full.AppendArray(nil, b.Records)) }},
+		{"json (one object per message)", func(b *Batch) int {
+			n := 0
+			for i := range b.Records {
+				n += len(full.AppendRecord(nil, &b.Records[i]))
+			}
+			return n
+		}},
+		{"json-array, fields [tag, value, ts], unix_ms", func(b *Batch) int { return len(slim.AppendArray(nil, b.Records)) }},
+	}
+	poll, ua := pollBatch(1000), opcuaBatch(1000)
+	for _, r := range rows {
+		p, u := float64(r.enc(poll))/1000, float64(r.enc(ua))/1000
+		t.Logf("| %s | %.1f | %.1f |", r.name, p, u)
+		if strings.HasPrefix(r.name, "avro") && p > 25 {
+			t.Errorf("avro: %.1f bytes per value of a poll, want at most 25", p)
+		}
+	}
+}
