@@ -1,16 +1,32 @@
 # Multi-stage build: a static binary on a distroless base, running as
-# non-root. docker build -t ferry . && docker run -p 8080:8080 ferry
-FROM golang:1.26 AS build
+# non-root (uid 65532). docker and podman take the same arguments:
+#   docker build --build-arg REVISION=$(git rev-parse HEAD) -t ferry .
+#   docker run -p 8080:8080 ferry
+# The base images are arguments so that a build without a registry (CI
+# here, an air-gapped plant) can name local stand-ins; ./scripts/test does.
+ARG GO_IMAGE=golang:1.26
+ARG BASE_IMAGE=gcr.io/distroless/static-debian12:nonroot
+
+FROM ${GO_IMAGE} AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
 ARG VERSION=devel
-RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}" -o /out/ferry ./cmd/ferry
+# .git is not copied (.dockerignore), so the revision comes in as an
+# argument for `ferry version`.
+ARG REVISION=
+RUN CGO_ENABLED=0 go build -trimpath -buildvcs=false \
+      -ldflags "-s -w -X main.version=${VERSION} -X main.revision=${REVISION}" \
+      -o /out/ferry ./cmd/ferry \
+ && mkdir -p /out/data
 
-FROM gcr.io/distroless/static-debian12:nonroot
+FROM ${BASE_IMAGE}
 COPY --from=build /out/ferry /usr/local/bin/ferry
-USER nonroot:nonroot
+# The data directory is the non-root user's: an empty volume is created
+# from it with its owner, so the spool and seq files can be written.
+COPY --from=build --chown=65532:65532 /out/data /var/lib/ferry
+USER 65532:65532
 WORKDIR /var/lib/ferry
 VOLUME ["/var/lib/ferry"]
 EXPOSE 8080 1883

@@ -182,9 +182,9 @@ func lookup(name string) (command, bool) {
 }
 
 // suggest returns the command nearest to a mistyped one: a unique prefix,
-// or the closest by edit distance when it is within a third of the length.
+// or the closest by edit distance: one edit, or a third of the length.
 func suggest(typed string) string {
-	best, bestD := "", len(typed)/3+1
+	best, bestD := "", max(2, len(typed)/3+1)
 	var prefixed []string
 	for _, c := range commands {
 		if strings.HasPrefix(c.name, typed) {
