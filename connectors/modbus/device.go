@@ -78,8 +78,8 @@ func (d *device) replan() {
 	old := d.groups
 	d.groups = d.spec.groups(d.learned)
 	for i := range d.groups {
-		if i < len(old) {
-			d.groups[i].due = old[i].due
+		if i < len(old) { // the same intervals, in the same order
+			d.groups[i].due, d.groups[i].polled = old[i].due, old[i].polled
 		}
 	}
 	l := d.learned.describe()

@@ -83,13 +83,22 @@ func ImportCSV(r io.Reader, file string, opt ImportOptions) ([]byte, error) {
 		opt.Unit = 1
 	}
 	br := bufio.NewReader(r)
+	if bom, _ := br.Peek(3); string(bom) == "\ufeff" {
+		_, _ = br.Discard(3) // a spreadsheet's byte order mark
+	}
 	head, _ := br.Peek(4096)
 	cr := csv.NewReader(br)
 	cr.Comment = '#'
 	cr.FieldsPerRecord = -1
 	cr.TrimLeadingSpace = true
-	if first, _, _ := bytes.Cut(head, []byte("\n")); bytes.Count(first, []byte(";")) > bytes.Count(first, []byte(",")) {
-		cr.Comma = ';' // a spreadsheet saved in a locale with decimal commas
+	for _, line := range bytes.Split(head, []byte("\n")) {
+		if line = bytes.TrimSpace(line); len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		if bytes.Count(line, []byte(";")) > bytes.Count(line, []byte(",")) {
+			cr.Comma = ';' // a spreadsheet saved where the decimal separator is a comma
+		}
+		break // the header decides
 	}
 	var errs ImportErrors
 	bad := func(line int, col, format string, args ...any) {
@@ -105,7 +114,7 @@ func ImportCSV(r io.Reader, file string, opt ImportOptions) ([]byte, error) {
 	hline, _ := cr.FieldPos(0)
 	cols := map[string]int{}
 	for i, h := range header {
-		h = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")))
+		h = strings.ToLower(strings.TrimSpace(h))
 		switch {
 		case !slices.Contains(CSVColumns, h):
 			bad(hline, "", "unknown column %q; columns are %s", header[i], strings.Join(CSVColumns, ", "))
