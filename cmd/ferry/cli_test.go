@@ -307,6 +307,11 @@ func TestReadmeDemoLink(t *testing.T) {
 	if !strings.Contains(strings.Join(strings.Fields(string(b)), " "), want) {
 		t.Errorf("README does not say the WAN link %q", want)
 	}
+	var places strings.Builder
+	printDemoPlaces(&places, 0, "", "data")
+	if want := "(up " + m[1] + " s, cut " + m[2] + " s)"; !strings.Contains(places.String(), want) {
+		t.Errorf("the demo's banner does not say %q:\n%s", want, places.String())
+	}
 }
 
 // TestDemoPortsMatchTheDemo: the ports the demo checks before it starts are
