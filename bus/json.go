@@ -327,16 +327,21 @@ func (e *JSONEncoder) formatTime(dst []byte, ns int64) []byte {
 	dst = append(dst, e.secText[:]...)
 	var f [10]byte
 	f[0] = '.'
-	for i := 9; i >= 1; i-- {
-		f[i] = byte('0' + frac%10)
-		frac /= 10
+	q := int(frac)
+	for i := 8; i >= 2; i -= 2 {
+		put2(f[i:], q%100)
+		q /= 100
 	}
+	f[1] = byte('0' + q)
 	dst = append(dst, f[:]...)
 	return append(dst, 'Z', '"')
 }
 
+// twoDigits holds 00 to 99, two bytes each.
+const twoDigits = "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899"
+
 func put2(b []byte, v int) {
-	b[0], b[1] = byte('0'+v/10), byte('0'+v%10)
+	b[0], b[1] = twoDigits[2*v], twoDigits[2*v+1]
 }
 
 func put4(b []byte, v int) {
@@ -384,6 +389,16 @@ func appendJSONValue(dst []byte, v Value) []byte {
 
 const hexDigits = "0123456789abcdef"
 
+// jsonSafe marks the bytes a JSON string holds as they are: printable
+// ASCII but the quote and the backslash. One load per byte on the common
+// path instead of four comparisons.
+var jsonSafe = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // appendJSONString quotes s. Besides what JSON requires it escapes U+2028 and
 // U+2029, which end a line in JavaScript, as encoding/json does.
 func appendJSONString(dst []byte, s string) []byte {
@@ -391,11 +406,11 @@ func appendJSONString(dst []byte, s string) []byte {
 	start := 0
 	for i := 0; i < len(s); {
 		c := s[i]
+		if jsonSafe[c] {
+			i++
+			continue
+		}
 		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
 			dst = append(dst, s[start:i]...)
 			switch c {
 			case '"', '\\':
