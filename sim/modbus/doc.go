@@ -44,8 +44,15 @@
 //   - MalformNext: one reply with a short PDU, a truncated frame or a wrong
 //     transaction ID.
 //
+// Quirks describe how a device is rather than what goes wrong once:
+// RejectFunction (a device without FC 5 or 6), IgnoreWrites (writes
+// confirmed and not kept), SetMaxConnections (a gateway that allows few
+// connections). Config.UDP also serves Modbus UDP on the TCP port number
+// (UDPAddr). Registers has SetFloat16, SetBCD16 and SetBCD32.
+//
 // Counters reports requests served per function code and unit, exceptions,
-// unanswered requests and connections; ResetCounters zeroes them. Tests use
+// unanswered requests, connections (accepted, refused, the peak), and the
+// shortest pauses a client left after connecting and between requests; ResetCounters zeroes them. Tests use
 // them to assert how many requests a poll cycle took.
 //
 // # Why not simonvetter/modbus's server
