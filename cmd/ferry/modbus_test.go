@@ -72,7 +72,7 @@ func TestScanModbusErrors(t *testing.T) {
 		{[]string{"scan", "opcua", "tcp://x"}, 2, "usage"},
 		{[]string{"scan", "modbus", "tcp://" + s.Addr(), "--area", "holdings"}, 2, `--area "holdings" is not one of coil, discrete, input, holding`},
 		{[]string{"scan", "modbus", "tcp://" + s.Addr(), "--range", "10-2"}, 2, "--range"},
-		{[]string{"scan", "modbus", "udp://" + s.Addr()}, 2, `unknown transport "udp"`},
+		{[]string{"scan", "modbus", "tpc://" + s.Addr()}, 2, `unknown transport "tpc"`},
 		{[]string{"scan", "modbus", "tcp://" + s.Addr(), "--unit", "9", "--range", "0-1"}, 1, "exception 0x0B (gateway target device failed to respond)"},
 	} {
 		code, _, errs := run(t, t.Context(), tc.args...)
@@ -157,7 +157,7 @@ func TestValidateModbus(t *testing.T) {
     type: modbus
     devices:
       - name: press
-        endpoint: udp://10.0.0.5
+        endpoint: tpc://10.0.0.5
         tags:
           - {name: a, area: holdings, address: 0}
           - {name: b, area: coil, address: 1, type: float32}
@@ -168,7 +168,7 @@ func TestValidateModbus(t *testing.T) {
 `), 0o600)
 	code, out, _ := run(t, t.Context(), "validate", "-c", file)
 	for _, want := range []string{
-		":6:19: connectors.plc.devices[press].endpoint: unknown transport \"udp\"",
+		":6:19: connectors.plc.devices[press].endpoint: unknown transport \"tpc\"",
 		":8:29: connectors.plc.devices[press].tags[0].area: unknown area \"holdings\"",
 		":9:53: connectors.plc.devices[press].tags[1].type: float32 does not fit a coil",
 		":10:13: connectors.plc.devices[press].tags[2].length: a string needs length",
