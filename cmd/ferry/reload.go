@@ -46,6 +46,7 @@ func (r *reloader) reload(ctx context.Context) (*router.ReloadResult, []string) 
 		r.p.NoteReload(nil, errs)
 		return nil, errs
 	}
+	logWarnings(r.logger, nc)
 	r.override(nc)
 	res, err := r.p.Reload(ctx, nc)
 	if err != nil {
@@ -60,6 +61,14 @@ func (r *reloader) reload(ctx context.Context) (*router.ReloadResult, []string) 
 		r.applied(nc)
 	}
 	return &res, nil
+}
+
+// logWarnings logs what `ferry validate` would warn of: the config runs as
+// written, but an integrator reading the log at start sees it too.
+func logWarnings(logger *slog.Logger, c *router.Config) {
+	for _, w := range c.Warnings {
+		logger.Warn("config warning", "at", w.String())
+	}
 }
 
 // onSIGHUP reloads on every SIGHUP until ctx ends (systemctl reload).

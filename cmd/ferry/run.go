@@ -58,6 +58,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
+	logWarnings(logger, cfg)
 	override := func(c *router.Config) {
 		if *dataDir != "" {
 			c.DataDir = *dataDir
