@@ -616,16 +616,12 @@ func (e *Edge) writeDevice(c *client, toks []paho.Token, name string, recs []bus
 		if j, ok := first[m]; ok && j == i {
 			continue
 		}
-		pm := &spb.Payload_Metric{Alias: proto.Uint64(m.alias), Timestamp: proto.Uint64(msOf(r.SourceTime))}
-		if err := setValue(pm, m.dt, r.Value); err != nil {
+		pm, err := dataMetric(m, r, e.liveSince)
+		if err != nil {
 			e.m.skipped.WithLabelValues("type").Inc()
 			e.env.Error(fmt.Errorf("%s/%s: %w", name, r.Tag, err))
 			continue
 		}
-		if r.IngestTime < e.liveSince {
-			pm.IsHistorical = proto.Bool(true)
-		}
-		pm.Properties = propertySet(r.Quality, "", false)
 		m.set(r)
 		p.Metrics = append(p.Metrics, pm)
 	}
@@ -638,6 +634,21 @@ func (e *Edge) writeDevice(c *client, toks []paho.Token, name string, recs []bus
 		d.born, d.dead = false, true
 	}
 	return toks
+}
+
+// dataMetric is r as a DDATA metric: by alias only, with its timestamp,
+// is_historical when it was ingested before the node was last born, and
+// its quality when that is not GOOD.
+func dataMetric(m *metric, r *bus.Record, liveSince int64) (*spb.Payload_Metric, error) {
+	pm := &spb.Payload_Metric{Alias: proto.Uint64(m.alias), Timestamp: proto.Uint64(msOf(r.SourceTime))}
+	if err := setValue(pm, m.dt, r.Value); err != nil {
+		return nil, err
+	}
+	if r.IngestTime < liveSince {
+		pm.IsHistorical = proto.Bool(true)
+	}
+	pm.Properties = propertySet(r.Quality, "", false)
+	return pm, nil
 }
 
 // commands runs DCMDs one at a time, in arrival order, so writes reach
