@@ -22,6 +22,7 @@ import (
 
 	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/connectors"
+	"github.com/ferry-gateway/ferry/connectors/command"
 	"github.com/ferry-gateway/ferry/connectors/parse"
 	"github.com/ferry-gateway/ferry/connectors/topics"
 	"github.com/ferry-gateway/ferry/internal/logfloor"
@@ -148,7 +149,7 @@ func (b *Broker) Start(_ context.Context, env *connectors.Env) error {
 		env.Go("flush", func(ctx context.Context) error { return b.batcher.Run(ctx, b.BatchInterval.D()) })
 	}
 	if b.Commands.Topic != "off" {
-		queue := make(chan *command, 64)
+		queue := make(chan *command.Command, 64)
 		if err := b.srv.Subscribe(b.Commands.Topic+"/#", len(b.Subscribe)+1, b.commandHandler(queue)); err != nil {
 			return fmt.Errorf("localbroker: subscribe commands: %w", err)
 		}
@@ -299,7 +300,7 @@ func (h *authHook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	// nothing happened; mochi drops the publish itself.
 	if write && h.cfg.Commands.Topic != "off" && strings.HasPrefix(topic, h.cfg.Commands.Topic+"/") {
 		device, tag, _ := strings.Cut(strings.TrimPrefix(topic, h.cfg.Commands.Topic+"/"), "/")
-		c := &command{device: device, tag: tag}
+		c := &command.Command{Device: device, Tag: tag}
 		go h.b.reply(c, fmt.Errorf("%w: user %q may not write %s", errRefused, u.Name, topic))
 	}
 	return false
