@@ -212,6 +212,9 @@ func (e *Edge) link(ctx context.Context) error {
 		if e.PrimaryHostID == "" {
 			if err := e.birth(c, false); err != nil {
 				e.env.Down(err)
+				if connectors.Sleep(ctx, bo.Next()) != nil {
+					return nil
+				}
 				continue
 			}
 		}
