@@ -48,7 +48,7 @@ func TestParseExecuteAndClass(t *testing.T) {
 		{"press-1/setpoint", `{"value":1,"ttl":"-1s"}`, now, StatusRefused, "positive duration"},
 		{"press-1/setpoint", `{"value":1,"expires":"2020-01-01T00:00:00Z"}`, now, StatusRefused, "expired"},
 		{"press-1/setpoint", `{"value":1}`, now.Add(-2 * time.Minute), StatusRefused, "expired"}, // max_ttl
-		{"press-1/setpoint", `{"value":1,"ttl":"1h"}`, now.Add(-2 * time.Minute), StatusOK, ""},   // ttl beats max_ttl
+		{"press-1/setpoint", `{"value":1,"ttl":"1h"}`, now.Add(-2 * time.Minute), StatusOK, ""},  // ttl beats max_ttl
 	} {
 		cmd, err := Parse(c.rest, []byte(c.payload), c.received)
 		if err == nil {
