@@ -48,6 +48,7 @@ type Config struct {
 	URL        string            `yaml:"url"`
 	Format     string            `yaml:"format"`
 	Gzip       bool              `yaml:"gzip"`
+	Compress   string            `yaml:"compress"` // gzip or zstd (compress.go); gzip: true is compress: gzip
 	Headers    map[string]string `yaml:"headers"`
 	Timeout    conf.Duration     `yaml:"timeout"`
 	TLS        tlsconf.Config    `yaml:"tls"`
@@ -128,6 +129,7 @@ func (c *Config) Validate() error {
 	}
 	_, isJSON := bus.ParseJSONShape(c.Format)
 	c.JSONOutput.Check(isJSON || c.Format == "json", c.Format, p.Add)
+	c.checkCompress(p.Add)
 	for k := range c.Headers {
 		if k == "" || strings.ContainsAny(k, " :\r\n") {
 			p.Add("headers", "%q is not a header name", k)
@@ -176,6 +178,7 @@ type HTTP struct {
 	bufs  bus.Buffers
 
 	hook *webhook // nil unless listening
+	z    compressor
 }
 
 // Outputs implements connectors.Source: only a listening instance emits.
@@ -216,6 +219,7 @@ func (h *HTTP) Start(_ context.Context, env *connectors.Env) error {
 // Write POSTs the batch.
 func (h *HTTP) Write(ctx context.Context, b *bus.Batch) error {
 	body, ct := h.encode(b)
+	body, zenc := h.compress(body)
 	req, err := nethttp.NewRequestWithContext(ctx, nethttp.MethodPost, h.URL, bytes.NewReader(body))
 	if err != nil {
 		return fmt.Errorf("http %s: %w", h.URL, err)
@@ -226,6 +230,9 @@ func (h *HTTP) Write(ctx context.Context, b *bus.Batch) error {
 	}
 	if h.Gzip {
 		req.Header.Set("Content-Encoding", "gzip")
+	}
+	if zenc != "" {
+		req.Header.Set("Content-Encoding", zenc)
 	}
 	for k, v := range h.Headers {
 		req.Header.Set(k, v)
