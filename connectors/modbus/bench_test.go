@@ -20,6 +20,7 @@ import (
 
 	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/connectors"
+	"github.com/ferry-gateway/ferry/connectors/conntest"
 	sim "github.com/ferry-gateway/ferry/sim/modbus"
 )
 
@@ -185,7 +186,7 @@ func benchCycle(b *testing.B, endpoints []string, unitsPer int, viaBus bool) {
 		}
 	} else {
 		pub := signalPublisher{got: make(chan int, n)}
-		r = &rig{m: m, reg: prometheus.NewRegistry()}
+		r = &rig{m: m, reg: prometheus.NewRegistry(), Runner: &conntest.Runner{}}
 		env, err := connectors.NewEnv(connectors.EnvConfig{
 			Name: "mb", Type: "modbus", DataDir: b.TempDir(), Publisher: pub,
 			Metrics: connectors.NewMetrics(r.reg),
