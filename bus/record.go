@@ -150,6 +150,12 @@ func (r *Record) Time() time.Time { return time.Unix(0, r.SourceTime) }
 // one publish response or one parsed chunk.
 type Batch struct {
 	Records []Record
+	// Backfill marks a batch a sink's outlet sends from its backlog while
+	// newer data goes ahead of it (store_and_forward drain mode
+	// live-first). It is not encoded: an uplink says it on the wire (an
+	// MQTT 5 user property, an HTTP header) so a consumer can tell history
+	// arriving late from the current value.
+	Backfill bool
 }
 
 // Len returns the number of records.
@@ -159,4 +165,5 @@ func (b *Batch) Len() int { return len(b.Records) }
 func (b *Batch) Reset() {
 	clear(b.Records)
 	b.Records = b.Records[:0]
+	b.Backfill = false
 }
