@@ -30,7 +30,17 @@ const (
 	EventError  = "error"
 	EventDrop   = "drop"
 	EventReload = "reload"
+	// EventCommand is a write-back command taken in and its result.
+	EventCommand = "command"
 )
+
+// Event records ev as one of this module's events (the module is filled
+// in), for what is neither a state change nor an error: a command and its
+// result.
+func (e *Env) Event(ev Event) {
+	ev.Module = e.Name
+	e.events.Add(ev)
+}
 
 // Events is a ring of the most recent events, shared by every module of a
 // pipeline. Adding never blocks on a reader.

@@ -28,7 +28,10 @@ type Command struct {
 	TS      time.Time       `json:"ts,omitzero"`      // when it was issued
 	Expires time.Time       `json:"expires,omitzero"` // or an absolute deadline
 
-	Device, Tag string `json:"-"`
+	// Device and Tag come from the topic; where the topic cannot carry
+	// them (Azure IoT Hub's cloud-to-device topic) from the payload.
+	Device string `json:"device,omitempty"`
+	Tag    string `json:"tag,omitempty"`
 	// Reply is the MQTT 5 response topic, when the sender gave one;
 	// Correlation its correlation data, echoed back.
 	Reply       string    `json:"-"`
@@ -71,18 +74,35 @@ type Rules struct {
 // on the right result topic.
 func Parse(rest string, payload []byte, received time.Time) (*Command, error) {
 	c := &Command{Received: received}
+	err := json.Unmarshal(payload, c)
+	// The topic names the tag, whatever the payload says.
 	device, tag, ok := strings.Cut(rest, "/")
 	c.Device, c.Tag = device, tag
 	if !ok || device == "" || tag == "" {
 		return c, fmt.Errorf("%w: topic ends in %q, not <device>/<tag>", ErrRefused, rest)
 	}
-	if err := json.Unmarshal(payload, c); err != nil || len(c.Value) == 0 {
+	return c, checkPayload(c, err)
+}
+
+// ParsePayload reads a command whose payload names its device and tag:
+// {"device", "tag", "value", …}.
+func ParsePayload(payload []byte, received time.Time) (*Command, error) {
+	c := &Command{Received: received}
+	err := json.Unmarshal(payload, c)
+	if err == nil && (c.Device == "" || c.Tag == "") {
+		return c, fmt.Errorf("%w: payload has no \"device\" and \"tag\"", ErrRefused)
+	}
+	return c, checkPayload(c, err)
+}
+
+func checkPayload(c *Command, err error) error {
+	if err != nil || len(c.Value) == 0 {
 		if err == nil {
 			err = errors.New("no value")
 		}
-		return c, fmt.Errorf("%w: payload is not {\"value\": …}: %v", ErrRefused, err)
+		return fmt.Errorf("%w: payload is not {\"value\": …}: %v", ErrRefused, err)
 	}
-	return c, nil
+	return nil
 }
 
 // Deadline is when c expires.

@@ -64,6 +64,21 @@ func TestParseExecuteAndClass(t *testing.T) {
 	}
 }
 
+func TestParsePayloadNamesTheTag(t *testing.T) {
+	c, err := ParsePayload([]byte(`{"device":"press-1","tag":"setpoint","value":5,"id":"x"}`), time.Now())
+	if err != nil || c.Device != "press-1" || c.Tag != "setpoint" || c.ID != "x" {
+		t.Fatalf("%+v %v", c, err)
+	}
+	if _, err := ParsePayload([]byte(`{"value":5}`), time.Now()); !errors.Is(err, ErrRefused) {
+		t.Fatalf("no device and tag: %v", err)
+	}
+	// On a command topic the topic names the tag, not the payload.
+	c, err = Parse("press-1/setpoint", []byte(`{"device":"other","tag":"x","value":5}`), time.Now())
+	if err != nil || c.Device != "press-1" || c.Tag != "setpoint" {
+		t.Fatalf("%+v %v", c, err)
+	}
+}
+
 func TestCacheAnswersRepeatsAndForgetsOldest(t *testing.T) {
 	k := NewCache(2)
 	a := &Command{ID: "a", Device: "d", Tag: "t"}
