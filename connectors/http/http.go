@@ -234,6 +234,11 @@ func (h *HTTP) Write(ctx context.Context, b *bus.Batch) error {
 	if zenc != "" {
 		req.Header.Set("Content-Encoding", zenc)
 	}
+	if b.Backfill {
+		// Sent behind newer data (drain mode live-first): history, not
+		// the current value.
+		req.Header.Set("X-Ferry-Backfill", "true")
+	}
 	for k, v := range h.Headers {
 		req.Header.Set(k, v)
 	}

@@ -111,7 +111,16 @@ type conn5 struct {
 	lost    chan struct{}
 	session *trackingSession
 	why     ending
+	// backfill is the mark of the batch being sent (sends are serialised
+	// by the sink): its messages carry the user property ferry-backfill.
+	backfill bool
 }
+
+// backfillMarker is a connection that can tell a consumer a batch is
+// backfill (bus.Batch.Backfill). MQTT 3.1.1 has no properties to say it in.
+type backfillMarker interface{ markBackfill(on bool) }
+
+func (k *conn5) markBackfill(on bool) { k.backfill = on }
 
 func dial5(ctx context.Context, c *Config, clientID string, tc *tls.Config, h handler) (conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.ConnectTimeout.D())
@@ -190,6 +199,9 @@ func (k *conn5) send(topic string, payload []byte, contentType, schema string) (
 	}}
 	if schema != "" {
 		p.Properties.User = paho5.UserProperties{{Key: "ferry-schema", Value: schema}}
+	}
+	if k.backfill {
+		p.Properties.User = append(p.Properties.User, paho5.UserProperty{Key: "ferry-backfill", Value: "true"})
 	}
 	done := make(chan packets.ControlPacket, 1)
 	k.session.next = done

@@ -337,6 +337,9 @@ func (m *MQTT) Send(_ context.Context, b *bus.Batch) (func(context.Context) erro
 func (m *MQTT) sendOn(c conn, b *bus.Batch) (func(context.Context) error, error) {
 	m.sendMu.Lock()
 	m.prepare()
+	if bm, ok := c.(backfillMarker); ok {
+		bm.markBackfill(b.Backfill)
+	}
 	var sent []pending
 	var err error
 	if m.shape == bus.JSONObjectShape && m.isJSON {
