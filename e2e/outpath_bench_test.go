@@ -45,6 +45,8 @@ import (
 //	FERRY_OUTPATH_WINDOW   the measuring window of one run (default 10s)
 //	FERRY_OUTPATH_FORMAT   the new binary's JSON format (default json-lines
 //	                       where it validates, else json); the old one's is json
+//	FERRY_OUTPATH_ENV      space-separated NAME=VALUE given to both ferry
+//	                       processes alone (GOGC=50 GOMEMLIMIT=16MiB)
 //
 // ./bench/run builds both binaries (the before one from a git archive of
 // the commit before issue 14) and runs
@@ -236,6 +238,7 @@ routes:
 	}
 	var logs opLog
 	cmd := exec.Command(bin.path, "run", "-c", cfg, "--log-level", "warn")
+	cmd.Env = append(os.Environ(), strings.Fields(os.Getenv("FERRY_OUTPATH_ENV"))...)
 	cmd.Stdout, cmd.Stderr = io.Discard, &logs
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
