@@ -74,6 +74,11 @@ type Engine struct {
 	// when it takes them again (err nil). Meanwhile the engine waits, and
 	// the sources with it: the pipeline says so on their state.
 	OnBlock func(sink string, err error)
+	// Tap, when set, sees every decoded input batch before it is routed,
+	// as the source produced it (transforms work on copies): the pipeline's
+	// last-value cache. It runs on the engine's goroutine, so it must not
+	// block and, on the hot path, must not allocate per record.
+	Tap func(b *bus.Batch)
 
 	subMu      sync.Mutex
 	subFor     func(topic string) message.Subscriber
@@ -291,6 +296,9 @@ func (e *Engine) Handle(ctx context.Context, topic string, msg *message.Message)
 	e.in.Reset()
 	if err := e.dec.DecodeMessage(msg, &e.in); err != nil {
 		return fmt.Errorf("router: input %s: %w", topic, err)
+	}
+	if e.Tap != nil {
+		e.Tap(&e.in)
 	}
 	e.Route(topic, &e.in)
 	return e.Flush(ctx)

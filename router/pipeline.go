@@ -20,6 +20,7 @@ import (
 	"github.com/ferry-gateway/ferry/bus/natsbus"
 	"github.com/ferry-gateway/ferry/bus/spool"
 	"github.com/ferry-gateway/ferry/connectors"
+	"github.com/ferry-gateway/ferry/router/lvc"
 	"github.com/ferry-gateway/ferry/router/outlet"
 )
 
@@ -35,6 +36,9 @@ type Pipeline struct {
 	elector *lease.Elector
 	metrics *connectors.Metrics
 	events  *connectors.Events
+	// tags is the last-value cache the engine feeds (the status page's
+	// tags view).
+	tags    *lvc.Cache
 	drops   *prometheus.CounterVec // ferry_outlet_dropped_records_total
 	engine  *Engine
 	mods    []*running
@@ -98,6 +102,7 @@ func New(c *Config, logger *slog.Logger) (*Pipeline, error) {
 	p := &Pipeline{
 		cfg: c, logger: logger, reg: reg, metrics: connectors.NewMetrics(reg),
 		events: connectors.NewEvents(0), outlets: map[string]*running{}, retry: connectors.RestartBackoff,
+		tags: lvc.New(0),
 	}
 	p.drops = connectors.Collector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ferry_outlet_dropped_records_total",
@@ -125,6 +130,7 @@ func New(c *Config, logger *slog.Logger) (*Pipeline, error) {
 	}
 	p.engine = NewEngine(c.CompiledRoutes(), c.sourceTopics(), p.outletFor, reg, logger)
 	p.engine.OnBlock = p.onBlock
+	p.engine.Tap = p.tags.Update
 	for _, m := range p.mods {
 		if len(m.Outputs()) > 0 && !p.routed(m.Name) {
 			logger.Warn("source has no route; its records are discarded", "module", m.Name)
@@ -367,6 +373,28 @@ func (p *Pipeline) Registry() *prometheus.Registry { return p.reg }
 
 // Events returns the events after id (0: all that are kept), oldest first.
 func (p *Pipeline) Events(after uint64) []connectors.Event { return p.events.Since(after) }
+
+// Tags is the last value of every tag the engine has seen.
+func (p *Pipeline) Tags() *lvc.Cache { return p.tags }
+
+// WriteTag sends a write to the writer that owns device/tag, the same path
+// as an MQTT command: nil when the device took it, ErrUnknownTag,
+// ErrNotWritable or the device's error otherwise.
+func (p *Pipeline) WriteTag(ctx context.Context, device, tag string, v bus.Value) error {
+	return p.writeTag(ctx, device, tag, v)
+}
+
+// Connector is the running connector of a module, nil if there is none.
+func (p *Pipeline) Connector(module string) connectors.Connector {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	for _, m := range p.mods {
+		if m.Name == module {
+			return m.Connector
+		}
+	}
+	return nil
+}
 
 // EventLog is the pipeline's event ring, for those that wait on it.
 func (p *Pipeline) EventLog() *connectors.Events { return p.events }
