@@ -22,11 +22,13 @@ type captureConn struct {
 type captured struct {
 	topic, contentType string
 	payload            []byte
+	encoding           string
 }
 
-func (k *captureConn) send(topic string, payload []byte, ct, _ string) (func(context.Context) error, error) {
+func (k *captureConn) send(topic string, payload []byte, pp props) (func(context.Context) error, error) {
+	ct := pp.contentType
 	if k.keep {
-		k.msgs = append(k.msgs, captured{topic, ct, slices.Clone(payload)})
+		k.msgs = append(k.msgs, captured{topic, ct, slices.Clone(payload), pp.encoding})
 	}
 	if k.acked == nil {
 		k.acked = func(context.Context) error { return nil }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ferry-gateway/ferry/bus"
+	"github.com/ferry-gateway/ferry/connectors/compress"
 	"github.com/ferry-gateway/ferry/connectors/parse"
 	"github.com/ferry-gateway/ferry/connectors/topics"
 	"github.com/ferry-gateway/ferry/internal/conf"
@@ -41,6 +42,47 @@ type Config struct {
 	// are gathered into one batch on the bus.
 	BatchSize     int           `yaml:"batch_size"`
 	BatchInterval conf.Duration `yaml:"batch_interval"`
+
+	// Commands takes write-back commands from the cloud broker
+	// (commands.go).
+	Commands *Commands `yaml:"commands"`
+	// Compress compresses every uplink payload: gzip or zstd.
+	Compress string `yaml:"compress"`
+	// MaxPayload splits a message whose payload would be larger into
+	// several (0: no limit); a single record larger still is dropped and
+	// counted.
+	MaxPayload conf.Size `yaml:"max_payload"`
+
+	// Preset fills the settings a known IoT hub needs (presets.go).
+	Preset           string        `yaml:"preset"`
+	ConnectionString string        `yaml:"connection_string"`
+	TokenTTL         conf.Duration `yaml:"token_ttl"`
+
+	azure    *azureDevice // parsed connection_string
+	azureErr error
+}
+
+// Commands is write-back from the cloud: a command published on a topic
+// under Topic is written to the device that owns the tag, and the outcome
+// is published back (the embedded broker's format and rules, see
+// connectors/command).
+type Commands struct {
+	// Topic is a filter ending in /#: <prefix>/<device>/<tag>. {site} and
+	// {module} are filled in.
+	Topic string `yaml:"topic"`
+	// Results is where outcomes go, <results>/<device>/<tag>, unless the
+	// command came with an MQTT 5 response topic. Default: the prefix of
+	// topic with "-result" appended (ferry/s1/cmd → ferry/s1/cmd-result).
+	Results string        `yaml:"results"`
+	QoS     int           `yaml:"qos"`     // of the subscription; default 1
+	Timeout conf.Duration `yaml:"timeout"` // one write; default 5s
+	MaxTTL  conf.Duration `yaml:"max_ttl"` // commands without ttl/expires; default 1m
+	// Remember is how many command ids are kept to answer a repeat.
+	Remember int `yaml:"remember"`
+
+	// fromPayload: the topic does not name the tag (Azure's
+	// cloud-to-device topic); the payload does.
+	fromPayload bool
 }
 
 // Subscription is one topic filter and how to read its payloads.
@@ -63,6 +105,7 @@ var (
 
 // SetDefaults fills what the file left out.
 func (c *Config) SetDefaults() {
+	c.presetDefaults()
 	if c.Version == "" {
 		c.Version = "5"
 	}
@@ -92,6 +135,23 @@ func (c *Config) SetDefaults() {
 	}
 	for i := range c.Subscribe {
 		c.Subscribe[i].Parse.SetDefaults()
+	}
+	if k := c.Commands; k != nil {
+		if k.Results == "" {
+			k.Results = strings.TrimSuffix(k.Topic, "/#") + "-result"
+		}
+		if k.QoS == 0 {
+			k.QoS = 1
+		}
+		if k.Timeout == 0 {
+			k.Timeout = conf.Duration(5 * time.Second)
+		}
+		if k.MaxTTL == 0 {
+			k.MaxTTL = conf.Duration(time.Minute)
+		}
+		if k.Remember == 0 {
+			k.Remember = 256
+		}
 	}
 }
 
@@ -152,6 +212,35 @@ func (c *Config) Validate() error {
 	if c.secure() || c.TLS != (tlsconf.Config{}) {
 		p.Nest("tls", c.TLS.Validate())
 	}
+	if s := compress.Check(c.Compress); s != "" {
+		p.Add("compress", "%s", s)
+	}
+	if c.MaxPayload < 0 {
+		p.Add("max_payload", "must not be negative")
+	}
+	if k := c.Commands; k != nil {
+		switch err := topics.ValidFilter(k.Topic); {
+		case k.Topic == "":
+			p.Add("commands.topic", "missing; e.g. ferry/{site}/cmd/# (commands on <prefix>/<device>/<tag>)")
+		case err != nil:
+			p.Add("commands.topic", "%v", err)
+		case !k.fromPayload && !strings.HasSuffix(k.Topic, "/#"):
+			p.Add("commands.topic", "%q must end in /#: commands arrive on <prefix>/<device>/<tag>", k.Topic)
+		}
+		if strings.ContainsAny(k.Results, "+#") || k.Results == "" {
+			p.Add("commands.results", "%q is not a topic prefix", k.Results)
+		}
+		if k.QoS < 0 || k.QoS > 2 {
+			p.Add("commands.qos", "%d is not 0, 1 or 2", k.QoS)
+		}
+		if k.Timeout <= 0 {
+			p.Add("commands.timeout", "must be positive")
+		}
+		if k.MaxTTL <= 0 {
+			p.Add("commands.max_ttl", "must be positive")
+		}
+	}
+	c.validatePreset(p.Add)
 	return p.Err()
 }
 

@@ -23,7 +23,7 @@ type conn interface {
 	// returns without waiting for its PUBACK; wait does. Calls to send must
 	// not overlap (the sink serialises them), which is what keeps the
 	// messages in order on the wire while their acks are pipelined.
-	send(topic string, payload []byte, contentType, schema string) (wait func(context.Context) error, err error)
+	send(topic string, payload []byte, p props) (wait func(context.Context) error, err error)
 	subscribe(ctx context.Context, filter string, qos byte) error
 	done() <-chan struct{} // closed when the connection is lost
 	// cause says, once done is closed, why the connection ended:
@@ -31,6 +31,24 @@ type conn interface {
 	// broker sent DISCONNECT, nil when the network connection just went.
 	cause() error
 	close()
+}
+
+// props are what a message says about its payload. MQTT 3.1.1 has no
+// properties, so there they are lost (a preset may carry them in the topic).
+type props struct {
+	contentType string
+	schema      string // the Avro schema fingerprint, hex
+	encoding    string // compression, as HTTP's Content-Encoding names it
+	correlation []byte // MQTT 5 correlation data of a command's result
+}
+
+// inbound is one message received on a subscription.
+type inbound struct {
+	topic   string
+	payload []byte
+	// MQTT 5 only: where the sender wants an answer, and what to echo.
+	responseTopic string
+	correlation   []byte
 }
 
 // errClosedHere marks a connection that ferry closed itself.
@@ -86,17 +104,21 @@ func (e *ending) get() error {
 }
 
 // handler receives every message on subscribed topics, in arrival order.
-type handler func(topic string, payload []byte)
+type handler func(m inbound)
 
-func dial(ctx context.Context, c *Config, clientID string, h handler) (conn, error) {
+// creds are the username and password of one connection: a preset's
+// password is a token made afresh for each.
+type creds struct{ username, password string }
+
+func dial(ctx context.Context, c *Config, clientID string, cr creds, h handler) (conn, error) {
 	tc, err := c.tlsConfig()
 	if err != nil {
 		return nil, err
 	}
 	if c.Version == "3.1.1" {
-		return dial311(ctx, c, clientID, tc, h)
+		return dial311(ctx, c, clientID, cr, tc, h)
 	}
-	return dial5(ctx, c, clientID, tc, h)
+	return dial5(ctx, c, clientID, cr, tc, h)
 }
 
 func hostPort(raw string) string {
@@ -122,7 +144,7 @@ type backfillMarker interface{ markBackfill(on bool) }
 
 func (k *conn5) markBackfill(on bool) { k.backfill = on }
 
-func dial5(ctx context.Context, c *Config, clientID string, tc *tls.Config, h handler) (conn, error) {
+func dial5(ctx context.Context, c *Config, clientID string, cr creds, tc *tls.Config, h handler) (conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.ConnectTimeout.D())
 	defer cancel()
 	d := net.Dialer{}
@@ -148,7 +170,11 @@ func dial5(ctx context.Context, c *Config, clientID string, tc *tls.Config, h ha
 	var onPublish []func(paho5.PublishReceived) (bool, error)
 	if h != nil {
 		onPublish = append(onPublish, func(pr paho5.PublishReceived) (bool, error) {
-			h(pr.Packet.Topic, pr.Packet.Payload)
+			m := inbound{topic: pr.Packet.Topic, payload: pr.Packet.Payload}
+			if pp := pr.Packet.Properties; pp != nil {
+				m.responseTopic, m.correlation = pp.ResponseTopic, pp.CorrelationData
+			}
+			h(m)
 			return true, nil
 		})
 	}
@@ -161,11 +187,11 @@ func dial5(ctx context.Context, c *Config, clientID string, tc *tls.Config, h ha
 		OnServerDisconnect: func(*paho5.Disconnect) { signal(lostCh) },
 	})
 	cp := &paho5.Connect{ClientID: clientID, KeepAlive: uint16(c.KeepAlive.D().Seconds()), CleanStart: true}
-	if c.Username != "" {
-		cp.Username, cp.UsernameFlag = c.Username, true
+	if cr.username != "" {
+		cp.Username, cp.UsernameFlag = cr.username, true
 	}
-	if c.Password != "" {
-		cp.Password, cp.PasswordFlag = []byte(c.Password), true
+	if cr.password != "" {
+		cp.Password, cp.PasswordFlag = []byte(cr.password), true
 	}
 	ack, err := k.cl.Connect(ctx, cp)
 	if err != nil {
@@ -193,12 +219,17 @@ func signal(ch chan struct{}) {
 	}
 }
 
-func (k *conn5) send(topic string, payload []byte, contentType, schema string) (func(context.Context) error, error) {
+func (k *conn5) send(topic string, payload []byte, pp props) (func(context.Context) error, error) {
 	p := &paho5.Publish{QoS: 1, Topic: topic, Payload: payload, Properties: &paho5.PublishProperties{
-		ContentType: contentType,
+		ContentType: pp.contentType, CorrelationData: pp.correlation,
 	}}
-	if schema != "" {
-		p.Properties.User = paho5.UserProperties{{Key: "ferry-schema", Value: schema}}
+	if pp.schema != "" {
+		p.Properties.User = append(p.Properties.User, paho5.UserProperty{Key: "ferry-schema", Value: pp.schema})
+	}
+	if pp.encoding != "" {
+		// The content type stays the payload's own; the encoding says how
+		// to get it back, as HTTP's Content-Encoding does.
+		p.Properties.User = append(p.Properties.User, paho5.UserProperty{Key: "content-encoding", Value: pp.encoding})
 	}
 	if k.backfill {
 		p.Properties.User = append(p.Properties.User, paho5.UserProperty{Key: "ferry-backfill", Value: "true"})
@@ -306,7 +337,7 @@ type conn311 struct {
 // too, or the link would wait on a connection it closed.
 func (k *conn311) ended() { k.lostOnce.Do(func() { close(k.lost) }) }
 
-func dial311(ctx context.Context, c *Config, clientID string, tc *tls.Config, h handler) (conn, error) {
+func dial311(ctx context.Context, c *Config, clientID string, cr creds, tc *tls.Config, h handler) (conn, error) {
 	scheme := "tcp://"
 	if tc != nil {
 		scheme = "ssl://"
@@ -328,13 +359,13 @@ func dial311(ctx context.Context, c *Config, clientID string, tc *tls.Config, h 
 	}
 	if h != nil {
 		opts.SetOrderMatters(true)
-		opts.SetDefaultPublishHandler(func(_ paho311.Client, m paho311.Message) { h(m.Topic(), m.Payload()) })
+		opts.SetDefaultPublishHandler(func(_ paho311.Client, m paho311.Message) { h(inbound{topic: m.Topic(), payload: m.Payload()}) })
 	}
-	if c.Username != "" {
-		opts.SetUsername(c.Username)
+	if cr.username != "" {
+		opts.SetUsername(cr.username)
 	}
-	if c.Password != "" {
-		opts.SetPassword(c.Password)
+	if cr.password != "" {
+		opts.SetPassword(cr.password)
 	}
 	k.cl = paho311.NewClient(opts)
 	tok := k.cl.Connect()
@@ -350,7 +381,7 @@ func dial311(ctx context.Context, c *Config, clientID string, tc *tls.Config, h 
 	return k, nil
 }
 
-func (k *conn311) send(topic string, payload []byte, _, _ string) (func(context.Context) error, error) {
+func (k *conn311) send(topic string, payload []byte, _ props) (func(context.Context) error, error) {
 	// MQTT 3.1.1 has no properties: the payload says what it is (an Avro
 	// single-object payload starts with C3 01 and the schema fingerprint;
 	// JSON starts with '{' or, as json-array, '['). paho queues publishes

@@ -29,7 +29,8 @@ func newInbox(env *connectors.Env, subs []Subscription, batchSize int) (*inbox, 
 	return in, nil
 }
 
-func (in *inbox) receive(topic string, payload []byte) {
+func (in *inbox) receive(msg inbound) {
+	topic, payload := msg.topic, msg.payload
 	for i, s := range in.subs {
 		if topics.Match(s.Topic, topic) {
 			p := in.parsers[i]

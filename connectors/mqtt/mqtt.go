@@ -8,6 +8,7 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 
 	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/connectors"
+	"github.com/ferry-gateway/ferry/connectors/compress"
 	"github.com/ferry-gateway/ferry/connectors/topics"
 )
 
@@ -51,7 +53,9 @@ type MQTT struct {
 	groups []topics.Group
 	bufs   bus.Buffers
 
-	in *inbox // nil unless subscribed
+	in  *inbox     // nil unless subscribed
+	cmd *commander // nil unless commands are taken
+	z   *compress.Compressor
 
 	timing    linkTiming // zero: defaults (tests shorten it)
 	takeovers prometheus.Counter
@@ -149,6 +153,13 @@ func (m *MQTT) Start(_ context.Context, env *connectors.Env) error {
 		m.in = in
 		env.Go("flush", func(ctx context.Context) error { return in.Run(ctx, m.BatchInterval.D()) })
 	}
+	if m.Commands != nil {
+		m.cmd = newCommander(m, env.Site, env.Name)
+		env.Go("commands", m.cmd.run)
+	}
+	if m.z, err = compress.New(m.Compress); err != nil {
+		return err
+	}
 	m.timing.setDefaults(m.ReconnectMax.D())
 	m.takeovers = connectors.Collector(env.Metrics.Reg, TakeoversMetric()).WithLabelValues(env.Name)
 	env.Connecting()
@@ -166,11 +177,8 @@ func (m *MQTT) link(ctx context.Context) error {
 	var quick int     // connections in a row the broker dropped soon after accepting
 	var fighting bool // the last connection was lost to a takeover
 	for ctx.Err() == nil {
-		var h handler
-		if m.in != nil {
-			h = m.in.receive
-		}
-		c, err := dial(ctx, &m.Config, m.ClientID, h)
+		cr, renewAt := m.credentials()
+		c, err := dial(ctx, &m.Config, m.ClientID, cr, m.handler())
 		if err == nil {
 			err = m.subscribeAll(ctx, c)
 		}
@@ -184,9 +192,21 @@ func (m *MQTT) link(ctx context.Context) error {
 		m.setConn(c)
 		m.env.Up()
 		upAt := time.Now()
+		var renew <-chan time.Time // nil: never
+		if !renewAt.IsZero() {
+			renew = time.After(time.Until(renewAt))
+		}
 		select {
 		case <-c.done():
 			m.setConn(nil)
+		case <-renew:
+			// The hub drops a connection whose token expired; reconnecting
+			// with a fresh one first costs a reconnect and no refusal.
+			// Unacknowledged publishes fail and are sent again, in order.
+			m.setConn(nil)
+			c.close()
+			m.env.Logger.Info("credentials renewed: reconnecting with a new token", "url", m.URL)
+			continue
 		case <-ctx.Done():
 			m.setConn(nil)
 			c.close()
@@ -248,7 +268,11 @@ func (m *MQTT) ended(c conn, lived time.Duration, quick *int) (bool, error) {
 // subscribeAll subscribes on a fresh connection: the session is clean, so
 // every reconnect subscribes again.
 func (m *MQTT) subscribeAll(ctx context.Context, c conn) error {
-	for _, s := range m.Subscribe {
+	subs := m.Subscribe
+	if m.cmd != nil {
+		subs = append(slices.Clip(subs), Subscription{Topic: m.cmd.filter, QoS: m.Commands.QoS})
+	}
+	for _, s := range subs {
 		sctx, cancel := context.WithTimeout(ctx, m.AckTimeout.D())
 		err := c.subscribe(sctx, s.Topic, byte(s.QoS))
 		cancel()
@@ -258,6 +282,26 @@ func (m *MQTT) subscribeAll(ctx context.Context, c conn) error {
 		}
 	}
 	return nil
+}
+
+// handler dispatches received messages: commands to the commander, the
+// rest to the subscriptions' parsers.
+func (m *MQTT) handler() handler {
+	switch {
+	case m.cmd == nil && m.in == nil:
+		return nil
+	case m.cmd == nil:
+		return m.in.receive
+	}
+	return func(msg inbound) {
+		if m.cmd.matches(msg.topic) {
+			m.cmd.receive(msg)
+			return
+		}
+		if m.in != nil {
+			m.in.receive(msg)
+		}
+	}
 }
 
 func (m *MQTT) setConn(c conn) {
@@ -414,19 +458,43 @@ func (m *MQTT) prepare() {
 
 // sendOne encodes the records of one message into a pooled buffer and
 // sends it; the buffer is owned by the connection until acknowledged (it
-// may resend it).
+// may resend it). A payload over max_payload is split in two, in order,
+// until the halves fit; a single record too large is dropped and counted.
 func (m *MQTT) sendOne(c conn, sent []pending, topic string, recs []bus.Record) ([]pending, error) {
 	buf := m.bufs.Get()
-	var ct, schema string
+	var p props
 	if m.isJSON {
 		buf.B = m.shape.Append(m.enc, buf.B, recs)
-		ct = m.shape.ContentType()
+		p.contentType = m.shape.ContentType()
 	} else {
 		b := bus.Batch{Records: recs}
 		buf.B = b.AppendAvro(buf.B)
-		ct, schema = bus.ContentTypeAvro, bus.FingerprintHex()
+		p.contentType, p.schema = bus.ContentTypeAvro, bus.FingerprintHex()
 	}
-	w, err := c.send(topic, buf.B, ct, schema)
+	if m.z != nil {
+		z := m.bufs.Get()
+		z.B = m.z.Append(z.B, buf.B)
+		m.bufs.Put(buf)
+		buf, p.encoding = z, m.z.Encoding()
+	}
+	if limit := int(m.MaxPayload); limit > 0 && len(buf.B) > limit {
+		m.bufs.Put(buf)
+		if len(recs) == 1 {
+			m.env.Dropped(1, fmt.Sprintf("a record's payload is larger than max_payload %d", limit),
+				fmt.Errorf("%s/%s on %s", recs[0].Device, recs[0].Tag, topic))
+			return sent, nil
+		}
+		half := len(recs) / 2
+		sent, err := m.sendOne(c, sent, topic, recs[:half])
+		if err != nil {
+			return sent, err
+		}
+		return m.sendOne(c, sent, topic, recs[half:])
+	}
+	if m.azure != nil {
+		topic += azureBag(p, "")
+	}
+	w, err := c.send(topic, buf.B, p)
 	if err != nil {
 		return sent, fmt.Errorf("mqtt %s: publish %s: %w", m.URL, topic, err)
 	}

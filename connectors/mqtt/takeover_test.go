@@ -219,7 +219,7 @@ func pollUntil(ctx context.Context, cond func() bool) error {
 // endedConn is a connection that has ended for a given cause.
 type endedConn struct{ why error }
 
-func (endedConn) send(string, []byte, string, string) (func(context.Context) error, error) {
+func (endedConn) send(string, []byte, props) (func(context.Context) error, error) {
 	return nil, errors.New("ended")
 }
 func (endedConn) subscribe(context.Context, string, byte) error { return errors.New("ended") }

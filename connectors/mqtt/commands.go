@@ -1,0 +1,173 @@
+package mqtt
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/ferry-gateway/ferry/connectors"
+	"github.com/ferry-gateway/ferry/connectors/command"
+	"github.com/ferry-gateway/ferry/connectors/topics"
+)
+
+// commander takes write-back commands from the cloud broker: the
+// embedded broker's format and rules (connectors/command), results
+// published back on the same connection, and repeats of a command id
+// answered from a cache instead of written twice.
+type commander struct {
+	m       *MQTT
+	cfg     *Commands
+	filter  string // the subscription, {site} and {module} filled in
+	prefix  string // filter without the trailing #
+	results string
+	queue   chan *command.Command
+	cache   *command.Cache
+}
+
+// commandQueue bounds the commands waiting for the device: more are
+// refused at once rather than left to expire.
+const commandQueue = 64
+
+func newCommander(m *MQTT, site, module string) *commander {
+	r := strings.NewReplacer("{site}", site, "{module}", module)
+	filter := r.Replace(m.Commands.Topic)
+	return &commander{
+		m: m, cfg: m.Commands, filter: filter,
+		prefix:  strings.TrimSuffix(filter, "#"),
+		results: strings.TrimSuffix(r.Replace(m.Commands.Results), "/"),
+		queue:   make(chan *command.Command, commandQueue),
+		cache:   command.NewCache(m.Commands.Remember),
+	}
+}
+
+// matches reports whether a received message is a command.
+func (k *commander) matches(topic string) bool { return topics.Match(k.filter, topic) }
+
+// receive parses a command on paho's delivery goroutine and queues it for
+// the worker: a slow device must not hold up the connection.
+func (k *commander) receive(msg inbound) {
+	var c *command.Command
+	var err error
+	if k.cfg.fromPayload {
+		c, err = command.ParsePayload(msg.payload, time.Now())
+	} else {
+		c, err = command.Parse(strings.TrimPrefix(msg.topic, k.prefix), msg.payload, time.Now())
+	}
+	c.Reply, c.Correlation = msg.responseTopic, msg.correlation
+	k.m.env.Event(connectors.Event{Kind: connectors.EventCommand, Message: k.describe("command received", c)})
+	if err != nil {
+		k.reply(c, command.NewResult(c, err))
+		return
+	}
+	first, r, done := k.cache.Begin(c)
+	if !first {
+		// A repeat (QoS 1 redelivery, a sender's retry): answered with
+		// the first outcome, or when that is known.
+		if done {
+			k.m.env.Event(connectors.Event{Kind: connectors.EventCommand, Message: k.describe("command repeated, answered from cache", c)})
+			k.reply(c, r)
+		}
+		return
+	}
+	select {
+	case k.queue <- c:
+	default:
+		r := command.NewResult(c, fmt.Errorf("%w: too many commands waiting", command.ErrRefused))
+		k.cache.Done(c, r)
+		k.reply(c, r)
+	}
+}
+
+func (k *commander) describe(what string, c *command.Command) string {
+	s := what + " " + c.Device + "/" + c.Tag
+	if c.ID != "" {
+		s += " id " + c.ID
+	}
+	return s
+}
+
+// run executes queued commands in order; the queue outlives a restart.
+func (k *commander) run(ctx context.Context) error {
+	rules := command.Rules{MaxTTL: k.cfg.MaxTTL.D(), Timeout: k.cfg.Timeout.D()}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case c := <-k.queue:
+			k.execute(ctx, c, rules)
+		}
+	}
+}
+
+func (k *commander) execute(ctx context.Context, c *command.Command, rules command.Rules) {
+	var r command.Result
+	defer func() {
+		// A writer that panics still gets its sender an answer; the panic
+		// goes on to the Env, which restarts the loop.
+		if p := recover(); p != nil {
+			r = command.NewResult(c, fmt.Errorf("panic: %v", p))
+			k.cache.Done(c, r)
+			k.reply(c, r)
+			panic(p)
+		}
+	}()
+	r = command.NewResult(c, c.Execute(ctx, rules, k.m.env.WriteTag))
+	k.cache.Done(c, r)
+	k.reply(c, r)
+}
+
+// reply publishes r at QoS 1 on the command's response topic (MQTT 5), or
+// on <results>/<device>/<tag>, and records it as an event.
+func (k *commander) reply(c *command.Command, r command.Result) {
+	ev := connectors.Event{Kind: connectors.EventCommand, Message: k.describe("command "+r.Status, c), Error: r.Error}
+	k.m.env.Event(ev)
+	if r.Status != command.StatusOK {
+		k.m.env.Logger.Info("command not done", "device", c.Device, "tag", c.Tag, "id", c.ID, "status", r.Status, "error", r.Error)
+	}
+	topic, kind := c.Reply, ""
+	if topic == "" {
+		topic = k.results + "/" + c.Device + "/" + c.Tag
+		if k.m.azure != nil {
+			// IoT Hub takes nothing but its events topic: the result is a
+			// device-to-cloud message marked as one.
+			topic, kind = k.results, "command-result"
+		}
+	}
+	payload, _ := json.Marshal(r)
+	if err := k.m.publish(topic, payload, props{contentType: "application/json", correlation: c.Correlation}, kind); err != nil {
+		k.m.env.Error(fmt.Errorf("command result %s: %w", topic, err))
+	}
+}
+
+// publish sends one message outside the batch path (a command result) and
+// waits for its PUBACK. It takes its turn with the batches on sendMu, so
+// the connection's sends never overlap.
+func (m *MQTT) publish(topic string, payload []byte, p props, kind string) error {
+	m.mu.Lock()
+	c := m.cur
+	m.mu.Unlock()
+	if c == nil {
+		return connectors.ErrNotConnected
+	}
+	if m.azure != nil {
+		topic += azureBag(p, kind)
+	}
+	m.sendMu.Lock()
+	wait, err := c.send(topic, payload, p)
+	m.sendMu.Unlock()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), m.AckTimeout.D())
+	defer cancel()
+	if err := wait(ctx); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("no PUBACK within %v", m.AckTimeout.D())
+		}
+		return err
+	}
+	return nil
+}
