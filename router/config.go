@@ -5,12 +5,14 @@ package router
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"regexp"
 	"sort"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ferry-gateway/ferry/bus/spool"
 	"github.com/ferry-gateway/ferry/connectors"
@@ -45,6 +47,96 @@ type Config struct {
 type AdminConfig struct {
 	// Addr is host:port; "off" disables the endpoint.
 	Addr string `yaml:"addr"`
+	// Auth, once set, guards every route but /healthz and /readyz.
+	Auth AdminAuth `yaml:"auth"`
+	// TLS serves HTTPS from a certificate and key in PEM files.
+	TLS AdminTLS `yaml:"tls"`
+	// Insecure allows an address off loopback without authentication.
+	// The page then only reads: discovery and writes are off.
+	Insecure bool `yaml:"insecure"`
+}
+
+// AdminAuth is who may use the admin endpoint: a bearer token, users with
+// bcrypt password hashes (from `ferry passwd`), or both.
+type AdminAuth struct {
+	Token string      `yaml:"token"`
+	Users []AdminUser `yaml:"users"`
+}
+
+// AdminUser is one login of the admin endpoint.
+type AdminUser struct {
+	Name         string `yaml:"name"`
+	PasswordHash string `yaml:"password_hash"`
+}
+
+// AdminTLS names the PEM files of the admin endpoint's certificate.
+type AdminTLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// minAdminToken keeps a token out of reach of guessing.
+const minAdminToken = 16
+
+// AuthOn reports whether the admin endpoint asks who is calling.
+func (a *AdminConfig) AuthOn() bool { return a.Auth.Token != "" || len(a.Auth.Users) > 0 }
+
+// TLSOn reports whether the admin endpoint serves HTTPS.
+func (a *AdminConfig) TLSOn() bool { return a.TLS.Cert != "" }
+
+// Loopback reports whether the admin address is reachable from this
+// machine only: a loopback IP or localhost. An empty host is every
+// interface.
+func (a *AdminConfig) Loopback() bool {
+	host, _, err := net.SplitHostPort(a.Addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Commissioning reports whether the admin endpoint may change things on
+// devices (writes) or reach out to them (discovery): with authentication,
+// or on loopback. Off loopback without it (insecure: true) it only reads.
+func (a *AdminConfig) Commissioning() bool { return a.AuthOn() || a.Loopback() }
+
+// check validates the admin section: the users, the token, TLS's pair of
+// files, and that an address off loopback is not left open by accident.
+func (a *AdminConfig) check(src *conf.Source) conf.Errors {
+	var errs conf.Errors
+	at := func(path, format string, args ...any) {
+		errs = append(errs, src.At(conf.Locate(src.Root, path), path, format, args...))
+	}
+	if t := a.Auth.Token; t != "" && len(t) < minAdminToken {
+		at("admin.auth.token", "is %d characters; use at least %d (for instance: openssl rand -hex 24)", len(t), minAdminToken)
+	}
+	seen := map[string]bool{}
+	for i, u := range a.Auth.Users {
+		path := fmt.Sprintf("admin.auth.users[%d]", i)
+		switch {
+		case u.Name == "":
+			at(path+".name", "is empty; every user needs a name")
+		case strings.Contains(u.Name, ":"):
+			at(path+".name", "%q has a colon, which HTTP basic authentication cannot carry", u.Name)
+		case seen[u.Name]:
+			at(path+".name", "%q is listed twice", u.Name)
+		}
+		seen[u.Name] = true
+		if _, err := bcrypt.Cost([]byte(u.PasswordHash)); err != nil {
+			at(path+".password_hash", "not a bcrypt hash (make one with `ferry passwd`)")
+		}
+	}
+	if (a.TLS.Cert == "") != (a.TLS.Key == "") {
+		at("admin.tls", "needs both cert and key (PEM files)")
+	}
+	if a.Addr != "off" && !a.Loopback() && !a.AuthOn() && !a.Insecure {
+		at("admin.addr", "%s is reachable from other machines and the admin endpoint has no authentication; set admin.auth (a token, or users from `ferry passwd`), or write insecure: true under admin if the network is trusted (the page then only reads: no writes, no discovery)", a.Addr)
+	}
+	return errs
 }
 
 // Module is one configured connector instance.
@@ -176,6 +268,8 @@ func Load(file string, data []byte, r conf.Resolver) (*Config, error) {
 	if c.Admin.Addr != "off" {
 		if _, _, err := conf.HostPort(c.Admin.Addr); err != nil {
 			errs = append(errs, src.At(conf.Locate(src.Root, "admin.addr"), "admin.addr", "%q is not host:port (or \"off\")", c.Admin.Addr))
+		} else {
+			errs = append(errs, c.Admin.check(src)...)
 		}
 	}
 

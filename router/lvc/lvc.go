@@ -78,8 +78,13 @@ type Cache struct {
 	devIdx  map[devKey]int32
 	devices []device
 	order   []int32 // entries sorted by key; nil when a tag was added since
-	over    uint64  // records of tags beyond max
-	now     func() int64
+	// hints remember, per source and device, which entry each position of its last
+	// batch was: a poll produces its tags in the same order every time, so
+	// comparing the names (the same strings, equal at the pointer) mostly
+	// saves hashing them.
+	hints map[devKey][]int32
+	over  uint64 // records of tags beyond max
+	now   func() int64
 }
 
 // New returns a cache of at most max tags (DefaultMax when max <= 0).
@@ -87,7 +92,7 @@ func New(max int) *Cache {
 	if max <= 0 {
 		max = DefaultMax
 	}
-	return &Cache{max: max, index: map[Key]int32{}, devIdx: map[devKey]int32{}, now: func() int64 { return time.Now().UnixNano() }}
+	return &Cache{max: max, index: map[Key]int32{}, devIdx: map[devKey]int32{}, hints: map[devKey][]int32{}, now: func() int64 { return time.Now().UnixNano() }}
 }
 
 // Update takes the records of one batch. It locks once per batch, and
@@ -99,15 +104,30 @@ func (c *Cache) Update(b *bus.Batch) {
 	now := c.now()
 	c.mu.Lock()
 	lastDev := int32(-1)
+	src := devKey{b.Records[0].Source, b.Records[0].Device}
+	hint := c.hints[src]
+	if len(hint) < len(b.Records) {
+		hint = append(hint, make([]int32, len(b.Records)-len(hint))...)
+		for i := range hint {
+			hint[i] = -1
+		}
+		c.hints[src] = hint
+	}
 	for i := range b.Records {
 		r := &b.Records[i]
-		idx, ok := c.index[Key{r.Source, r.Device, r.Tag}]
-		if !ok {
-			if len(c.entries) >= c.max {
-				c.over++
-				continue
+		k := Key{r.Source, r.Device, r.Tag}
+		idx := hint[i]
+		if idx < 0 || int(idx) >= len(c.entries) || c.entries[idx].key != k {
+			var ok bool
+			idx, ok = c.index[k]
+			if !ok {
+				if len(c.entries) >= c.max {
+					c.over++
+					continue
+				}
+				idx = c.add(r, now)
 			}
-			idx = c.add(r, now)
+			hint[i] = idx
 		}
 		e := &c.entries[idx]
 		e.val, e.unit, e.seq, e.ts, e.ingest, e.status, e.q = r.Value, r.Unit, r.Seq, r.SourceTime, r.IngestTime, r.Status, r.Quality
@@ -163,7 +183,7 @@ func (c *Cache) Forget(source string) {
 	oldDev := c.devices
 	c.entries, c.devices = nil, nil
 	c.index, c.devIdx = map[Key]int32{}, map[devKey]int32{}
-	c.order = nil
+	c.order, c.hints = nil, map[devKey][]int32{}
 	remap := map[int32]int32{}
 	for _, e := range old {
 		if e.key.Source == source {
