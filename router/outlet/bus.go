@@ -28,7 +28,10 @@ func NewBus(ps bus.PubSub, topic string) *Bus { return &Bus{ps: ps, topic: topic
 
 // Put encodes b (the one place a routed batch is encoded) and publishes it.
 func (q *Bus) Put(ctx context.Context, b *bus.Batch, m Meta) error {
-	msg := bus.NewMessage(b)
+	return q.publish(ctx, bus.NewMessage(b), m)
+}
+
+func (q *Bus) publish(ctx context.Context, msg *message.Message, m Meta) error {
 	msg.SetContext(ctx)
 	msg.Metadata.Set(MetaPriority, m.priority())
 	if m.TTL > 0 {
@@ -69,6 +72,11 @@ func (q *Bus) Next(ctx context.Context) (*Delivery, error) {
 		}
 		msg = m
 	}
+	return q.deliver(msg)
+}
+
+// deliver decodes a message of the subscription into a Delivery.
+func (q *Bus) deliver(msg *message.Message) (*Delivery, error) {
 	b := &bus.Batch{}
 	if err := q.dec.DecodeMessage(msg, b); err != nil {
 		msg.Ack()
