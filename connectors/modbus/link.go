@@ -252,11 +252,11 @@ func (l *link) read(ctx context.Context, unit byte, timeout, between time.Durati
 		return nil, err
 	}
 	defer l.release()
+	l.setUnit(unit)
+	l.setTime(timeout) // before prepare: a connect it makes waits at most this
 	if err := l.prepare(ctx, between); err != nil {
 		return nil, err
 	}
-	l.setUnit(unit)
-	l.setTime(timeout)
 	var data []byte
 	var err error
 	n := uint16(count)
@@ -304,11 +304,11 @@ func (l *link) write(ctx context.Context, unit byte, timeout, between time.Durat
 		return err
 	}
 	defer l.release()
+	l.setUnit(unit)
+	l.setTime(timeout) // before prepare: a connect it makes waits at most this
 	if err := l.prepare(ctx, between); err != nil {
 		return err
 	}
-	l.setUnit(unit)
-	l.setTime(timeout)
 	var err error
 	switch {
 	case op.bit >= 0:
