@@ -155,6 +155,9 @@ type Module struct {
 	// Buffer bounds the in-memory outlet of a sink without a spool (its
 	// buffer: key); nil takes the defaults.
 	Buffer *outlet.BufferConfig
+	// Drain, set for a local spool in drain mode live-first, lets new
+	// data go ahead of a backlog (store_and_forward.drain); nil: ordered.
+	Drain *outlet.DrainConfig
 	// ActiveStandby: on the NATS bus, instances with this source elect one
 	// owner through a lease, and only the owner runs it.
 	ActiveStandby bool
@@ -172,6 +175,8 @@ type storeForward struct {
 	// stream on the NATS bus, which survives the loss of the box).
 	Backend      string `yaml:"backend"`
 	spool.Config `yaml:",inline"`
+	// Drain is how a backlog drains: in order, or live data first.
+	Drain outlet.DrainConfig `yaml:"drain"`
 }
 
 // Store-and-forward backends.
@@ -419,6 +424,19 @@ func (c *Config) decodeSpool(src *conf.Source, m *Module, n *yaml.Node, path str
 		sc.Dir = ""
 	}
 	m.Spool = sc
+	dc := sf.Drain
+	var dp conf.Problems
+	if ls := conf.MapValue(conf.MapValue(n, "drain"), "live_share"); ls != nil && dc.LiveShare == 0 {
+		// 0 would read as "the default" below; said, it means no live data
+		// at all, which is mode ordered.
+		dp.Add("drain.live_share", "0 is not a share: want more than 0 and at most 1, e.g. 0.5 (mode ordered sends no live data first)")
+	}
+	dc.SetDefaults()
+	dp.Nest("drain", dc.Validate())
+	errs = append(errs, src.Positioned(n, path, dp.Err())...)
+	if dc.Mode == outlet.DrainLiveFirst {
+		m.Drain = &dc
+	}
 	return errs
 }
 

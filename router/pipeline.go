@@ -181,7 +181,11 @@ func (p *Pipeline) openOutlet(r *running) error {
 		if err != nil {
 			return fmt.Errorf("%s: spool: %w", m.Name, err)
 		}
-		r.spool, r.out = sp, outlet.NewBus(sp, SinkTopic(m.Name))
+		q := outlet.NewBus(sp, SinkTopic(m.Name))
+		r.spool, r.out = sp, q
+		if m.Drain != nil {
+			r.out = outlet.NewLiveFirst(q, *m.Drain, p.logger.With("module", m.Name, "component", "outlet"))
+		}
 	default:
 		var bc outlet.BufferConfig
 		if m.Buffer != nil {
