@@ -61,7 +61,9 @@ type Proxy struct {
 
 	mode       atomic.Int32
 	latency    atomic.Int64 // ns added before each forwarded chunk
-	bandwidth  atomic.Int64 // bytes/s per direction per connection; 0 = unlimited
+	bandwidth  atomic.Int64 // bytes/s per direction, over all connections; 0 = unlimited
+	upBucket   bucket       // client → target
+	downBucket bucket       // target → client
 	resetAfter atomic.Int64 // bytes per connection before a reset; 0 = never
 
 	accepted, refused, resets, up, down atomic.Int64
@@ -142,9 +144,41 @@ func (p *Proxy) SetMode(m Mode) {
 // SetLatency adds d before every forwarded chunk, in both directions.
 func (p *Proxy) SetLatency(d time.Duration) { p.latency.Store(int64(d)) }
 
-// SetBandwidth limits each direction of each connection to bytesPerSec
-// (0 removes the limit).
+// SetBandwidth limits each direction of the link to bytesPerSec, shared by
+// all its connections as a WAN link's capacity is (0 removes the limit).
+// It is a token bucket holding BandwidthBurst of traffic: an idle link
+// lets that much through at once, and over any longer span the rate holds.
 func (p *Proxy) SetBandwidth(bytesPerSec int64) { p.bandwidth.Store(bytesPerSec) }
+
+// BandwidthBurst is how much traffic, in time at the set rate, the
+// bandwidth limit lets through at once after a pause.
+const BandwidthBurst = 20 * time.Millisecond
+
+// bandwidthChunk is the most bytes forwarded in one write under a
+// bandwidth limit: a large read goes out in paced pieces, as it would
+// leave a slow link, not in one late burst.
+const bandwidthChunk = 4 << 10
+
+// bucket is a token bucket in its virtual-time form: next is when the
+// bytes granted so far will have drained at the rate. A sleeper that wakes
+// late does not lose capacity (next does not move with the wake-up), and
+// an idle link earns at most BandwidthBurst of credit.
+type bucket struct {
+	mu   sync.Mutex
+	next time.Time
+}
+
+// take grants n bytes at rate bytes/s at now and returns how long the
+// caller must wait before sending them (≤ 0: at once).
+func (b *bucket) take(now time.Time, n int, rate int64) time.Duration {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if floor := now.Add(-BandwidthBurst); b.next.Before(floor) {
+		b.next = floor
+	}
+	b.next = b.next.Add(time.Duration(float64(n) / float64(rate) * float64(time.Second)))
+	return b.next.Sub(now)
+}
 
 // ResetAfter resets each connection once n bytes crossed it (0: never).
 func (p *Proxy) ResetAfter(n int64) { p.resetAfter.Store(n) }
@@ -235,8 +269,8 @@ func (p *Proxy) serve(client net.Conn) {
 	p.mu.Unlock()
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); p.pump(l, server, client, &p.up) }()
-	go func() { defer wg.Done(); p.pump(l, client, server, &p.down) }()
+	go func() { defer wg.Done(); p.pump(l, server, client, &p.up, &p.upBucket) }()
+	go func() { defer wg.Done(); p.pump(l, client, server, &p.down, &p.downBucket) }()
 	wg.Wait()
 	p.mu.Lock()
 	delete(p.conns, l)
@@ -244,7 +278,7 @@ func (p *Proxy) serve(client net.Conn) {
 }
 
 // pump copies src → dst a chunk at a time, applying the link's faults.
-func (p *Proxy) pump(l *link, dst, src net.Conn, counter *atomic.Int64) {
+func (p *Proxy) pump(l *link, dst, src net.Conn, counter *atomic.Int64, bw *bucket) {
 	defer l.reset()
 	buf := make([]byte, 32<<10)
 	for {
@@ -256,18 +290,25 @@ func (p *Proxy) pump(l *link, dst, src net.Conn, counter *atomic.Int64) {
 			if d := p.latency.Load(); d > 0 {
 				time.Sleep(time.Duration(d))
 			}
-			if bw := p.bandwidth.Load(); bw > 0 {
-				time.Sleep(time.Duration(float64(n) / float64(bw) * float64(time.Second)))
-			}
 			if limit := p.resetAfter.Load(); limit > 0 && l.bytes.Add(int64(n)) > limit {
 				p.resets.Add(1)
 				return
 			}
-			// Counted before the write: the peer may answer (and a test
-			// look at the stats) before Write returns here.
-			counter.Add(int64(n))
-			if _, werr := dst.Write(buf[:n]); werr != nil {
-				return
+			for out := buf[:n]; len(out) > 0; {
+				piece := out
+				if rate := p.bandwidth.Load(); rate > 0 {
+					piece = out[:min(len(out), bandwidthChunk)]
+					if d := bw.take(time.Now(), len(piece), rate); d > 0 {
+						time.Sleep(d)
+					}
+				}
+				out = out[len(piece):]
+				// Counted before the write: the peer may answer (and a
+				// test look at the stats) before Write returns here.
+				counter.Add(int64(len(piece)))
+				if _, werr := dst.Write(piece); werr != nil {
+					return
+				}
 			}
 		}
 		if err != nil {

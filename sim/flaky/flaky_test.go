@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 )
@@ -167,5 +168,65 @@ func TestSchedule(t *testing.T) {
 	p.RunSchedule(ctx, []Step{{Wait: time.Millisecond, Mode: Cut}, {Wait: time.Millisecond, Mode: Blackhole}}, false)
 	if p.Mode() != Blackhole {
 		t.Fatalf("mode after schedule: %v", p.Mode())
+	}
+}
+
+// The bucket holds the rate over any span, gives back no more than
+// BandwidthBurst of credit after a pause, and a sleeper that wakes late
+// loses nothing.
+func TestBucketRate(t *testing.T) {
+	const rate = 100_000 // bytes/s: 1 byte = 10µs
+	var b bucket
+	t0 := time.Unix(1000, 0)
+	// An idle link: the burst goes at once, then each byte waits its turn.
+	burst := int(BandwidthBurst.Seconds() * rate)
+	if d := b.take(t0, burst, rate); d > 0 {
+		t.Fatalf("the burst waited %v", d)
+	}
+	if d := b.take(t0, 1000, rate); d != 10*time.Millisecond {
+		t.Fatalf("1000 bytes after the burst wait %v, want 10ms", d)
+	}
+	// Sustained: 1 s of bytes in 100 takes ends 1 s after the last grant,
+	// whenever the caller woke (here always 5 ms late).
+	now := t0
+	var wait time.Duration
+	for range 100 {
+		wait = b.take(now, rate/100, rate)
+		now = now.Add(max(wait, 0) + 5*time.Millisecond)
+	}
+	if end := now.Add(-5 * time.Millisecond).Sub(t0); end < time.Second || end > time.Second+10*time.Millisecond+5*time.Millisecond {
+		t.Fatalf("1 s of traffic (plus 10 ms queued) ended after %v", end)
+	}
+	// A long pause earns the burst, not more.
+	later := now.Add(time.Hour)
+	if d := b.take(later, burst+1000, rate); d != 10*time.Millisecond {
+		t.Fatalf("after an hour idle, burst+1000 bytes wait %v, want 10ms", d)
+	}
+}
+
+// The limit is the link's: two connections share it.
+func TestBandwidthIsSharedByConnections(t *testing.T) {
+	p := start(t)
+	const rate = 200_000
+	p.SetBandwidth(rate)
+	payload := strings.Repeat("a", 50_000)
+	began := time.Now()
+	errs := make(chan error, 2)
+	for range 2 {
+		c, r := dial(t, p)
+		go func() { _, err := roundTrip(c, r, payload, 30*time.Second); errs <- err }()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 100 kB each way through a 200 kB/s link: at least 0.5 s less the
+	// burst, however fast the machine. A lower bound only.
+	if d, least := time.Since(began), 500*time.Millisecond-BandwidthBurst; d < least {
+		t.Fatalf("100 kB each way at 200 kB/s took %v, want at least %v", d, least)
+	}
+	if s := p.Stats(); s.BytesUp != 2*50_001 || s.BytesDown != 2*50_001 {
+		t.Fatalf("stats %+v", s)
 	}
 }
