@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ferry-gateway/ferry/admin/discover"
 	"github.com/ferry-gateway/ferry/connectors/modbus"
 	simmodbus "github.com/ferry-gateway/ferry/sim/modbus"
 )
@@ -117,35 +117,11 @@ func mbParseRange(s string) (int, int, error) {
 	return first, last, nil
 }
 
-// modicon is the 1-based Modicon notation of a 0-based address.
-func mbModicon(a modbus.Area, addr int) string {
-	digit := [...]byte{'0', '1', '3', '4'}[a]
-	if addr < 9999 {
-		return fmt.Sprintf("%c%04d", digit, addr+1)
-	}
-	return fmt.Sprintf("%c%05d", digit, addr+1)
-}
-
-// chars shows a register's two bytes as text where they are printable.
-func mbChars(r uint16) string {
-	c := func(b byte) byte {
-		if b >= 0x20 && b < 0x7F {
-			return b
-		}
-		return '.'
-	}
-	return string([]byte{c(byte(r >> 8)), c(byte(r))})
-}
-
-func mbFloat(f float32) string {
-	switch {
-	case math.IsNaN(float64(f)):
-		return "NaN"
-	case f != 0 && (math.Abs(float64(f)) < 1e-6 || math.Abs(float64(f)) > 1e9):
-		return strconv.FormatFloat(float64(f), 'g', 4, 32) // unlikely a reading
-	}
-	return strconv.FormatFloat(float64(f), 'g', 7, 32)
-}
+// The scan's notation and readings are the status page's (admin/discover),
+// so the two always agree.
+func mbModicon(a modbus.Area, addr int) string { return discover.Modicon(a, addr) }
+func mbChars(r uint16) string                  { return discover.Chars(r) }
+func mbFloat(f float32) string                 { return discover.Float(f) }
 
 // planCmd prints each modbus device's read plan.
 func planCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {

@@ -31,6 +31,9 @@ type BrowseOptions struct {
 	// for its application URI yet.
 	TrustOnFirstUse bool
 	Timeout         time.Duration
+	// Values reads each variable's current value too (the status page's
+	// discovery tree shows it).
+	Values bool
 }
 
 // BrowseEntry is one node of the address space.
@@ -41,6 +44,7 @@ type BrowseEntry struct {
 	NodeClass  string
 	DataType   string // variables only
 	Access     string // variables only: r, w, rw or -
+	Value      string // variables only, with Values: the current value as text
 }
 
 // Browse connects like the connector does and walks the address space
@@ -91,7 +95,7 @@ func Browse(ctx context.Context, o BrowseOptions, visit func(BrowseEntry)) error
 	}
 	s := &session{o: &OPCUA{Config: cfg}, c: c}
 	s.limits = s.readLimits(ctx)
-	b := &browser{s: s, children: map[string][]*ua.ReferenceDescription{}}
+	b := &browser{s: s, children: map[string][]*ua.ReferenceDescription{}, values: o.Values}
 	return b.walk(ctx, root, 0, o.Depth, map[string]bool{root.String(): true}, visit)
 }
 
@@ -100,22 +104,28 @@ func (b *browser) walk(ctx context.Context, n *ua.NodeID, depth, max int, seen m
 	if err != nil {
 		return err
 	}
-	// one Read for the data type and access level of the variables
+	// one Read for the data type and access level (and value) of the
+	// variables
+	attrs := []ua.AttributeID{ua.AttributeIDDataType, ua.AttributeIDAccessLevel}
+	if b.values {
+		attrs = append(attrs, ua.AttributeIDValue)
+	}
+	na := len(attrs)
 	var vars []int
 	req := &ua.ReadRequest{}
 	for i, r := range refs {
 		if r.NodeClass == ua.NodeClassVariable && r.NodeID != nil {
 			vars = append(vars, i)
-			for _, a := range []ua.AttributeID{ua.AttributeIDDataType, ua.AttributeIDAccessLevel} {
+			for _, a := range attrs {
 				req.NodesToRead = append(req.NodesToRead, &ua.ReadValueID{NodeID: r.NodeID.NodeID, AttributeID: a, DataEncoding: &ua.QualifiedName{}})
 			}
 		}
 	}
-	types := map[int][2]string{}
+	types := map[int][3]string{}
 	if len(vars) > 0 {
-		per := 2 * (chunk(b.s.limits.maxNodesPerRead, 1000) / 2)
-		if per < 2 {
-			per = 2
+		per := na * (chunk(b.s.limits.maxNodesPerRead, 1000) / na)
+		if per < na {
+			per = na
 		}
 		var results []*ua.DataValue
 		for start := 0; start < len(req.NodesToRead); start += per {
@@ -127,8 +137,12 @@ func (b *browser) walk(ctx context.Context, n *ua.NodeID, depth, max int, seen m
 			results = append(results, res.Results...)
 		}
 		for k, i := range vars {
-			if 2*k+1 < len(results) {
-				types[i] = [2]string{dataTypeName(results[2*k]), accessName(results[2*k+1])}
+			if na*k+na-1 < len(results) {
+				t := [3]string{dataTypeName(results[na*k]), accessName(results[na*k+1])}
+				if b.values {
+					t[2] = valueText(results[na*k+2])
+				}
+				types[i] = t
 			}
 		}
 	}
@@ -141,7 +155,7 @@ func (b *browser) walk(ctx context.Context, n *ua.NodeID, depth, max int, seen m
 			e.BrowseName = qualifiedName(r.BrowseName)
 		}
 		if t, ok := types[i]; ok {
-			e.DataType, e.Access = t[0], t[1]
+			e.DataType, e.Access, e.Value = t[0], t[1], t[2]
 		}
 		visit(e)
 		key := r.NodeID.NodeID.String()
@@ -207,6 +221,20 @@ func dataTypeName(dv *ua.DataValue) string {
 		}
 	}
 	return n.String()
+}
+
+// valueText is a variable's value for a person to read; a bad status
+// instead of a value says so.
+func valueText(dv *ua.DataValue) string {
+	switch {
+	case dv == nil:
+		return ""
+	case dv.Status != ua.StatusOK:
+		return dv.Status.Error()
+	case dv.Value == nil:
+		return "null"
+	}
+	return fmt.Sprint(dv.Value.Value())
 }
 
 func accessName(dv *ua.DataValue) string {

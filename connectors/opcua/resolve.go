@@ -143,6 +143,7 @@ func plainPath(p string) string {
 type browser struct {
 	s        *session
 	children map[string][]*ua.ReferenceDescription
+	values   bool // Browse reads variables' values too (BrowseOptions.Values)
 }
 
 // hierarchical forward references, minus properties
