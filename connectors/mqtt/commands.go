@@ -37,7 +37,7 @@ func newCommander(m *MQTT, site, module string) *commander {
 	return &commander{
 		m: m, cfg: m.Commands, filter: filter,
 		prefix:  strings.TrimSuffix(filter, "#"),
-		results: strings.TrimSuffix(r.Replace(m.Commands.Results), "/"),
+		results: r.Replace(m.Commands.Results),
 		queue:   make(chan *command.Command, commandQueue),
 		cache:   command.NewCache(m.Commands.Remember),
 	}
@@ -129,7 +129,7 @@ func (k *commander) reply(c *command.Command, r command.Result) {
 	}
 	topic, kind := c.Reply, ""
 	if topic == "" {
-		topic = k.results + "/" + c.Device + "/" + c.Tag
+		topic = strings.TrimSuffix(k.results, "/") + "/" + c.Device + "/" + c.Tag
 		if k.m.azure != nil {
 			// IoT Hub takes nothing but its events topic: the result is a
 			// device-to-cloud message marked as one.

@@ -157,9 +157,6 @@ func (m *MQTT) Start(_ context.Context, env *connectors.Env) error {
 		m.cmd = newCommander(m, env.Site, env.Name)
 		env.Go("commands", m.cmd.run)
 	}
-	if m.z, err = compress.New(m.Compress); err != nil {
-		return err
-	}
 	m.timing.setDefaults(m.ReconnectMax.D())
 	m.takeovers = connectors.Collector(env.Metrics.Reg, TakeoversMetric()).WithLabelValues(env.Name)
 	env.Connecting()
@@ -454,6 +451,8 @@ func (m *MQTT) prepare() {
 	m.res = topics.NewResolver(m.topic, m.env.Site, m.env.Name)
 	m.shape, m.isJSON = bus.ParseJSONShape(m.Format)
 	m.enc = m.JSONOutput.Encoder()
+	// Validate has checked the name: New cannot fail here.
+	m.z, _ = compress.New(m.Compress)
 }
 
 // sendOne encodes the records of one message into a pooled buffer and
