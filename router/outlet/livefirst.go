@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
@@ -27,6 +28,7 @@ const (
 
 	DefaultLiveShare  = 0.5
 	DefaultLiveBuffer = 8 << 20
+	DefaultLiveMaxAge = 10 * time.Second
 )
 
 // DrainModes lists what drain.mode accepts.
@@ -45,6 +47,10 @@ type DrainConfig struct {
 	// in the spool and is sent from there, so only its priority is lost.
 	// Default 8MiB.
 	LiveBuffer conf.Size `yaml:"live_buffer"`
+	// LiveMaxAge drops a live copy that waited longer (it goes from the
+	// spool instead): what was queued as the link went away is not live
+	// when it comes back. Default 10s.
+	LiveMaxAge conf.Duration `yaml:"live_max_age"`
 }
 
 // SetDefaults fills what the file left out.
@@ -57,6 +63,9 @@ func (c *DrainConfig) SetDefaults() {
 	}
 	if c.LiveBuffer == 0 {
 		c.LiveBuffer = DefaultLiveBuffer
+	}
+	if c.LiveMaxAge == 0 {
+		c.LiveMaxAge = conf.Duration(DefaultLiveMaxAge)
 	}
 }
 
@@ -72,6 +81,9 @@ func (c *DrainConfig) Validate() error {
 	if c.LiveBuffer < 0 {
 		p.Add("live_buffer", "must be positive, e.g. 8MiB")
 	}
+	if c.LiveMaxAge < 0 {
+		p.Add("live_max_age", "must be positive, e.g. 10s")
+	}
 	return p.Err()
 }
 
@@ -85,6 +97,11 @@ const MetaLive = "ferry-live"
 // ahead of them. Below it the link keeps up, and strict order costs nothing.
 var BehindAfter uint64 = 32
 
+// ProgressWindow is how recently the sink must have had a batch taken for
+// new batches to be kept as live copies: while the link is away nothing is
+// live, and what comes in then is backlog like the rest.
+var ProgressWindow = 2 * time.Second
+
 // LiveFirstStats is what a live-first outlet did.
 type LiveFirstStats struct {
 	Behind      bool  `json:"behind"`       // new data goes ahead of a backlog
@@ -93,13 +110,15 @@ type LiveFirstStats struct {
 	LiveSent    int64 `json:"live_sent"`    // batches delivered live
 	Backfilled  int64 `json:"backfilled"`   // batches handed out from the spool marked backfill
 	Skipped     int64 `json:"skipped"`      // spool entries released because their live copy was delivered
-	LiveDropped int64 `json:"live_dropped"` // live copies dropped (buffer full): sent from the spool instead
+	LiveDropped int64 `json:"live_dropped"` // live copies dropped (buffer full, too old): sent from the spool instead
 }
 
 // LiveFirst is a spool's outlet in drain mode live-first. Every batch is
 // spooled as in ordered mode (the spool is what makes it durable). While
-// the sink lags behind its spool, each new batch is also kept as a live
-// copy in a bounded in-memory queue, and Next hands out live copies and
+// the sink lags behind its spool (BehindAfter) and its link works (a batch
+// taken within ProgressWindow), each new batch is also kept as a live copy
+// in a queue bounded by live_buffer and live_max_age, and Next hands out
+// live copies and
 // spool entries in the configured share: live copies in put order, spool
 // entries in spool order (oldest first within a lane), each batch from the
 // spool marked Backfill. A spool entry whose live copy was delivered is
@@ -129,6 +148,7 @@ type LiveFirst struct {
 	flying  map[uint64]*bus.Batch // live copies handed out, not yet settled
 	sent    bitset                // live copies delivered whose spool entries are to come
 	head    *spoolHead            // received from the spool, not yet handed out
+	taken   time.Time             // when the sink last had a batch taken
 	// Records sent while both sides had data: the share is kept on them.
 	liveRecs, backRecs int64
 	stats              LiveFirstStats
@@ -139,6 +159,7 @@ type liveCopy struct {
 	n    uint64
 	b    *bus.Batch
 	size int64
+	at   time.Time
 }
 
 type spoolHead struct {
@@ -176,21 +197,17 @@ func (l *LiveFirst) Put(ctx context.Context, b *bus.Batch, m Meta) error {
 	if !l.behind && n-l.spoolN > BehindAfter {
 		l.setBehind(true, "the sink lags its spool")
 	}
-	tee := l.behind && len(b.Records) > 0
+	now := time.Now()
+	tee := l.behind && len(b.Records) > 0 && now.Sub(l.taken) < ProgressWindow
 	if tee {
 		// Queued before the spool has it: the spool side must never meet
 		// an entry whose live copy is still on its way in.
-		c := liveCopy{n: n, b: &bus.Batch{Records: slices.Clone(b.Records)}}
+		c := liveCopy{n: n, b: &bus.Batch{Records: slices.Clone(b.Records)}, at: now}
 		c.size = batchSize(c.b)
 		l.live = append(l.live, c) // put numbers grow: it goes last
 		l.bytes += c.size
 		for l.bytes > int64(l.cfg.LiveBuffer) && len(l.live) > 1 {
-			old := l.live[0]
-			l.live[0] = liveCopy{}
-			l.live = l.live[1:]
-			l.bytes -= old.size
-			l.stats.LiveDropped++
-			l.droppedBurst++
+			l.dropLive()
 		}
 		l.signal()
 	}
@@ -211,6 +228,23 @@ func (l *LiveFirst) Put(ctx context.Context, b *bus.Batch, m Meta) error {
 		l.mu.Unlock()
 	}
 	return err
+}
+
+// dropLive drops the oldest live copy; call with mu held.
+func (l *LiveFirst) dropLive() {
+	old := l.live[0]
+	l.live[0] = liveCopy{}
+	l.live = l.live[1:]
+	l.bytes -= old.size
+	l.stats.LiveDropped++
+	l.droppedBurst++
+}
+
+// noteTaken records that the far side took a batch: the link works.
+func (l *LiveFirst) noteTaken() {
+	l.mu.Lock()
+	l.taken = time.Now()
+	l.mu.Unlock()
 }
 
 // setBehind changes mode and says so; call with mu held.
@@ -277,6 +311,9 @@ func (l *LiveFirst) Next(ctx context.Context) (*Delivery, error) {
 				l.receive(msg)
 			default:
 			}
+		}
+		for len(l.live) > 0 && time.Since(l.live[0].at) > l.cfg.LiveMaxAge.D() {
+			l.dropLive()
 		}
 		spoolReady, stolen := false, false
 		if h := l.head; h != nil {
@@ -372,6 +409,8 @@ func (l *LiveFirst) handSpool(stolen bool) (*Delivery, error) {
 		return nil, err
 	}
 	d.Batch.Backfill = backfill
+	ack := d.ack
+	d.ack = func() { ack(); l.noteTaken() }
 	if backfill {
 		l.stats.Backfilled++
 	}
@@ -395,6 +434,7 @@ func (l *LiveFirst) handLive() *Delivery {
 				delete(l.flying, c.n)
 				l.sent.set(c.n)
 				l.stats.LiveSent++
+				l.taken = time.Now()
 				l.signal()
 				l.mu.Unlock()
 			})

@@ -105,6 +105,7 @@ func liveFirstOver(t *testing.T, cfg DrainConfig, n int) (*LiveFirst, *chanQueue
 	cfg.Mode = DrainLiveFirst
 	l := NewLiveFirst(NewBus(cq, "sink/cloud"), cfg, nil)
 	t.Cleanup(func() { _ = l.Close() })
+	l.noteTaken() // the link works: the sink just had a batch taken
 	for i := 1; i <= n; i++ {
 		if err := l.Put(t.Context(), batch(uint64(i)), Meta{}); err != nil {
 			t.Fatal(err)
@@ -273,8 +274,50 @@ func TestLiveFirstBacklogFromAnEarlierRun(t *testing.T) {
 	}
 }
 
+// While the sink takes nothing (the link is away) nothing is live: what
+// comes in then is backlog. A live copy that waited past live_max_age
+// goes from the spool instead.
+func TestLiveFirstNothingLiveWhileTheLinkIsAway(t *testing.T) {
+	withBehindAfter(t, 2)
+	cq := newChanQueue()
+	l := NewLiveFirst(NewBus(cq, "sink/cloud"), DrainConfig{Mode: DrainLiveFirst, LiveMaxAge: conf.Duration(time.Hour)}, nil)
+	defer l.Close()
+	for i := 1; i <= 6; i++ {
+		if err := l.Put(t.Context(), batch(uint64(i)), Meta{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := l.Stats(); !st.Behind || st.LiveWaiting != 0 {
+		t.Fatalf("with nothing taken yet: %+v, want behind with no live copy", st)
+	}
+	d, g := nextOf(t, l)
+	if g.String() != "Sb1" {
+		t.Fatalf("first %s", g)
+	}
+	d.Ack() // the link is back
+	_ = l.Put(t.Context(), batch(7), Meta{})
+	_ = l.Put(t.Context(), batch(8), Meta{})
+	if out := kinds(drainAll(t, l, cq, 7)); out != "L7 Sb2 L8 Sb3 Sb4 Sb5 Sb6" {
+		t.Fatalf("deliveries %s", out)
+	}
+
+	l.cfg.LiveMaxAge = conf.Duration(time.Nanosecond)
+	_ = l.Put(t.Context(), batch(9), Meta{})
+	if l.Stats().LiveWaiting != 1 {
+		t.Fatalf("no live copy of 9: %+v", l.Stats())
+	}
+	d, g = nextOf(t, l)
+	if g.live || g.seq != 9 {
+		t.Fatalf("a stale live copy went: %s", g)
+	}
+	d.Ack()
+	if st := l.Stats(); st.LiveDropped != 1 {
+		t.Fatalf("stale copy not counted: %+v", st)
+	}
+}
+
 func TestDrainConfigValidate(t *testing.T) {
-	for _, c := range []DrainConfig{{Mode: "newest-first"}, {LiveShare: 1.5}, {LiveShare: -0.2}, {LiveBuffer: -1}} {
+	for _, c := range []DrainConfig{{Mode: "newest-first"}, {LiveShare: 1.5}, {LiveShare: -0.2}, {LiveBuffer: -1}, {LiveMaxAge: -1}} {
 		c.SetDefaults()
 		if err := c.Validate(); err == nil {
 			t.Errorf("%+v accepted", c)
