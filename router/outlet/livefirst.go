@@ -118,10 +118,9 @@ type LiveFirstStats struct {
 // the sink lags behind its spool (BehindAfter) and its link works (a batch
 // taken within ProgressWindow), each new batch is also kept as a live copy
 // in a queue bounded by live_buffer and live_max_age, and Next hands out
-// live copies and
-// spool entries in the configured share: live copies in put order, spool
-// entries in spool order (oldest first within a lane), each batch from the
-// spool marked Backfill. A spool entry whose live copy was delivered is
+// live copies and spool entries in the configured share: live copies in
+// put order, spool entries in spool order (oldest first within a lane),
+// each batch from the spool marked Backfill. A spool entry whose live copy was delivered is
 // released without being sent again; one whose copy is still waiting is
 // sent from the spool in its place, which is how the two streams meet
 // again once the backlog is gone.
