@@ -13,7 +13,18 @@
 //	                            with a higher id, so a client polls for what is new
 //	GET /api/history            ten minutes of per-second totals
 //	GET /api/graph              how sources, routes and sinks are wired
+//	GET /api/tags               the last value of every tag (?source= &device=
+//	                            &q=GLOB &quality= &stale= &offset= &limit=)
+//	GET /api/tag                one tag with its recent values (?source= &device= &tag=)
+//	GET /api/devices            every device: connector, state, last error, counters
+//	POST /api/write             a write to a tag, as an MQTT command is written
+//	POST /api/discover/modbus   scan a Modbus range, decoded every way
+//	POST /api/discover/opcua    one level of an OPC UA address space
+//	POST /api/discover/snippet  a connector section for what was picked, checked
 //	GET /                       the status page
+//
+// Writes and discovery are off on an address off loopback without
+// authentication; Protect (and Serve) put the authentication in front.
 package admin
 
 import (
@@ -133,6 +144,7 @@ func (a *Admin) routes() {
 	mux.HandleFunc("GET /api/graph", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, graphOf(p.Config()), true)
 	})
+	a.commissionRoutes()
 
 	assets, err := fs.Sub(ui, "ui")
 	if err != nil {

@@ -107,7 +107,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			w.Header().Set("Allow", http.MethodPost)
 			http.Error(w, "reload is POST /api/reload", http.StatusMethodNotAllowed)
 		})
-		srv, err = admin.Listen(cfg.Admin.Addr, mux, logger)
+		// Authentication, TLS and the cross-site check from admin:
+		// they cover the reload route too.
+		srv, err = admin.Serve(cfg.Admin, mux, logger)
 		if err != nil {
 			fmt.Fprintln(stderr, "ferry run:", err)
 			return 1
