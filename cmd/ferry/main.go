@@ -39,6 +39,7 @@ func init() {
 		{"plan", "ferry plan FILE (or -c FILE)", "show each modbus device's coalesced read plan", planCmd, false},
 		{name: "import", usage: "ferry import modbus-csv FILE [--device NAME] [--endpoint URL] [--unit N] [-o FILE]", summary: "turn a CSV tag list (a PLC export) into a modbus connector section, checked as validate would", run: importCmd},
 		{"browse", "ferry browse opc.tcp://HOST:PORT[/PATH] [--depth N] [--security POLICY/MODE]", "print an OPC UA server's address space: NodeId, class, data type, access", browseCmd, false},
+		{"trust", "ferry trust list|accept THUMBPRINT [--data-dir DIR] [--pki DIR]", "list the OPC UA server certificates ferry refused (and trusts), and trust one by its thumbprint", trustCmd, false},
 		{"scan", "ferry scan modbus ENDPOINT [--unit N] [--area A] [--range 0-199]", "read a device's registers and show each as uint16, int16 and float32 in every word order", scanCmd, false},
 		{"sim", "ferry sim modbus|opcua [flags]", "run a device simulator (the demo's Modbus device, an OPC UA server) until interrupted", simDispatch, true},
 		{"spool", "ferry spool inspect|verify [--data-dir DIR]", "show what waits in each sink's spool (inspect), or read every file of it and report damage and what it lost (verify)", spoolCmd, false},

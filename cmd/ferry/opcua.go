@@ -23,11 +23,12 @@ func browseCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	root := fs.String("root", "", "NodeId to start from (default the Objects folder), e.g. ns=2;s=Plant or nsu=urn:x;s=Plant")
 	user := fs.String("user", "", "user name (anonymous when empty)")
 	passEnv := fs.String("password-env", "OPCUA_PASSWORD", "environment variable holding the password")
-	dataDir := fs.String("data-dir", "data", "where the application certificate and trust list live (<dir>/browse/pki)")
+	dataDir := fs.String("data-dir", "", "where the certificate and trust list live when a secured endpoint or a password needs them (<dir>/browse/pki; default the user's config folder, see ferry trust list)")
+	withServer := fs.Bool("server", false, "include the Server object (diagnostics, capabilities) when browsing from the Objects folder")
 	tofu := fs.Bool("trust-on-first-use", false, "trust the server certificate if none is trusted for its application URI yet")
 	timeout := fs.Duration("timeout", 10*time.Second, "per request")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: ferry browse opc.tcp://HOST:PORT[/PATH] [--depth N] [--security POLICY/MODE] [--root NODEID] [--user NAME]")
+		fmt.Fprintln(stderr, "usage: ferry browse opc.tcp://HOST:PORT[/PATH] [--depth N] [--security POLICY/MODE] [--root NODEID] [--user NAME] [--server]")
 		printFlags(fs)
 	}
 	pos, code, ok := parseInterleaved(fs, args, func(p []string) bool { return len(p) == 1 })
@@ -37,17 +38,29 @@ func browseCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	policy, mode, _ := strings.Cut(*security, "/")
 	opts := opcua.BrowseOptions{
 		Endpoint: pos[0], Policy: policy, Mode: mode, Root: *root, Depth: *depth,
-		Dir: filepath.Join(*dataDir, "browse", "pki"), TrustOnFirstUse: *tofu, Timeout: *timeout,
+		TrustOnFirstUse: *tofu, Timeout: *timeout, Server: *withServer,
+	}
+	if *dataDir != "" {
+		opts.Dir = filepath.Join(*dataDir, "browse", "pki")
 	}
 	if *user != "" {
 		opts.Username, opts.Password = *user, os.Getenv(*passEnv)
 	}
+	// The table is printed only once the root proved to exist: a wrong
+	// --root is an error, not an empty table.
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "BROWSENAME\tCLASS\tNODEID\tDATATYPE\tACCESS")
+	header := false
 	err := opcua.Browse(ctx, opts, func(e opcua.BrowseEntry) {
+		if !header {
+			header = true
+			fmt.Fprintln(tw, "BROWSENAME\tCLASS\tNODEID\tDATATYPE\tACCESS")
+		}
 		fmt.Fprintf(tw, "%s%s\t%s\t%s\t%s\t%s\n", strings.Repeat("  ", e.Depth), e.BrowseName, e.NodeClass, e.NodeID, e.DataType, e.Access)
 	})
 	_ = tw.Flush()
+	if err == nil && !header {
+		fmt.Fprintln(stderr, "ferry browse: the root has no children")
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "ferry browse:", err)
 		return 1

@@ -5,10 +5,14 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ferry-gateway/ferry/connectors/opcua"
 	simopcua "github.com/ferry-gateway/ferry/sim/opcua"
 )
 
@@ -36,16 +40,47 @@ func TestBrowseCmd(t *testing.T) {
 		t.Errorf("depth not shown as indentation:\n%s", out.String())
 	}
 
-	// An untrusted server certificate is refused with a way out.
+	// An untrusted server certificate is refused with a way out, and
+	// ferry trust lists it and trusts it.
 	out.Reset()
 	errb.Reset()
 	code = dispatch(t.Context(), []string{"browse", s.Endpoint(), "--security", "Basic256Sha256/SignAndEncrypt", "--depth", "1", "--data-dir", dir}, &out, &errb)
-	if code != 1 || !strings.Contains(errb.String(), "not trusted") || !strings.Contains(errb.String(), "copy") {
+	tp := opcua.Thumbprint(s.Certificate())
+	if code != 1 || !strings.Contains(errb.String(), "not trusted") || !strings.Contains(errb.String(), "ferry trust accept "+tp[:16]) {
 		t.Fatalf("untrusted: exit %d, stderr %q", code, errb.String())
 	}
-	code = dispatch(t.Context(), []string{"browse", s.Endpoint(), "--security", "Basic256Sha256/SignAndEncrypt", "--depth", "1", "--data-dir", dir, "--trust-on-first-use"}, &out, &errb)
-	if code != 0 {
-		t.Fatalf("trust on first use: exit %d: %s", code, errb.String())
+	out.Reset()
+	if code := dispatch(t.Context(), []string{"trust", "list", "--data-dir", dir}, &out, &errb); code != 0 || !regexp.MustCompile(`browse/pki\s+rejected\s+`+tp+`\s+.*urn:ferry:sim:opcua`).MatchString(out.String()) {
+		t.Fatalf("trust list: exit %d:\n%s", code, out.String())
+	}
+	out.Reset()
+	errb.Reset()
+	if code := dispatch(t.Context(), []string{"trust", "accept", "0000000000", "--data-dir", dir}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "no certificate") {
+		t.Errorf("trust accept of an unknown thumbprint: exit %d, %s", code, errb.String())
+	}
+	if code := dispatch(t.Context(), []string{"trust", "accept", tp[:12], "--data-dir", dir}, &out, &errb); code != 0 || !strings.Contains(out.String(), "trusted") {
+		t.Fatalf("trust accept: exit %d: %s %s", code, out.String(), errb.String())
+	}
+	out.Reset()
+	code = dispatch(t.Context(), []string{"browse", s.Endpoint(), "--security", "Basic256Sha256/SignAndEncrypt", "--depth", "1", "--data-dir", dir}, &out, &errb)
+	if code != 0 || !strings.Contains(out.String(), "1:Plant") {
+		t.Fatalf("browse after trust accept: exit %d: %s", code, errb.String())
+	}
+	out.Reset()
+	if code := dispatch(t.Context(), []string{"trust", "list", "--pki", filepath.Join(dir, "browse", "pki")}, &out, &errb); code != 0 || !regexp.MustCompile(`trusted\s+`+tp).MatchString(out.String()) {
+		t.Fatalf("trust list --pki after accept: exit %d:\n%s", code, out.String())
+	}
+
+	// A root that does not exist is an error, not an empty table.
+	out.Reset()
+	errb.Reset()
+	code = dispatch(t.Context(), []string{"browse", s.Endpoint(), "--root", s.NodeIDURI("Plant/Nope")}, &out, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "no such node") || strings.Contains(out.String(), "BROWSENAME") {
+		t.Errorf("browse of a missing root: exit %d, stdout %q, stderr %q", code, out.String(), errb.String())
+	}
+	errb.Reset()
+	if code := dispatch(t.Context(), []string{"browse", s.Endpoint(), "--root", "nsu=urn:nobody;s=X"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "no such node") {
+		t.Errorf("browse of a root in an unknown namespace: exit %d, %s", code, errb.String())
 	}
 
 	if code := dispatch(t.Context(), []string{"browse"}, io.Discard, io.Discard); code != 2 {
@@ -53,6 +88,38 @@ func TestBrowseCmd(t *testing.T) {
 	}
 	if code := dispatch(t.Context(), []string{"browse", "http://x"}, io.Discard, &errb); code != 1 || !strings.Contains(errb.String(), "opc.tcp") {
 		t.Errorf("browse of a non-OPC URL: exit %d, %s", code, errb.String())
+	}
+}
+
+// TestBrowseDefaults: from the Objects folder the Server object is left
+// out unless asked for (and then its variables show a data type), and an
+// anonymous browse writes nothing into the working directory.
+func TestBrowseDefaults(t *testing.T) {
+	s, err := simopcua.Start(t.Context(), simopcua.Config{Tags: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	wd := t.TempDir()
+	t.Chdir(wd)
+	var out, errb bytes.Buffer
+	if code := dispatch(t.Context(), []string{"browse", s.Endpoint(), "--depth", "2"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	if strings.Contains(out.String(), "i=2253") || !strings.Contains(out.String(), "1:Plant") {
+		t.Errorf("default browse shows the Server object or lacks Plant:\n%s", out.String())
+	}
+	if entries, _ := os.ReadDir(wd); len(entries) != 0 {
+		t.Errorf("browse wrote %v into the working directory", entries)
+	}
+	out.Reset()
+	if code := dispatch(t.Context(), []string{"browse", s.Endpoint(), "--depth", "2", "--server"}, &out, &errb); code != 0 {
+		t.Fatalf("--server: exit %d: %s", code, errb.String())
+	}
+	// gopcua's server gives no DataType attribute for its own nodes: the
+	// type comes from the value.
+	if !regexp.MustCompile(`NamespaceArray\s+Variable\s+i=2255\s+String\[\]`).MatchString(out.String()) {
+		t.Errorf("--server: no Server object with typed variables:\n%s", out.String())
 	}
 }
 

@@ -2,7 +2,9 @@ package opcua
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -25,8 +27,15 @@ type BrowseOptions struct {
 	// Depth is how many levels below the root to show; default 3.
 	Depth int
 	// Dir holds the application certificate (Dir/own) and the trust
-	// list (Dir/trusted, rejected ones in Dir/rejected).
+	// list (Dir/trusted, rejected ones in Dir/rejected). It is only
+	// touched when the session needs the server's certificate (a secured
+	// endpoint or an encrypted password); an anonymous browse over policy
+	// None writes nothing to disk. Default DefaultBrowseDir().
 	Dir string
+	// Server includes the Server object (i=2253) when browsing from the
+	// Objects folder; it is left out by default because its hundred-odd
+	// diagnostics nodes come first and hide the user's nodes.
+	Server bool
 	// TrustOnFirstUse trusts the server certificate if none is trusted
 	// for its application URI yet.
 	TrustOnFirstUse bool
@@ -34,6 +43,37 @@ type BrowseOptions struct {
 	// Values reads each variable's current value too (the status page's
 	// discovery tree shows it).
 	Values bool
+}
+
+// ErrNoSuchNode is wrapped when a node asked for (a browse root) is not in
+// the server's address space.
+var ErrNoSuchNode = errors.New("no such node")
+
+// DefaultBrowseDir is where `ferry browse` keeps its certificate and trust
+// list when it needs them: the user's configuration directory
+// (~/.config/ferry/browse/pki on Linux), not the working directory.
+func DefaultBrowseDir() (string, error) {
+	d, err := os.UserConfigDir()
+	if err != nil {
+		return "", fmt.Errorf("browse: no directory for the certificate and trust list (give --data-dir): %w", err)
+	}
+	return filepath.Join(d, "ferry", "browse", "pki"), nil
+}
+
+// exists reads n's NodeClass: a node the server does not know is
+// ErrNoSuchNode (an empty table would look like an empty folder).
+func (s *session) exists(ctx context.Context, n *ua.NodeID) error {
+	res, err := call[*ua.ReadResponse](ctx, s, &ua.ReadRequest{NodesToRead: []*ua.ReadValueID{{NodeID: n, AttributeID: ua.AttributeIDNodeClass, DataEncoding: &ua.QualifiedName{}}}})
+	if err != nil {
+		return err
+	}
+	if len(res.Results) == 1 && res.Results[0] != nil {
+		switch res.Results[0].Status {
+		case ua.StatusBadNodeIDUnknown, ua.StatusBadNodeIDInvalid:
+			return fmt.Errorf("%w: the server says %s", ErrNoSuchNode, statusName(res.Results[0].Status))
+		}
+	}
+	return nil
 }
 
 // BrowseEntry is one node of the address space.
@@ -74,11 +114,33 @@ func Browse(ctx context.Context, o BrowseOptions, visit func(BrowseEntry)) error
 		}
 		rootRef = ref
 	}
-	ident, _, err := loadOrCreateIdentity("", "", o.Dir, "urn:ferry:browse", "ferry browse")
-	if err != nil {
-		return err
+	var ident identity
+	var trust trustStore
+	if cfg.Security.Policy == "None" && cfg.Auth.Type == "anonymous" {
+		// Nothing of the server's certificate is used: a throw-away
+		// identity keeps the working directory clean.
+		der, key, err := newCertificate("urn:ferry:browse", "ferry browse", "localhost")
+		if err != nil {
+			return fmt.Errorf("generate application certificate: %w", err)
+		}
+		ident = identity{der: der, key: key, uri: "urn:ferry:browse"}
+	} else {
+		if o.Dir == "" {
+			d, err := DefaultBrowseDir()
+			if err != nil {
+				return err
+			}
+			o.Dir = d
+		}
+		var err error
+		if ident, _, err = loadOrCreateIdentity("", "", o.Dir, "urn:ferry:browse", "ferry browse"); err != nil {
+			return err
+		}
+		trust = trustStore{dir: filepath.Join(o.Dir, "trusted"), rejected: filepath.Join(o.Dir, "rejected"), tofu: o.TrustOnFirstUse}
+		if err := trust.ensure(); err != nil {
+			return err
+		}
 	}
-	trust := trustStore{dir: filepath.Join(o.Dir, "trusted"), rejected: filepath.Join(o.Dir, "rejected"), tofu: o.TrustOnFirstUse}
 	c, _, err := dial(ctx, &cfg, dialOptions{id: ident, trust: trust, sessionTag: "browse", timeout: o.Timeout, requestTO: o.Timeout})
 	if err != nil {
 		return fmt.Errorf("%s: %w", o.Endpoint, err)
@@ -90,12 +152,18 @@ func Browse(ctx context.Context, o BrowseOptions, visit func(BrowseEntry)) error
 	}()
 	if rootRef.ID != nil {
 		if root, err = rootRef.Resolve(c.Namespaces()); err != nil {
-			return err
+			return fmt.Errorf("%w: root %s: %v", ErrNoSuchNode, o.Root, err)
 		}
 	}
 	s := &session{o: &OPCUA{Config: cfg}, c: c}
+	if err := s.exists(ctx, root); err != nil {
+		return fmt.Errorf("root %s: %w", root, err)
+	}
 	s.limits = s.readLimits(ctx)
 	b := &browser{s: s, children: map[string][]*ua.ReferenceDescription{}, values: o.Values}
+	if !o.Server && root.Namespace() == 0 && root.IntID() == id.ObjectsFolder {
+		b.skip = ua.NewNumericNodeID(0, id.Server).String()
+	}
 	return b.walk(ctx, root, 0, o.Depth, map[string]bool{root.String(): true}, visit)
 }
 
@@ -136,6 +204,7 @@ func (b *browser) walk(ctx context.Context, n *ua.NodeID, depth, max int, seen m
 			}
 			results = append(results, res.Results...)
 		}
+		var untyped []int // variables whose DataType attribute the server did not give
 		for k, i := range vars {
 			if na*k+na-1 < len(results) {
 				t := [3]string{dataTypeName(results[na*k]), accessName(results[na*k+1])}
@@ -143,11 +212,20 @@ func (b *browser) walk(ctx context.Context, n *ua.NodeID, depth, max int, seen m
 					t[2] = valueText(results[na*k+2])
 				}
 				types[i] = t
+				if t[0] == "?" {
+					untyped = append(untyped, i)
+				}
 			}
+		}
+		if err := b.typesFromValues(ctx, refs, untyped, types); err != nil {
+			return err
 		}
 	}
 	for i, r := range refs {
 		if r.NodeID == nil || r.NodeID.NodeID == nil {
+			continue
+		}
+		if depth == 0 && b.skip != "" && r.NodeID.NodeID.String() == b.skip {
 			continue
 		}
 		e := BrowseEntry{Depth: depth, NodeID: r.NodeID.NodeID.String(), NodeClass: strings.TrimPrefix(r.NodeClass.String(), "NodeClass")}
@@ -167,6 +245,44 @@ func (b *browser) walk(ctx context.Context, n *ua.NodeID, depth, max int, seen m
 		}
 	}
 	return nil
+}
+
+// typesFromValues names the data type of variables whose server does not
+// serve the DataType attribute (gopcua's server, for its own nodes) by the
+// built-in type of their current value, so the table never shows a bare
+// "?" where the value says what it is.
+func (b *browser) typesFromValues(ctx context.Context, refs []*ua.ReferenceDescription, idx []int, types map[int][3]string) error {
+	per := chunk(b.s.limits.maxNodesPerRead, 1000)
+	for start := 0; start < len(idx); start += per {
+		part := idx[start:min(start+per, len(idx))]
+		req := &ua.ReadRequest{}
+		for _, i := range part {
+			req.NodesToRead = append(req.NodesToRead, &ua.ReadValueID{NodeID: refs[i].NodeID.NodeID, AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}})
+		}
+		res, err := call[*ua.ReadResponse](ctx, b.s, req)
+		if err != nil {
+			return err
+		}
+		for k, i := range part {
+			if k < len(res.Results) {
+				if dv := res.Results[k]; dv != nil && dv.Value != nil && dv.Status == ua.StatusOK {
+					t := types[i]
+					t[0] = variantTypeName(dv.Value)
+					types[i] = t
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// variantTypeName is the built-in type of a value: Double, String[] ….
+func variantTypeName(v *ua.Variant) string {
+	n := strings.TrimPrefix(v.Type().String(), "TypeID")
+	if v.ArrayLength() > 0 || len(v.ArrayDimensions()) > 0 {
+		n += "[]"
+	}
+	return n
 }
 
 // browseAll browses every forward hierarchical reference of a node,

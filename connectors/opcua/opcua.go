@@ -95,6 +95,9 @@ func (o *OPCUA) Start(_ context.Context, env *connectors.Env) error {
 		o.trust.dir = filepath.Join(pki, "trusted")
 	}
 	o.trust.rejected = filepath.Join(filepath.Dir(o.trust.dir), "rejected")
+	if err := o.trust.ensure(); err != nil {
+		return err
+	}
 	env.Connecting()
 	env.Go("session", o.run)
 	return nil

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/connectors"
+	"github.com/ferry-gateway/ferry/connectors/command"
 	"github.com/ferry-gateway/ferry/connectors/conntest"
 	"github.com/ferry-gateway/ferry/connectors/sampletest"
 	simopcua "github.com/ferry-gateway/ferry/sim/opcua"
@@ -191,6 +192,14 @@ nodes:
 `))
 	r := run(t, c)
 	pki := filepath.Join(r.dir, "ua", "pki")
+	// The folders exist from the first start on, so the README's
+	// `mv rejected/… trusted/` lands in a folder, never on a file named
+	// trusted.
+	for _, d := range []string{"trusted", "rejected"} {
+		if fi, err := os.Stat(filepath.Join(pki, d)); err != nil || !fi.IsDir() {
+			t.Errorf("pki/%s is not a folder after Start: %v", d, err)
+		}
+	}
 	var rejected []os.DirEntry
 	for deadline := time.Now().Add(10 * time.Second); len(rejected) == 0; {
 		if time.Now().After(deadline) {
@@ -201,16 +210,29 @@ nodes:
 		}
 		rejected, _ = os.ReadDir(filepath.Join(pki, "rejected"))
 	}
-	if st := r.Env.State().Snapshot(); !strings.Contains(st.LastError, "not trusted") || !strings.Contains(st.LastError, "copy") {
-		t.Errorf("last error %q does not say how to trust the certificate", st.LastError)
+	tp := Thumbprint(s.Certificate())
+	st := r.Env.State().Snapshot()
+	for _, want := range []string{"not trusted", "ferry trust accept " + tp[:16], filepath.Join(pki, "trusted") + string(filepath.Separator)} {
+		if !strings.Contains(st.LastError, want) {
+			t.Errorf("last error %q does not say %q", st.LastError, want)
+		}
 	}
 	if _, err := os.Stat(filepath.Join(pki, "own", "cert.der")); err != nil {
 		t.Errorf("no generated application certificate: %v", err)
 	}
-	der, err := os.ReadFile(filepath.Join(pki, "rejected", rejected[0].Name()))
+	list, err := ListCertificates(filepath.Join(pki, "rejected"))
 	requireNoErr(t, err)
-	requireNoErr(t, os.MkdirAll(filepath.Join(pki, "trusted"), 0o700))
-	requireNoErr(t, os.WriteFile(filepath.Join(pki, "trusted", "sim.der"), der, 0o600))
+	if len(list) != 1 || list[0].Thumbprint != tp || list[0].URI != "urn:ferry:sim:opcua" {
+		t.Fatalf("rejected certificates: %+v, want the sim's %s", list, tp)
+	}
+	if _, err := TrustRejected(pki, tp[:4]); !errors.Is(err, ErrNoCertificate) {
+		t.Errorf("a 4-digit thumbprint was accepted: %v", err)
+	}
+	got, err := TrustRejected(pki, strings.ToUpper(tp[:16]))
+	requireNoErr(t, err)
+	if got.Path != filepath.Join(pki, "trusted", filepath.Base(list[0].Path)) {
+		t.Errorf("trusted certificate at %s", got.Path)
+	}
 	r.until(t, 10*time.Second, "data after trusting", func(rec bus.Record) bool { return rec.Tag == "t0" && rec.Quality == bus.Good })
 }
 
@@ -445,17 +467,30 @@ nodes:
 	}
 	err := c.WriteTag(ctx, "plc", "limit", bus.Double(1))
 	var se *StatusError
-	if !errors.As(err, &se) || !errors.Is(err, ua.StatusBadNotWritable) || !errors.Is(err, connectors.ErrNotWritable) {
+	if !errors.As(err, &se) || !errors.Is(err, ua.StatusBadNotWritable) {
 		t.Fatalf("write to a read-only node: %v", err)
+	}
+	// The server said no: the command failed (it was not refused by ferry).
+	if st := command.NewResult(&command.Command{Device: "plc", Tag: "limit"}, err).Status; st != command.StatusFailed {
+		t.Errorf("BadNotWritable is %q, want %q", st, command.StatusFailed)
 	}
 	if !strings.Contains(err.Error(), "BadNotWritable") {
 		t.Errorf("error %q does not name the status", err)
 	}
-	if err := c.WriteTag(ctx, "plc", "setpoint", bus.String("hot")); !errors.Is(err, ErrConvert) {
+	err = c.WriteTag(ctx, "plc", "setpoint", bus.String("hot"))
+	if !errors.Is(err, ErrConvert) {
 		t.Errorf("write of a non-number to a Double: %v", err)
 	}
-	if err := c.WriteTag(ctx, "plc", "nope", bus.Double(1)); !errors.Is(err, connectors.ErrUnknownTag) {
+	// Never sent: refused.
+	if st := command.NewResult(&command.Command{}, err).Status; st != command.StatusRefused {
+		t.Errorf("an unconvertible value is %q, want %q", st, command.StatusRefused)
+	}
+	err = c.WriteTag(ctx, "plc", "nope", bus.Double(1))
+	if !errors.Is(err, connectors.ErrUnknownTag) {
 		t.Errorf("write to an unknown tag: %v", err)
+	}
+	if st := command.NewResult(&command.Command{}, err).Status; st != command.StatusRefused {
+		t.Errorf("an unknown tag is %q, want %q", st, command.StatusRefused)
 	}
 	if err := c.WriteTag(ctx, "other", "setpoint", bus.Double(1)); !errors.Is(err, connectors.ErrUnknownTag) {
 		t.Errorf("write to another device: %v", err)

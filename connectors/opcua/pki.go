@@ -187,7 +187,111 @@ func (t trustStore) check(der []byte) (tofu bool, err error) {
 	if sameURI {
 		why = "a different certificate is trusted for " + uri + " (the server's certificate changed)"
 	}
-	return false, fmt.Errorf("%w: %s (thumbprint %s): %s; to trust it, copy %s into %s", ErrUntrusted, name, Thumbprint(der), why, saved, t.dir)
+	// The folder is named with a trailing separator and the command that
+	// moves the file is given: "copy X into trusted" once led people to
+	// create a file named trusted.
+	return false, fmt.Errorf("%w: %s (thumbprint %s): %s; to trust it, check the thumbprint and run `ferry trust accept %s`, or move %q into the folder %s",
+		ErrUntrusted, name, Thumbprint(der), why, Thumbprint(der)[:16], saved, t.dir+string(filepath.Separator))
+}
+
+// ensure creates the trusted and rejected folders, so the documented
+// `mv rejected/… trusted/` works before anything was ever trusted. A file
+// where a folder belongs (left by an earlier `cp x trusted`) is reported.
+func (t trustStore) ensure() error {
+	for _, d := range []string{t.dir, t.rejected} {
+		if d == "" {
+			continue
+		}
+		if fi, err := os.Stat(d); err == nil && !fi.IsDir() {
+			return fmt.Errorf("trust list: %s is a file, not a folder; move it aside (it may be a certificate copied to that name) and start again", d)
+		}
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("trust list: %w", err)
+		}
+	}
+	return nil
+}
+
+// CertFile is one certificate of a trust store folder.
+type CertFile struct {
+	Path       string
+	Thumbprint string
+	Subject    string // the common name
+	URI        string // the application URI, when it has one
+	NotAfter   time.Time
+}
+
+// ListCertificates returns the certificates in dir (DER or PEM files),
+// sorted by file name; files that are not certificates are skipped, a
+// missing folder is empty.
+func ListCertificates(dir string) ([]CertFile, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []CertFile
+	for _, e := range entries {
+		if e.IsDir() {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		der, err := loadCert(p)
+		if err != nil {
+			continue
+		}
+		c, _ := x509.ParseCertificate(der)
+		f := CertFile{Path: p, Thumbprint: Thumbprint(der), Subject: c.Subject.CommonName, NotAfter: c.NotAfter}
+		if len(c.URIs) > 0 {
+			f.URI = c.URIs[0].String()
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// ErrNoCertificate is wrapped when no rejected certificate matches a
+// thumbprint, or more than one does.
+var ErrNoCertificate = errors.New("no such certificate")
+
+// TrustRejected moves the rejected certificate whose thumbprint starts
+// with prefix (at least 8 hex digits, so a typo cannot trust the wrong
+// one) from pki/rejected into pki/trusted, creating the folder.
+func TrustRejected(pki, prefix string) (CertFile, error) {
+	prefix = strings.ToLower(strings.ReplaceAll(prefix, ":", ""))
+	if len(prefix) < 8 {
+		return CertFile{}, fmt.Errorf("%w: give at least the first 8 hex digits of the thumbprint, got %q", ErrNoCertificate, prefix)
+	}
+	t := trustStore{dir: filepath.Join(pki, "trusted"), rejected: filepath.Join(pki, "rejected")}
+	certs, err := ListCertificates(t.rejected)
+	if err != nil {
+		return CertFile{}, err
+	}
+	var match []CertFile
+	for _, c := range certs {
+		if strings.HasPrefix(c.Thumbprint, prefix) {
+			match = append(match, c)
+		}
+	}
+	switch len(match) {
+	case 0:
+		return CertFile{}, fmt.Errorf("%w: no certificate in %s has a thumbprint starting %s", ErrNoCertificate, t.rejected, prefix)
+	case 1:
+	default:
+		return CertFile{}, fmt.Errorf("%w: %d certificates in %s have a thumbprint starting %s; give more digits", ErrNoCertificate, len(match), t.rejected, prefix)
+	}
+	if err := t.ensure(); err != nil {
+		return CertFile{}, err
+	}
+	c := match[0]
+	dst := filepath.Join(t.dir, filepath.Base(c.Path))
+	if err := os.Rename(c.Path, dst); err != nil {
+		return CertFile{}, fmt.Errorf("trust %s: %w", c.Thumbprint, err)
+	}
+	c.Path = dst
+	return c, nil
 }
 
 func (t trustStore) load() ([]*x509.Certificate, error) {

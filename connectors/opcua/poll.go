@@ -9,6 +9,7 @@ import (
 	"github.com/gopcua/opcua/ua"
 
 	"github.com/ferry-gateway/ferry/bus"
+	"github.com/ferry-gateway/ferry/connectors/command"
 )
 
 // poll reads every item each interval in Read calls of at most
@@ -116,7 +117,8 @@ func (s *session) write(ctx context.Context, it *item, v bus.Value) error {
 	}
 	va, err := toVariant(nt.dataType, nt.rank, v)
 	if err != nil {
-		return fmt.Errorf("%s/%s (%s): %w", s.o.device, it.tag, it.node, err)
+		// Nothing was sent: the command is refused, not failed.
+		return fmt.Errorf("%s/%s (%s): %w: %w", s.o.device, it.tag, it.node, command.ErrRefused, err)
 	}
 	res, err := call[*ua.WriteResponse](ctx, s, &ua.WriteRequest{NodesToWrite: []*ua.WriteValue{{
 		NodeID: it.node, AttributeID: ua.AttributeIDValue,

@@ -144,6 +144,7 @@ type browser struct {
 	s        *session
 	children map[string][]*ua.ReferenceDescription
 	values   bool // Browse reads variables' values too (BrowseOptions.Values)
+	skip     string // a child of the root Browse leaves out (the Server object)
 }
 
 // hierarchical forward references, minus properties

@@ -46,15 +46,11 @@ func (e *StatusError) Error() string {
 }
 
 // Unwrap returns the StatusCode (errors.Is(err, ua.StatusBadNotWritable)
-// works) and, for refusals of a write, connectors.ErrNotWritable.
-func (e *StatusError) Unwrap() []error {
-	errs := []error{e.Code}
-	switch e.Code {
-	case ua.StatusBadNotWritable, ua.StatusBadUserAccessDenied, ua.StatusBadWriteNotSupported:
-		errs = append(errs, connectors.ErrNotWritable)
-	}
-	return errs
-}
+// works). It deliberately does not match connectors.ErrNotWritable: that
+// one means ferry refused before sending (the command result "refused"),
+// while a StatusCode is the device's own answer ("failed"), BadNotWritable
+// included.
+func (e *StatusError) Unwrap() error { return e.Code }
 
 // statusName is "BadNotWritable (0x803B0000)".
 func statusName(c ua.StatusCode) string {
