@@ -36,6 +36,7 @@ func init() {
 	commands = []command{
 		{"run", "ferry run [-c FILE] [--data-dir DIR] [--admin-addr HOST:PORT] [--demo-port-offset N]", "run a pipeline (the embedded demo when no -c is given)", runCmd, true},
 		{"validate", "ferry validate FILE (or -c FILE) [-v]", "check a config and print every problem as FILE:LINE:COL: message", validateCmd, false},
+		{"test", "ferry test FILE (or -c FILE) [--module NAME] [--for 5s] [--json]", "start a config's sources only, print the records they read and a summary per device; exit 1 if one did not start or a device never answered", testCmd, false},
 		{"plan", "ferry plan FILE (or -c FILE)", "show each modbus device's coalesced read plan", planCmd, false},
 		{name: "import", usage: "ferry import modbus-csv FILE [--device NAME] [--endpoint URL] [--unit N] [-o FILE]", summary: "turn a CSV tag list (a PLC export) into a modbus connector section, checked as validate would", run: importCmd},
 		{"browse", "ferry browse opc.tcp://HOST:PORT[/PATH] [--depth N] [--security POLICY/MODE]", "print an OPC UA server's address space: NodeId, class, data type, access", browseCmd, false},
