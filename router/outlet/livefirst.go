@@ -97,10 +97,14 @@ const MetaLive = "ferry-live"
 // ahead of them. Below it the link keeps up, and strict order costs nothing.
 var BehindAfter uint64 = 32
 
-// ProgressWindow is how recently the sink must have had a batch taken for
-// new batches to be kept as live copies: while the link is away nothing is
-// live, and what comes in then is backlog like the rest.
-var ProgressWindow = 2 * time.Second
+// StallAfter is how long the sink may have no batch taken before its link
+// counts as having been away: when a batch is taken again, the live copies
+// made before the last StallKeep are backlog, not live (see tookLocked).
+var StallAfter = 2 * time.Second
+
+// StallKeep is how much of what came in just before the link returned
+// still counts as live.
+var StallKeep = time.Second
 
 // LiveFirstStats is what a live-first outlet did.
 type LiveFirstStats struct {
@@ -115,9 +119,10 @@ type LiveFirstStats struct {
 
 // LiveFirst is a spool's outlet in drain mode live-first. Every batch is
 // spooled as in ordered mode (the spool is what makes it durable). While
-// the sink lags behind its spool (BehindAfter) and its link works (a batch
-// taken within ProgressWindow), each new batch is also kept as a live copy
-// in a queue bounded by live_buffer and live_max_age, and Next hands out
+// the sink lags behind its spool (BehindAfter), each new batch is also
+// kept as a live copy in a queue bounded by live_buffer and live_max_age
+// (and emptied of what came in during an outage, see tookLocked), and
+// Next hands out
 // live copies and spool entries in the configured share: live copies in
 // put order, spool entries in spool order (oldest first within a lane),
 // each batch from the spool marked Backfill. A spool entry whose live copy was delivered is
@@ -197,7 +202,7 @@ func (l *LiveFirst) Put(ctx context.Context, b *bus.Batch, m Meta) error {
 		l.setBehind(true, "the sink lags its spool")
 	}
 	now := time.Now()
-	tee := l.behind && len(b.Records) > 0 && now.Sub(l.taken) < ProgressWindow
+	tee := l.behind && len(b.Records) > 0
 	if tee {
 		// Queued before the spool has it: the spool side must never meet
 		// an entry whose live copy is still on its way in.
@@ -242,8 +247,21 @@ func (l *LiveFirst) dropLive() {
 // noteTaken records that the far side took a batch: the link works.
 func (l *LiveFirst) noteTaken() {
 	l.mu.Lock()
-	l.taken = time.Now()
+	l.tookLocked(time.Now())
 	l.mu.Unlock()
+}
+
+// tookLocked notes a batch taken at now; call with mu held. After a stall
+// (nothing taken for StallAfter: the link was away), the live copies
+// made during it, but for the last StallKeep, are backlog now: they go
+// from the spool, marked, and live data is what came in since.
+func (l *LiveFirst) tookLocked(now time.Time) {
+	if !l.taken.IsZero() && now.Sub(l.taken) > StallAfter {
+		for len(l.live) > 0 && now.Sub(l.live[0].at) > StallKeep {
+			l.dropLive()
+		}
+	}
+	l.taken = now
 }
 
 // setBehind changes mode and says so; call with mu held.
@@ -433,7 +451,7 @@ func (l *LiveFirst) handLive() *Delivery {
 				delete(l.flying, c.n)
 				l.sent.set(c.n)
 				l.stats.LiveSent++
-				l.taken = time.Now()
+				l.tookLocked(time.Now())
 				l.signal()
 				l.mu.Unlock()
 			})

@@ -274,44 +274,44 @@ func TestLiveFirstBacklogFromAnEarlierRun(t *testing.T) {
 	}
 }
 
-// While the sink takes nothing (the link is away) nothing is live: what
-// comes in then is backlog. A live copy that waited past live_max_age
-// goes from the spool instead.
-func TestLiveFirstNothingLiveWhileTheLinkIsAway(t *testing.T) {
+// When the sink has a batch taken after a stall (the link was away), the
+// live copies made during it, but for the last StallKeep, are backlog:
+// they go from the spool, marked. A live copy that waited past
+// live_max_age goes from the spool too.
+func TestLiveFirstOutageCopiesAreBacklog(t *testing.T) {
 	withBehindAfter(t, 2)
-	cq := newChanQueue()
-	l := NewLiveFirst(NewBus(cq, "sink/cloud"), DrainConfig{Mode: DrainLiveFirst, LiveMaxAge: conf.Duration(time.Hour)}, nil)
-	defer l.Close()
-	for i := 1; i <= 6; i++ {
-		if err := l.Put(t.Context(), batch(uint64(i)), Meta{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if st := l.Stats(); !st.Behind || st.LiveWaiting != 0 {
-		t.Fatalf("with nothing taken yet: %+v, want behind with no live copy", st)
-	}
+	l, cq := liveFirstOver(t, DrainConfig{LiveShare: 0.5, LiveMaxAge: conf.Duration(time.Hour)}, 6)
 	d, g := nextOf(t, l)
-	if g.String() != "Sb1" {
-		t.Fatalf("first %s", g)
+	if g.String() != "L3" {
+		t.Fatalf("first %s, want L3", g)
 	}
-	d.Ack() // the link is back
-	_ = l.Put(t.Context(), batch(7), Meta{})
-	_ = l.Put(t.Context(), batch(8), Meta{})
-	if out := kinds(drainAll(t, l, cq, 7)); out != "L7 Sb2 L8 Sb3 Sb4 Sb5 Sb6" {
+	// The link goes away for a minute; copies 4..6 were made 5 s ago.
+	l.mu.Lock()
+	l.taken = time.Now().Add(-time.Minute)
+	for i := range l.live {
+		l.live[i].at = l.live[i].at.Add(-5 * time.Second)
+	}
+	l.mu.Unlock()
+	_ = l.Put(t.Context(), batch(7), Meta{}) // came in as the link returned
+	d.Ack()
+	if st := l.Stats(); st.LiveDropped != 3 || st.LiveWaiting != 1 {
+		t.Fatalf("after the stall: %+v, want 3 copies dropped and 1 waiting", st)
+	}
+	if out := kinds(drainAll(t, l, cq, 6)); out != "Sb1 L7 Sb2 Sb4 Sb5 Sb6" {
 		t.Fatalf("deliveries %s", out)
 	}
 
 	l.cfg.LiveMaxAge = conf.Duration(time.Nanosecond)
-	_ = l.Put(t.Context(), batch(9), Meta{})
+	_ = l.Put(t.Context(), batch(8), Meta{})
 	if l.Stats().LiveWaiting != 1 {
-		t.Fatalf("no live copy of 9: %+v", l.Stats())
+		t.Fatalf("no live copy of 8: %+v", l.Stats())
 	}
 	d, g = nextOf(t, l)
-	if g.live || g.seq != 9 {
+	if g.live || g.seq != 8 {
 		t.Fatalf("a stale live copy went: %s", g)
 	}
 	d.Ack()
-	if st := l.Stats(); st.LiveDropped != 1 {
+	if st := l.Stats(); st.LiveDropped != 4 {
 		t.Fatalf("stale copy not counted: %+v", st)
 	}
 }
