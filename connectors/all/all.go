@@ -5,6 +5,7 @@ import (
 	_ "github.com/ferry-gateway/ferry/connectors/file"
 	_ "github.com/ferry-gateway/ferry/connectors/generator"
 	_ "github.com/ferry-gateway/ferry/connectors/http"
+	_ "github.com/ferry-gateway/ferry/connectors/kafka"
 	_ "github.com/ferry-gateway/ferry/connectors/line"
 	_ "github.com/ferry-gateway/ferry/connectors/localbroker"
 	_ "github.com/ferry-gateway/ferry/connectors/modbus"
