@@ -610,6 +610,7 @@
     error: "error",
     drop: "drop",
     reload: "reload",
+    write: "write",
   };
 
   function eventItem(ev) {
