@@ -37,6 +37,11 @@ type node struct {
 
 	value  atomic.Pointer[ua.DataValue]
 	status atomic.Uint32 // forced by SetStatus, kept across ticks
+
+	// Properties, methods and event sources (events.go):
+	dt       *ua.NodeID // data type of a property (kind is unused then)
+	rank     int32      // its value rank
+	notifier byte       // EventNotifier of an object
 }
 
 // plant is the address space of the Plant namespace, shared by the
@@ -69,6 +74,7 @@ func newPlant(tags, perLine int) *plant {
 	for _, k := range []Kind{ByteString, LocalizedText, NodeID, StatusCode, DoubleArray, ExtensionObject} {
 		add(types, k.String(), ua.NodeClassVariable, k, id.HasComponent)
 	}
+	addEvents(p, add)
 	var line *node
 	for i := range tags {
 		if i%perLine == 0 {
@@ -181,8 +187,15 @@ func (v *nsView) serverNode(n *node) *server.Node {
 }
 
 func typeDefinition(n *node) *ua.ExpandedNodeID {
-	if n.class == ua.NodeClassVariable {
+	switch {
+	case n.class == ua.NodeClassVariable && n.refType == id.HasProperty:
+		return ua.NewNumericExpandedNodeID(0, id.PropertyType)
+	case n.class == ua.NodeClassVariable:
 		return ua.NewNumericExpandedNodeID(0, id.BaseDataVariableType)
+	case n.path == AlarmPath:
+		return ua.NewNumericExpandedNodeID(0, id.AlarmConditionType)
+	case n.class == ua.NodeClassMethod:
+		return ua.NewTwoByteExpandedNodeID(0)
 	}
 	return ua.NewNumericExpandedNodeID(0, id.FolderType)
 }
@@ -221,24 +234,34 @@ func (v *nsView) Attribute(nid *ua.NodeID, attr ua.AttributeID) *ua.DataValue {
 	case ua.AttributeIDWriteMask, ua.AttributeIDUserWriteMask:
 		return dv(uint32(0))
 	case ua.AttributeIDEventNotifier:
-		if !variable {
-			return dv(byte(0))
+		if n.class == ua.NodeClassObject {
+			return dv(n.notifier)
 		}
 	case ua.AttributeIDValue:
 		if variable {
 			return n.value.Load()
 		}
 	case ua.AttributeIDDataType:
+		if variable && n.dt != nil {
+			return dv(n.dt)
+		}
 		if variable {
 			return dv(n.kind.DataType())
 		}
 	case ua.AttributeIDValueRank:
+		if variable && n.dt != nil {
+			return dv(n.rank)
+		}
 		if variable {
 			return dv(kindInfo[n.kind].rank)
 		}
+	case ua.AttributeIDExecutable, ua.AttributeIDUserExecutable:
+		if n.class == ua.NodeClassMethod {
+			return dv(true)
+		}
 	case ua.AttributeIDArrayDimensions:
 		if variable {
-			if kindInfo[n.kind].rank == 1 {
+			if n.dt != nil && n.rank == 1 || n.dt == nil && kindInfo[n.kind].rank == 1 {
 				return dv([]uint32{0})
 			}
 			return dv([]uint32{})
@@ -356,9 +379,9 @@ func refMatches(req *ua.NodeID, subtypes bool, ref uint32) bool {
 	case id.References:
 		return true
 	case id.HierarchicalReferences:
-		return ref == id.Organizes || ref == id.HasComponent
+		return ref == id.Organizes || ref == id.HasComponent || ref == id.HasProperty
 	case id.Aggregates:
-		return ref == id.HasComponent
+		return ref == id.HasComponent || ref == id.HasProperty
 	case id.NonHierarchicalReferences:
 		return ref == id.HasTypeDefinition
 	}

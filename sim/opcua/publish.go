@@ -45,8 +45,9 @@ type pubState struct {
 type simSub struct {
 	g         *generation
 	sub       *server.Subscription
-	tok       string
-	q         chan pubReq
+	tok       string      // guarded by pubState.mu (TransferSubscriptions moves it)
+	q         chan pubReq // guarded by pubState.mu
+	events    chan *ua.EventFieldList
 	interval  time.Duration
 	keepAlive int
 	lifetime  int
@@ -179,7 +180,7 @@ func (g *generation) createSubscription(sc *uasc.SecureChannel, r ua.Request, _ 
 	sub.RevisedLifetimeCount = lifetime
 	tok := req.RequestHeader.AuthenticationToken.String()
 	x := &simSub{
-		g: g, sub: sub, tok: tok, q: g.queue(tok),
+		g: g, sub: sub, tok: tok, q: g.queue(tok), events: make(chan *ua.EventFieldList, 1000),
 		interval: time.Duration(interval * float64(time.Millisecond)), keepAlive: int(keepAlive), lifetime: int(lifetime),
 	}
 	ss := g.srv.SubscriptionService
@@ -189,6 +190,7 @@ func (g *generation) createSubscription(sc *uasc.SecureChannel, r ua.Request, _ 
 	g.pub.mu.Lock()
 	g.pub.subs[sub.ID] = x
 	g.pub.mu.Unlock()
+	g.s.cnt.subsCreated.Add(1)
 	go x.run(g.ctx)
 	return &ua.CreateSubscriptionResponse{
 		ResponseHeader:            header(req.RequestHeader.RequestHandle, ua.StatusOK),
@@ -271,6 +273,13 @@ func (x *simSub) find(seq uint32) *ua.NotificationMessage {
 	return nil
 }
 
+// queue is where the subscription's session queues its Publish requests.
+func (x *simSub) queue() chan pubReq {
+	x.g.pub.mu.Lock()
+	defer x.g.pub.mu.Unlock()
+	return x.q
+}
+
 // run collects notifications and, each publishing interval, answers one
 // Publish request with them, or with a keep-alive after keepAlive silent
 // intervals. A subscription without requests for lifetime intervals is
@@ -289,24 +298,35 @@ func (x *simSub) run(ctx context.Context) {
 	t := time.NewTicker(x.interval)
 	defer t.Stop()
 	queued := map[uint32]*ua.MonitoredItemNotification{}
+	var evq []*ua.EventFieldList
 	silent, starved := 0, 0
 	// waiting is x.q while data is due and no request was in hand at the
 	// tick: the next request is answered at once, as gopcua's loop does.
 	var waiting chan pubReq
 	answer := func(pr pubReq) bool {
 		silent, starved, waiting = 0, 0, nil
-		if len(queued) == 0 {
+		if len(queued) == 0 && len(evq) == 0 {
 			return x.send(pr, nil)
 		}
-		items := make([]*ua.MonitoredItemNotification, 0, len(queued))
-		for _, n := range queued {
-			items = append(items, n)
+		var data []*ua.ExtensionObject
+		if len(queued) > 0 {
+			items := make([]*ua.MonitoredItemNotification, 0, len(queued))
+			for _, n := range queued {
+				items = append(items, n)
+			}
+			slices.SortFunc(items, func(a, b *ua.MonitoredItemNotification) int { return cmp.Compare(a.ClientHandle, b.ClientHandle) })
+			clear(queued)
+			eo := ua.NewExtensionObject(&ua.DataChangeNotification{MonitoredItems: items, DiagnosticInfos: []*ua.DiagnosticInfo{}})
+			eo.UpdateMask()
+			data = append(data, eo)
 		}
-		slices.SortFunc(items, func(a, b *ua.MonitoredItemNotification) int { return cmp.Compare(a.ClientHandle, b.ClientHandle) })
-		clear(queued)
-		eo := ua.NewExtensionObject(&ua.DataChangeNotification{MonitoredItems: items, DiagnosticInfos: []*ua.DiagnosticInfo{}})
-		eo.UpdateMask()
-		return x.send(pr, []*ua.ExtensionObject{eo})
+		if len(evq) > 0 {
+			eo := ua.NewExtensionObject(&ua.EventNotificationList{Events: evq})
+			eo.UpdateMask()
+			data = append(data, eo)
+			evq = nil
+		}
+		return x.send(pr, data)
 	}
 	for {
 		select {
@@ -315,6 +335,8 @@ func (x *simSub) run(ctx context.Context) {
 		case n := <-x.sub.NotifyChannel:
 			// A queue of one per item, as gopcua's: the newest value wins.
 			queued[n.ClientHandle] = n
+		case e := <-x.events:
+			evq = append(evq, e)
 		case pr := <-waiting:
 			if !answer(pr) {
 				return
@@ -323,13 +345,14 @@ func (x *simSub) run(ctx context.Context) {
 			if g.subGone(x.sub) {
 				return
 			}
-			if len(queued) == 0 {
+			if len(queued) == 0 && len(evq) == 0 {
 				if silent++; silent < x.keepAlive {
 					continue
 				}
 			}
+			q := x.queue()
 			select {
-			case pr := <-x.q:
+			case pr := <-q:
 				if !answer(pr) {
 					return
 				}
@@ -337,8 +360,8 @@ func (x *simSub) run(ctx context.Context) {
 				if starved++; starved > x.lifetime {
 					return
 				}
-				if len(queued) > 0 {
-					waiting = x.q
+				if len(queued) > 0 || len(evq) > 0 {
+					waiting = q
 				}
 			}
 		}
@@ -386,7 +409,7 @@ func (x *simSub) send(pr pubReq, data []*ua.ExtensionObject) bool {
 		// Lost: the request (with its acknowledgement results) waits for
 		// the next message.
 		select {
-		case x.q <- pr:
+		case x.queue() <- pr:
 		default:
 		}
 	}

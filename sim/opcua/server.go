@@ -49,6 +49,10 @@ type Server struct {
 	lose    int
 	subIDs  atomic.Uint32 // subscription ids, never reused
 
+	ev        evState       // events, the condition and method calls (events.go)
+	params    sync.Map      // node path → *ua.MonitoringParameters last requested
+	evItemIDs atomic.Uint32 // event monitored item ids, never reused
+
 	stopTick chan struct{}
 	wg       sync.WaitGroup
 	stopCtx  func() bool
@@ -445,17 +449,76 @@ type generation struct {
 	dropped map[string]bool // tokens the server forgot (DropSessions, refused identity)
 
 	pub pubState
+	evs evItems
 
 	// dispatch state, guarded by Server.notifyMu
 	dead    map[*server.Subscription]bool
 	scratch []target
+	last    map[itemKey]float64 // last value sent to an item with an absolute deadband
 }
 
 type target struct {
+	sub      *server.Subscription
+	handle   uint32
+	attr     ua.AttributeID
+	n        *node
+	deadband float64 // absolute deadband of the item; 0 for none
+}
+
+type itemKey struct {
 	sub    *server.Subscription
 	handle uint32
-	attr   ua.AttributeID
-	n      *node
+}
+
+// absDeadband is an item's absolute deadband: the one filter the
+// simulator honours (gopcua's server applies none).
+func absDeadband(p *ua.MonitoringParameters) float64 {
+	if p.Filter == nil {
+		return 0
+	}
+	if f, ok := p.Filter.Value.(*ua.DataChangeFilter); ok && f.DeadbandType == uint32(ua.DeadbandTypeAbsolute) {
+		return f.DeadbandValue
+	}
+	return 0
+}
+
+// passes applies an absolute deadband to a numeric value: a change
+// smaller than or equal to it is not sent (Part 4, 7.22.2).
+func (g *generation) passes(t target, d *ua.DataValue) bool {
+	if t.deadband <= 0 || d == nil || d.Value == nil {
+		return true
+	}
+	v, ok := number(d.Value.Value())
+	if !ok {
+		return true
+	}
+	k := itemKey{t.sub, t.handle}
+	if last, seen := g.last[k]; seen && (v-last <= t.deadband && last-v <= t.deadband) {
+		return false
+	}
+	if g.last == nil {
+		g.last = map[itemKey]float64{}
+	}
+	g.last[k] = v
+	return true
+}
+
+// RequestedParameters returns the monitoring parameters the last
+// monitored item created on a variable asked for (sampling interval,
+// queue size, discard policy, filter), so tests can check per-node
+// settings the simulator does not act on.
+func (s *Server) RequestedParameters(path string) (*ua.MonitoringParameters, bool) {
+	v, ok := s.params.Load(splitPath(path))
+	if !ok {
+		return nil, false
+	}
+	return v.(*ua.MonitoringParameters), true
+}
+
+func (s *Server) recordParams(it *ua.MonitoredItemCreateRequest) {
+	if nid := it.ItemToMonitor.NodeID; nid != nil && nid.Type() == ua.NodeIDTypeString {
+		s.params.Store(nid.StringID(), it.RequestedParameters)
+	}
 }
 
 // notify delivers the current values of vars to every monitored item on
@@ -476,7 +539,8 @@ func (g *generation) notify(vars []*node) {
 				if it == nil || it.Sub == nil || it.Req == nil || it.Req.RequestedParameters == nil {
 					continue
 				}
-				g.scratch = append(g.scratch, target{sub: it.Sub, handle: it.Req.RequestedParameters.ClientHandle, attr: it.Req.ItemToMonitor.AttributeID, n: n})
+				g.scratch = append(g.scratch, target{sub: it.Sub, handle: it.Req.RequestedParameters.ClientHandle, attr: it.Req.ItemToMonitor.AttributeID, n: n,
+					deadband: absDeadband(it.Req.RequestedParameters)})
 			}
 		}
 	}
@@ -492,6 +556,9 @@ func (g *generation) notify(vars []*node) {
 			d = t.n.value.Load()
 		} else {
 			d = g.ns.Attribute(g.ns.nodeID(t.n), t.attr)
+		}
+		if !g.passes(t, d) {
+			continue
 		}
 		if !g.send(t.sub, &ua.MonitoredItemNotification{ClientHandle: t.handle, Value: d}) {
 			g.s.cnt.dropped.Add(1)
@@ -611,6 +678,8 @@ func (g *generation) register() error {
 	reg(id.CreateMonitoredItemsRequest_Encoding_DefaultBinary, g.createMonitoredItems)
 	reg(id.DeleteMonitoredItemsRequest_Encoding_DefaultBinary, g.deleteMonitoredItems)
 	reg(id.SetMonitoringModeRequest_Encoding_DefaultBinary, g.setMonitoringMode)
+	reg(id.CallRequest_Encoding_DefaultBinary, g.call)
+	reg(id.TransferSubscriptionsRequest_Encoding_DefaultBinary, g.transferSubscriptions)
 	return nil
 }
 
@@ -827,7 +896,18 @@ func (g *generation) createMonitoredItems(sc *uasc.SecureChannel, r ua.Request, 
 	results := make([]*ua.MonitoredItemCreateResult, len(req.ItemsToCreate))
 	var pass []*ua.MonitoredItemCreateRequest
 	var idx []int
+	tok := ""
+	if req.RequestHeader != nil && req.RequestHeader.AuthenticationToken != nil {
+		tok = req.RequestHeader.AuthenticationToken.String()
+	}
 	for i, it := range req.ItemsToCreate {
+		if it != nil && it.ItemToMonitor != nil && it.ItemToMonitor.AttributeID == ua.AttributeIDEventNotifier {
+			results[i] = g.createEventItem(req.SubscriptionID, tok, it)
+			continue
+		}
+		if it != nil && it.ItemToMonitor != nil && it.RequestedParameters != nil && g.exists(it.ItemToMonitor.NodeID) {
+			g.s.recordParams(it)
+		}
 		if it == nil || it.ItemToMonitor == nil || !g.exists(it.ItemToMonitor.NodeID) {
 			results[i] = &ua.MonitoredItemCreateResult{StatusCode: ua.StatusBadNodeIDUnknown, FilterResult: ua.NewExtensionObject(nil)}
 			continue
@@ -884,12 +964,16 @@ func (g *generation) deleteMonitoredItems(sc *uasc.SecureChannel, r ua.Request, 
 	if !ok {
 		return nil, ua.StatusBadRequestTypeInvalid
 	}
+	events := g.deleteEventItems(req.MonitoredItemIDs)
 	known, pos := g.knownItems(req.MonitoredItemIDs)
 	sub := *req
 	sub.MonitoredItemIDs = known
 	resp, err := g.srv.MonitoredItemService.DeleteMonitoredItems(sc, &sub, reqID)
 	if res, ok := resp.(*ua.DeleteMonitoredItemsResponse); ok && err == nil {
 		res.Results = merge(len(req.MonitoredItemIDs), pos, res.Results)
+		for i := range events {
+			res.Results[i] = ua.StatusOK
+		}
 	}
 	return resp, err
 }
@@ -942,6 +1026,12 @@ type Stats struct {
 	// NotificationsDropped counts notifications not delivered to a
 	// subscription that was gone or stuck for notifyTimeout.
 	NotificationsDropped uint64
+	// SubscriptionsCreated since Start; SubscriptionsTransferred to
+	// another session by TransferSubscriptions.
+	SubscriptionsCreated, SubscriptionsTransferred uint64
+	// MethodCalls answered by Call (Acknowledge and Confirm included);
+	// Events fired.
+	MethodCalls, Events uint64
 	// Subscriptions and MonitoredItems in the running server.
 	Subscriptions, MonitoredItems int
 	// Connections open now, and accepted since Start.
@@ -955,6 +1045,7 @@ type counters struct {
 	active, maxActive                           int
 	restarts, publishRequests, publishSwallowed atomic.Uint64
 	dropped, lost, republished                  atomic.Uint64
+	subsCreated, transferred                    atomic.Uint64
 }
 
 func (c *counters) sessionCreated() {
@@ -1008,6 +1099,10 @@ func (s *Server) Stats() Stats {
 	st.NotificationsDropped = c.dropped.Load()
 	st.NotificationsLost = c.lost.Load()
 	st.Republished = c.republished.Load()
+	st.SubscriptionsCreated, st.SubscriptionsTransferred = c.subsCreated.Load(), c.transferred.Load()
+	s.ev.mu.Lock()
+	st.MethodCalls, st.Events = s.ev.calls, s.ev.events
+	s.ev.mu.Unlock()
 	st.Connections, st.ConnectionsTotal = s.px.connections()
 	if g := s.cur.Load(); g != nil {
 		if ss := g.srv.SubscriptionService; ss != nil {
