@@ -156,6 +156,9 @@ func (m *MQTT) publish(topic string, payload []byte, p props, kind string) error
 		topic += azureBag(p, kind)
 	}
 	m.sendMu.Lock()
+	if bm, ok := c.(backfillMarker); ok {
+		bm.markBackfill(false) // a result is not backfill, whatever the last batch was
+	}
 	wait, err := c.send(topic, payload, p)
 	m.sendMu.Unlock()
 	if err != nil {
