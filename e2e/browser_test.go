@@ -19,11 +19,14 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/ferry-gateway/ferry/admin"
+	"github.com/ferry-gateway/ferry/connectors"
 	"github.com/ferry-gateway/ferry/connectors/simulator"
 	"github.com/ferry-gateway/ferry/examples"
 	"github.com/ferry-gateway/ferry/internal/conf"
 	"github.com/ferry-gateway/ferry/router"
+	"github.com/ferry-gateway/ferry/router/lvc"
 	"github.com/ferry-gateway/ferry/sim/flaky"
+	simmodbus "github.com/ferry-gateway/ferry/sim/modbus"
 )
 
 // TestBrowserStatusPage drives headless Chromium against the demo's status
@@ -553,5 +556,234 @@ routes:
 
 	for _, m := range console() {
 		t.Errorf("browser console: %s (%s:%d)", m, m.URL, m.Line+1)
+	}
+}
+
+// TestBrowserCommissioning drives the status page's commissioning parts
+// against the demo: the tags view lists every demo tag with values that
+// change; a write from the page changes a register in sim/modbus and shows
+// "ok"; an OPC UA browse of sim/opcua gives a snippet the config loader
+// (ferry validate) accepts; the events list shows the WAN link going down
+// and up; the Modbus device's tags are marked stale once it stops; and at
+// 390 px nothing scrolls sideways. Screenshots go to artifacts/.
+func TestBrowserCommissioning(t *testing.T) {
+	if testing.Short() {
+		t.Skip("drives a browser against the running demo")
+	}
+	chrome := chromium(t)
+	p, link := startDemo(t)
+	sim := p.Config().Module("sim").Connector.(*simulator.Simulator)
+	a := admin.New(p)
+	t.Cleanup(a.Close)
+	srv := httptest.NewServer(a)
+	t.Cleanup(srv.Close)
+
+	ctx := browser(t, chrome)
+	console := collectConsole(ctx)
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(1440, 1000), chromedp.Navigate(srv.URL+"/")); err != nil {
+		t.Fatal(err)
+	}
+	// Every tag the demo's sources produce, from the cache behind the page.
+	eventually(t, "every demo source in the cache", func() bool {
+		seen := map[string]bool{}
+		for _, d := range p.Tags().Devices() {
+			seen[d.Source] = true
+		}
+		return seen["plant"] && seen["press7"] && seen["line2"]
+	})
+	var want []string
+	for _, tg := range p.Tags().Query(lvc.Query{Limit: lvc.MaxLimit}).Tags {
+		want = append(want, tg.Device+"/"+tg.Tag)
+	}
+	values := map[string]map[string]bool{}
+	waitTags(t, ctx, "every demo tag on the page, and values that change", func(s tagsState) bool {
+		for k, v := range s.Rows {
+			if values[k] == nil {
+				values[k] = map[string]bool{}
+			}
+			values[k][v.Value] = true
+		}
+		for _, k := range want {
+			if _, ok := s.Rows[k]; !ok {
+				return false
+			}
+		}
+		return len(values["press-1/line1/temperature"]) >= 2 && len(values["press-7/oven/temperature"]) >= 2 &&
+			len(values["line-2/line01/V00001"]) >= 2
+	})
+	shot(t, ctx, "commissioning-tags.png")
+
+	// A write from the page: the setpoint (scale 0.1) reaches register 5.
+	if err := chromedp.Do(ctx,
+		chromedp.Click(chromedp.CSS(`#tags-body tr[data-device="press-7"][data-tag="oven/setpoint"]`)),
+		chromedp.WaitVisible(chromedp.CSS("#write-form")),
+		chromedp.SetValue(chromedp.CSS("#write-value"), "23.5"),
+		chromedp.Click(chromedp.CSS("#write-send")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	res := waitTags(t, ctx, `the write's result "ok"`, func(s tagsState) bool { return s.WriteResult != "" && s.WriteResult != "writing…" })
+	if res.WriteResult != "ok" {
+		t.Fatalf("write from the page: %q", res.WriteResult)
+	}
+	if got := sim.ModbusSims()[0].Unit(1).HoldingRegisters().Uint16(5, simmodbus.ABCD); got != 235 {
+		t.Errorf("register 5 holds %d after writing 23.5 °C, want 235", got)
+	}
+	if !slices.ContainsFunc(p.Events(0), func(e connectors.Event) bool {
+		return e.Kind == admin.EventWrite && strings.Contains(e.Message, "press-7/oven/setpoint")
+	}) {
+		t.Error("the write left no event")
+	}
+	waitTags(t, ctx, "the chart of the setpoint's recent values", func(s tagsState) bool { return s.ChartPoints >= 2 })
+	shot(t, ctx, "commissioning-write.png")
+
+	// Discovery: browse the demo's OPC UA server, open Plant and Line01,
+	// pick two variables and make YAML.
+	endpoint := sim.OPCUASims()[0].Endpoint()
+	if err := chromedp.Do(ctx,
+		chromedp.SetValue(chromedp.CSS("#ua-endpoint"), endpoint),
+		chromedp.Click(chromedp.CSS("#ua-browse")),
+	); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"Plant", "Line01"} {
+		waitTags(t, ctx, "the node "+name+" in the tree", func(s tagsState) bool { return slices.Contains(s.Nodes, name) })
+		if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf(`(() => {
+			const row = [...document.querySelectorAll("#ua-tree .node-row")].find((r) => r.querySelector(".node-name").textContent.endsWith(%q));
+			row.querySelector("button.expand").click();
+			return true;
+		})()`, name))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitTags(t, ctx, "variables with values under Line01", func(s tagsState) bool { return s.Variables >= 2 })
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[int](`(() => {
+		const boxes = [...document.querySelectorAll("#ua-tree .n-variable input[type=checkbox]")].slice(0, 2);
+		for (const b of boxes) b.click();
+		document.getElementById("yaml-name").value = "line1";
+		document.getElementById("make-yaml").click();
+		return boxes.length;
+	})()`)); err != nil {
+		t.Fatal(err)
+	}
+	snip := waitTags(t, ctx, "a YAML snippet", func(s tagsState) bool { return s.YAML != "" && s.YAMLStatus != "" })
+	if !strings.HasPrefix(snip.YAMLStatus, "valid") {
+		t.Fatalf("snippet status %q\n%s", snip.YAMLStatus, snip.YAML)
+	}
+	file := filepath.Join(t.TempDir(), "snippet.yaml")
+	if err := os.WriteFile(file, []byte(snip.YAML), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := router.LoadFile(file); err != nil { // what ferry validate runs
+		t.Fatalf("the page's snippet does not validate: %v\n%s", err, snip.YAML)
+	}
+	shot(t, ctx, "commissioning-discovery.png")
+
+	// The WAN link down and up, in the events list filtered to the uplink.
+	if err := chromedp.Do(ctx, chromedp.SetValue(chromedp.CSS("#ev-search"), "cloud")); err != nil {
+		t.Fatal(err)
+	}
+	link.SetMode(flaky.Cut)
+	waitPage(t, ctx, "the uplink going down in the events", func(s pageState) bool {
+		return slices.ContainsFunc(s.Events, func(e struct {
+			ID     uint64 `json:"id"`
+			Kind   string `json:"kind"`
+			Module string `json:"module"`
+			Change string `json:"change"`
+			Text   string `json:"text"`
+		}) bool {
+			return e.Module == "cloud" && strings.HasSuffix(e.Change, "→ down")
+		})
+	})
+	link.SetMode(flaky.Up)
+	waitPage(t, ctx, "the uplink coming back up in the events", func(s pageState) bool {
+		return slices.ContainsFunc(s.Events, func(e struct {
+			ID     uint64 `json:"id"`
+			Kind   string `json:"kind"`
+			Module string `json:"module"`
+			Change string `json:"change"`
+			Text   string `json:"text"`
+		}) bool {
+			return e.Module == "cloud" && e.Change == "down → up"
+		})
+	})
+	shot(t, ctx, "commissioning-events.png")
+
+	// The Modbus device stops: its tags are marked stale.
+	if err := sim.ModbusSims()[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitTags(t, ctx, "the Modbus device's tags marked stale", func(s tagsState) bool {
+		r, ok := s.Rows["press-7/oven/temperature"]
+		return ok && r.Stale && !s.Rows["press-1/line1/temperature"].Stale
+	})
+	shot(t, ctx, "commissioning-stale.png")
+
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(390, 844, chromedp.EmulateMobile)); err != nil {
+		t.Fatal(err)
+	}
+	small := waitTags(t, ctx, "the page on a small screen", func(s tagsState) bool { return s.Width <= 390 })
+	if small.ScrollWidth > small.Width {
+		t.Errorf("at 390 px the page scrolls sideways: %d px wide", small.ScrollWidth)
+	}
+	shot(t, ctx, "commissioning-small.png")
+	for _, m := range console() {
+		t.Errorf("browser console: %s (%s:%d)", m, m.URL, m.Line+1)
+	}
+}
+
+// tagsState is what the commissioning parts of the page show.
+type tagsState struct {
+	Rows map[string]struct {
+		Value string `json:"value"`
+		Stale bool   `json:"stale"`
+	} `json:"rows"`
+	WriteResult string   `json:"writeResult"`
+	ChartPoints int      `json:"chartPoints"`
+	Nodes       []string `json:"nodes"`
+	Variables   int      `json:"variables"`
+	YAML        string   `json:"yaml"`
+	YAMLStatus  string   `json:"yamlStatus"`
+	Width       int      `json:"width"`
+	ScrollWidth int      `json:"scrollWidth"`
+}
+
+const readTags = `(() => {
+  const txt = (e) => (e ? e.textContent.trim() : "");
+  const line = document.querySelector("#detail-chart polyline");
+  return {
+    rows: Object.fromEntries([...document.querySelectorAll("#tags-body tr")].map((r) => [
+      r.dataset.device + "/" + r.dataset.tag,
+      { value: txt(r.querySelector("[data-field=value]")), stale: !!r.querySelector("[data-field=stale]") },
+    ])),
+    writeResult: txt(document.getElementById("write-result")),
+    chartPoints: line ? line.getAttribute("points").split(" ").length : 0,
+    nodes: [...document.querySelectorAll("#ua-tree .node-name")].map((n) => txt(n).replace(/^\d+:/, "")),
+    variables: [...document.querySelectorAll("#ua-tree .n-variable [data-field=node-value]")].filter((v) => txt(v) !== "").length,
+    yaml: document.getElementById("yaml-result").hidden ? "" : document.getElementById("yaml-result").textContent,
+    yamlStatus: txt(document.getElementById("yaml-status")),
+    width: window.innerWidth,
+    scrollWidth: document.documentElement.scrollWidth,
+  };
+})()`
+
+func waitTags(t *testing.T, ctx context.Context, what string, cond func(tagsState) bool) tagsState {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[tagsState](readTags))
+		if err != nil {
+			t.Fatalf("read the page: %v", err)
+		}
+		if cond(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			shot(t, ctx, "commissioning-failed.png")
+			t.Fatalf("timed out waiting for %s; the page shows %+v", what, s)
+		}
+		<-tick.C
 	}
 }
