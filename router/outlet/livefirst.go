@@ -14,6 +14,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/ferry-gateway/ferry/bus"
+	"github.com/ferry-gateway/ferry/connectors"
 	"github.com/ferry-gateway/ferry/internal/conf"
 )
 
@@ -97,15 +98,6 @@ const MetaLive = "ferry-live"
 // ahead of them. Below it the link keeps up, and strict order costs nothing.
 var BehindAfter uint64 = 32
 
-// StallAfter is how long the sink may have no batch taken before its link
-// counts as having been away: when a batch is taken again, the live copies
-// made before the last StallKeep are backlog, not live (see tookLocked).
-var StallAfter = 2 * time.Second
-
-// StallKeep is how much of what came in just before the link returned
-// still counts as live.
-var StallKeep = time.Second
-
 // LiveFirstStats is what a live-first outlet did.
 type LiveFirstStats struct {
 	Behind      bool  `json:"behind"`       // new data goes ahead of a backlog
@@ -119,10 +111,10 @@ type LiveFirstStats struct {
 
 // LiveFirst is a spool's outlet in drain mode live-first. Every batch is
 // spooled as in ordered mode (the spool is what makes it durable). While
-// the sink lags behind its spool (BehindAfter), each new batch is also
-// kept as a live copy in a queue bounded by live_buffer and live_max_age
-// (and emptied of what came in during an outage, see tookLocked), and
-// Next hands out
+// the sink lags behind its spool (BehindAfter) and its link is up, each
+// new batch is also kept as a live copy in a queue bounded by live_buffer
+// and live_max_age (and emptied of what came in before an outage when the
+// link returns, see watchLink), and Next hands out
 // live copies and spool entries in the configured share: live copies in
 // put order, spool entries in spool order (oldest first within a lane),
 // each batch from the spool marked Backfill. A spool entry whose live copy was delivered is
@@ -152,7 +144,7 @@ type LiveFirst struct {
 	flying  map[uint64]*bus.Batch // live copies handed out, not yet settled
 	sent    bitset                // live copies delivered whose spool entries are to come
 	head    *spoolHead            // received from the spool, not yet handed out
-	taken   time.Time             // when the sink last had a batch taken
+	link    *connectors.State     // the sink's, once a runner runs; nil: taken as up
 	// Records sent while both sides had data: the share is kept on them.
 	liveRecs, backRecs int64
 	stats              LiveFirstStats
@@ -202,7 +194,8 @@ func (l *LiveFirst) Put(ctx context.Context, b *bus.Batch, m Meta) error {
 		l.setBehind(true, "the sink lags its spool")
 	}
 	now := time.Now()
-	tee := l.behind && len(b.Records) > 0
+	// While the link is away nothing is live: what comes in is backlog.
+	tee := l.behind && len(b.Records) > 0 && (l.link == nil || l.link.Phase() == connectors.PhaseUp)
 	if tee {
 		// Queued before the spool has it: the spool side must never meet
 		// an entry whose live copy is still on its way in.
@@ -244,24 +237,34 @@ func (l *LiveFirst) dropLive() {
 	l.droppedBurst++
 }
 
-// noteTaken records that the far side took a batch: the link works.
-func (l *LiveFirst) noteTaken() {
+// watchLink follows the sink's link while a runner runs (Run calls it):
+// Put makes live copies only while the link is up, and when it comes back
+// the copies made before it went (between its loss and the sink noticing)
+// are backlog, not live.
+func (l *LiveFirst) watchLink(ctx context.Context, env *connectors.Env) {
 	l.mu.Lock()
-	l.tookLocked(time.Now())
+	l.link = env.State()
 	l.mu.Unlock()
-}
-
-// tookLocked notes a batch taken at now; call with mu held. After a stall
-// (nothing taken for StallAfter: the link was away), the live copies
-// made during it, but for the last StallKeep, are backlog now: they go
-// from the spool, marked, and live data is what came in since.
-func (l *LiveFirst) tookLocked(now time.Time) {
-	if !l.taken.IsZero() && now.Sub(l.taken) > StallAfter {
-		for len(l.live) > 0 && now.Sub(l.live[0].at) > StallKeep {
-			l.dropLive()
+	for {
+		woken := env.Woken()
+		select {
+		case <-ctx.Done():
+			return
+		case <-woken:
+		}
+		if s := env.State().Snapshot(); s.Phase == connectors.PhaseUp {
+			l.linkBack(s.Since)
 		}
 	}
-	l.taken = now
+}
+
+// linkBack drops the live copies made before the link came back at t.
+func (l *LiveFirst) linkBack(t time.Time) {
+	l.mu.Lock()
+	for len(l.live) > 0 && l.live[0].at.Before(t) {
+		l.dropLive()
+	}
+	l.mu.Unlock()
 }
 
 // setBehind changes mode and says so; call with mu held.
@@ -426,8 +429,6 @@ func (l *LiveFirst) handSpool(stolen bool) (*Delivery, error) {
 		return nil, err
 	}
 	d.Batch.Backfill = backfill
-	ack := d.ack
-	d.ack = func() { ack(); l.noteTaken() }
 	if backfill {
 		l.stats.Backfilled++
 	}
@@ -451,7 +452,6 @@ func (l *LiveFirst) handLive() *Delivery {
 				delete(l.flying, c.n)
 				l.sent.set(c.n)
 				l.stats.LiveSent++
-				l.tookLocked(time.Now())
 				l.signal()
 				l.mu.Unlock()
 			})

@@ -11,7 +11,9 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/ferry-gateway/ferry/connectors"
 	"github.com/ferry-gateway/ferry/internal/conf"
+	"github.com/ferry-gateway/ferry/internal/waitfor"
 )
 
 // chanQueue is a Pub/Sub whose subscription always has every published
@@ -105,7 +107,6 @@ func liveFirstOver(t *testing.T, cfg DrainConfig, n int) (*LiveFirst, *chanQueue
 	cfg.Mode = DrainLiveFirst
 	l := NewLiveFirst(NewBus(cq, "sink/cloud"), cfg, nil)
 	t.Cleanup(func() { _ = l.Close() })
-	l.noteTaken() // the link works: the sink just had a batch taken
 	for i := 1; i <= n; i++ {
 		if err := l.Put(t.Context(), batch(uint64(i)), Meta{}); err != nil {
 			t.Fatal(err)
@@ -274,44 +275,48 @@ func TestLiveFirstBacklogFromAnEarlierRun(t *testing.T) {
 	}
 }
 
-// When the sink has a batch taken after a stall (the link was away), the
-// live copies made during it, but for the last StallKeep, are backlog:
-// they go from the spool, marked. A live copy that waited past
-// live_max_age goes from the spool too.
+// While the link is down nothing is live; when it comes back, the live
+// copies made before it went are backlog: they go from the spool, marked.
+// A live copy that waited past live_max_age goes from the spool too.
 func TestLiveFirstOutageCopiesAreBacklog(t *testing.T) {
 	withBehindAfter(t, 2)
-	l, cq := liveFirstOver(t, DrainConfig{LiveShare: 0.5, LiveMaxAge: conf.Duration(time.Hour)}, 6)
-	d, g := nextOf(t, l)
-	if g.String() != "L3" {
-		t.Fatalf("first %s, want L3", g)
+	env, err := connectors.NewEnv(connectors.EnvConfig{Name: "cloud", Sink: true})
+	if err != nil {
+		t.Fatal(err)
 	}
-	// The link goes away for a minute; copies 4..6 were made 5 s ago.
-	l.mu.Lock()
-	l.taken = time.Now().Add(-time.Minute)
-	for i := range l.live {
-		l.live[i].at = l.live[i].at.Add(-5 * time.Second)
+	env.Up()
+	l, cq := liveFirstOver(t, DrainConfig{LiveShare: 0.5, LiveMaxAge: conf.Duration(time.Hour)}, 0)
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	go l.watchLink(ctx, env)
+	waitfor.Until(t, 5*time.Second, func() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.link != nil }, waitfor.Say("watchLink never started"))
+	for i := 1; i <= 4; i++ {
+		_ = l.Put(t.Context(), batch(uint64(i)), Meta{}) // 3 and 4 live: made before the link went
 	}
-	l.mu.Unlock()
-	_ = l.Put(t.Context(), batch(7), Meta{}) // came in as the link returned
-	d.Ack()
-	if st := l.Stats(); st.LiveDropped != 3 || st.LiveWaiting != 1 {
-		t.Fatalf("after the stall: %+v, want 3 copies dropped and 1 waiting", st)
+	env.Down(errors.New("link cut"))
+	_ = l.Put(t.Context(), batch(5), Meta{}) // while it is away: backlog only
+	if st := l.Stats(); st.LiveWaiting != 2 {
+		t.Fatalf("while down: %+v, want the 2 copies made before", st)
 	}
-	if out := kinds(drainAll(t, l, cq, 6)); out != "Sb1 L7 Sb2 Sb4 Sb5 Sb6" {
+	env.Up()
+	waitfor.Until(t, 5*time.Second, func() bool { return l.Stats().LiveDropped == 2 },
+		func() string { return fmt.Sprintf("copies from before the outage kept: %+v", l.Stats()) })
+	_ = l.Put(t.Context(), batch(6), Meta{})
+	if out := kinds(drainAll(t, l, cq, 6)); out != "L6 Sb1 Sb2 Sb3 Sb4 Sb5" {
 		t.Fatalf("deliveries %s", out)
 	}
 
 	l.cfg.LiveMaxAge = conf.Duration(time.Nanosecond)
-	_ = l.Put(t.Context(), batch(8), Meta{})
+	_ = l.Put(t.Context(), batch(7), Meta{})
 	if l.Stats().LiveWaiting != 1 {
-		t.Fatalf("no live copy of 8: %+v", l.Stats())
+		t.Fatalf("no live copy of 7: %+v", l.Stats())
 	}
-	d, g = nextOf(t, l)
-	if g.live || g.seq != 8 {
+	d, g := nextOf(t, l)
+	if g.live || g.seq != 7 {
 		t.Fatalf("a stale live copy went: %s", g)
 	}
 	d.Ack()
-	if st := l.Stats(); st.LiveDropped != 4 {
+	if st := l.Stats(); st.LiveDropped != 3 {
 		t.Fatalf("stale copy not counted: %+v", st)
 	}
 }

@@ -23,6 +23,11 @@ func Run(ctx context.Context, s connectors.Sink, env *connectors.Env, q Queue, w
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
 	go w.run(wctx, env)
+	if la, ok := q.(interface {
+		watchLink(context.Context, *connectors.Env)
+	}); ok {
+		go la.watchLink(wctx, env)
+	}
 	if p, ok := s.(connectors.Pipeliner); ok && window > 1 {
 		runPipelined(ctx, w, p, env, q, window)
 		return
