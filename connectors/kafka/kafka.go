@@ -39,6 +39,9 @@ func init() {
 const (
 	HeaderContentType = "content-type"
 	HeaderSchema      = "ferry-schema"
+	// HeaderBackfill marks records sent from a backlog behind newer data
+	// (drain mode live-first), as the MQTT and HTTP uplinks do.
+	HeaderBackfill = "ferry-backfill"
 )
 
 // Kafka is the sink.
@@ -184,6 +187,11 @@ func (k *Kafka) send(b *bus.Batch) (func(context.Context) error, error) {
 			rs = append(rs, k.record(g.Topic, g.Records))
 		}
 		clear(k.groups)
+	}
+	if b.Backfill {
+		for _, r := range rs {
+			r.Headers = append(r.Headers, kgo.RecordHeader{Key: HeaderBackfill, Value: []byte("true")})
+		}
 	}
 	a := &acks{done: make(chan struct{})}
 	if len(rs) == 0 {

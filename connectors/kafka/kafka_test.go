@@ -145,6 +145,8 @@ type consumed struct {
 	records []bus.Record
 	keys    map[string]int32 // device → the partition its records were in
 	headers map[string]string
+	// backfill: seqs that came in a record marked ferry-backfill.
+	backfill map[uint64]bool
 }
 
 // consume reads the topic from the start until cond holds for what was
@@ -157,7 +159,7 @@ func consume(t *testing.T, addr string, format string, cond func(c *consumed) bo
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	out := &consumed{keys: map[string]int32{}, headers: map[string]string{}}
+	out := &consumed{keys: map[string]int32{}, headers: map[string]string{}, backfill: map[uint64]bool{}}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	for !cond(out) {
@@ -189,6 +191,11 @@ func consume(t *testing.T, addr string, format string, cond func(c *consumed) bo
 				recs = []bus.Record{{Device: w.Device, Seq: w.Seq}}
 			}
 			for _, rec := range recs {
+				for _, h := range r.Headers {
+					if h.Key == HeaderBackfill && string(h.Value) == "true" {
+						out.backfill[rec.Seq] = true
+					}
+				}
 				if rec.Device != string(r.Key) {
 					t.Fatalf("record of %s under key %q", rec.Device, r.Key)
 				}
@@ -263,7 +270,9 @@ func TestFormatsKeysAndHeaders(t *testing.T) {
 			s := newSink(t, k.addr(), func(c *Config) { c.Format = format; c.Compression = "zstd" })
 			startSink(t, s)
 			for i := range 5 {
-				if err := s.Write(t.Context(), batch(uint64(i*40+1), 40)); err != nil {
+				b := batch(uint64(i*40+1), 40)
+				b.Backfill = i == 4
+				if err := s.Write(t.Context(), b); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -275,6 +284,11 @@ func TestFormatsKeysAndHeaders(t *testing.T) {
 			want := map[string]string{"avro": bus.ContentTypeAvro, "json": "application/json"}[format]
 			if c.headers[HeaderContentType] != want {
 				t.Fatalf("content-type %q, want %q", c.headers[HeaderContentType], want)
+			}
+			for seq := uint64(1); seq <= 200; seq++ {
+				if c.backfill[seq] != (seq > 160) {
+					t.Fatalf("seq %d marked backfill: %v", seq, c.backfill[seq])
+				}
 			}
 			if format == "avro" && c.headers[HeaderSchema] != bus.FingerprintHex() {
 				t.Fatalf("schema header %q", c.headers[HeaderSchema])
