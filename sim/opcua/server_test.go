@@ -84,7 +84,7 @@ func TestReadBrowseWrite(t *testing.T) {
 	for _, r := range br.Results[1].References {
 		names = append(names, r.BrowseName.Name)
 	}
-	if len(names) != 6 { // Setpoint, Limit, Types, Line01..03
+	if len(names) != 8 { // Setpoint, Limit, Types, Boiler, Mixer, Line01..03
 		t.Errorf("Plant children = %v", names)
 	}
 
