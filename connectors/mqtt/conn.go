@@ -5,9 +5,12 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/url"
+	"os"
 	"sync"
+	"syscall"
 
 	"github.com/eclipse/paho.golang/packets"
 	paho5 "github.com/eclipse/paho.golang/paho"
@@ -97,6 +100,26 @@ func (e *ending) record(err error) {
 	e.mu.Unlock()
 }
 
+// recordBroken records err when it says the network broke the connection
+// (a reset, a timeout) rather than the broker closing it: a link that is
+// cut a few times must not pass for a broker handing the session to
+// another client, which ends a connection with a plain close.
+func (e *ending) recordBroken(err error) {
+	if brokenLink(err) {
+		e.record(fmt.Errorf("link broken: %w", err))
+	}
+}
+
+func brokenLink(err error) bool {
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return false
+	}
+	var ne net.Error
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, syscall.ECONNABORTED) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		(errors.As(err, &ne) && ne.Timeout())
+}
+
 func (e *ending) get() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -180,10 +203,13 @@ func dial5(ctx context.Context, c *Config, clientID string, cr creds, tc *tls.Co
 	}
 	k.session = &trackingSession{SessionManager: state.NewInMemory(), why: &k.why}
 	k.cl = paho5.NewClient(paho5.ClientConfig{
-		Conn:               nc,
-		Session:            k.session,
-		OnPublishReceived:  onPublish,
-		OnClientError:      func(error) { signal(lostCh) },
+		Conn:              nc,
+		Session:           k.session,
+		OnPublishReceived: onPublish,
+		OnClientError: func(err error) {
+			k.why.recordBroken(err)
+			signal(lostCh)
+		},
 		OnServerDisconnect: func(*paho5.Disconnect) { signal(lostCh) },
 	})
 	cp := &paho5.Connect{ClientID: clientID, KeepAlive: uint16(c.KeepAlive.D().Seconds()), CleanStart: true}
@@ -353,7 +379,10 @@ func dial311(ctx context.Context, c *Config, clientID string, cr creds, tc *tls.
 		SetKeepAlive(c.KeepAlive.D()).
 		SetConnectTimeout(c.ConnectTimeout.D()).
 		SetMaxResumePubInFlight(0).
-		SetConnectionLostHandler(func(paho311.Client, error) { k.ended() })
+		SetConnectionLostHandler(func(_ paho311.Client, err error) {
+			k.why.recordBroken(err)
+			k.ended()
+		})
 	if tc != nil {
 		opts.SetTLSConfig(tc)
 	}

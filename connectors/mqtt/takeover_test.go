@@ -3,9 +3,14 @@ package mqtt
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -264,5 +269,27 @@ func TestEndedClassifies(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A reset or a timeout is the network's doing, a plain close the broker's:
+// only the latter can be a takeover.
+func TestBrokenLinkIsNotATakeover(t *testing.T) {
+	for _, tc := range []struct {
+		err    error
+		broken bool
+	}{
+		{nil, false},
+		{io.EOF, false},
+		{fmt.Errorf("read: %w", io.ErrUnexpectedEOF), false},
+		{&net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}, true},
+		{&net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", syscall.EPIPE)}, true},
+		{fmt.Errorf("keepalive: %w", os.ErrDeadlineExceeded), true},
+	} {
+		var e ending
+		e.recordBroken(tc.err)
+		if got := e.get() != nil; got != tc.broken {
+			t.Errorf("%v: recorded %v, want %v", tc.err, got, tc.broken)
+		}
 	}
 }
