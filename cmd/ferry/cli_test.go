@@ -40,7 +40,7 @@ func TestHelpPrintsTheCommandsFlags(t *testing.T) {
 
 // subcommands are every command line that has flags of its own.
 var subcommands = [][]string{
-	{"run"}, {"validate"}, {"plan"}, {"browse"}, {"trust"}, {"trust", "list"}, {"trust", "accept"}, {"scan"}, {"scan", "modbus"}, {"sim"}, {"sim", "modbus"}, {"sim", "opcua"},
+	{"run"}, {"validate"}, {"test"}, {"plan"}, {"browse"}, {"trust"}, {"trust", "list"}, {"trust", "accept"}, {"scan"}, {"scan", "modbus"}, {"sim"}, {"sim", "modbus"}, {"sim", "opcua"},
 	{"spool"}, {"spool", "inspect"}, {"spool", "verify"}, {"import"}, {"import", "modbus-csv"}, {"passwd"}, {"version"},
 }
 
