@@ -11,6 +11,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -56,7 +58,8 @@ const (
 	StatusFailed  = "failed"
 )
 
-// ErrRefused marks a command that never reached a device.
+// ErrRefused marks a command that never reached a device: ferry's own
+// checks stopped it (see NewResult).
 var ErrRefused = errors.New("refused")
 
 // Rules bound how commands run.
@@ -69,40 +72,93 @@ type Rules struct {
 }
 
 // Parse reads a command from the part of its topic after the command
-// prefix ("<device>/<tag>") and its payload. The command is returned even
+// prefix ("<device>/<tag>") and its payload: a JSON object
+// {"id", "value", …}, or a bare JSON value (23.5, true, "text"), which is
+// the value of a command without id or ttl. The command is returned even
 // with an error (which wraps ErrRefused), so the refusal can be answered
 // on the right result topic.
 func Parse(rest string, payload []byte, received time.Time) (*Command, error) {
 	c := &Command{Received: received}
-	err := json.Unmarshal(payload, c)
+	var err error
+	if bare := bytes.TrimSpace(payload); len(bare) > 0 && bare[0] != '{' && json.Valid(bare) {
+		c.Value = json.RawMessage(bare)
+	} else {
+		err = json.Unmarshal(payload, c)
+	}
 	// The topic names the tag, whatever the payload says.
 	device, tag, ok := strings.Cut(rest, "/")
 	c.Device, c.Tag = device, tag
 	if !ok || device == "" || tag == "" {
 		return c, fmt.Errorf("%w: topic ends in %q, not <device>/<tag>", ErrRefused, rest)
 	}
-	return c, checkPayload(c, err)
+	return c, checkPayload(c, payload, err)
 }
 
 // ParsePayload reads a command whose payload names its device and tag:
-// {"device", "tag", "value", …}.
+// {"device", "tag", "value", …}. A bare value cannot name them.
 func ParsePayload(payload []byte, received time.Time) (*Command, error) {
 	c := &Command{Received: received}
+	if bare := bytes.TrimSpace(payload); len(bare) > 0 && bare[0] != '{' && json.Valid(bare) {
+		return c, fmt.Errorf("%w: payload is a bare value; here it must be an object {\"device\", \"tag\", \"value\"} naming the tag", ErrRefused)
+	}
 	err := json.Unmarshal(payload, c)
 	if err == nil && (c.Device == "" || c.Tag == "") {
 		return c, fmt.Errorf("%w: payload has no \"device\" and \"tag\"", ErrRefused)
 	}
-	return c, checkPayload(c, err)
+	return c, checkPayload(c, payload, err)
 }
 
-func checkPayload(c *Command, err error) error {
-	if err != nil || len(c.Value) == 0 {
-		if err == nil {
-			err = errors.New("no value")
-		}
-		return fmt.Errorf("%w: payload is not {\"value\": …}: %v", ErrRefused, err)
+// checkPayload explains a payload that is not a command in the sender's
+// terms (JSON kinds and key names), never in Go's.
+func checkPayload(c *Command, payload []byte, err error) error {
+	const want = `send {"value": …} or a bare JSON value such as 23.5, true or "text"`
+	var te *json.UnmarshalTypeError
+	switch {
+	case err == nil && len(c.Value) > 0:
+		return nil
+	case errors.As(err, &te) && te.Field != "":
+		return fmt.Errorf("%w: %q is a JSON %s, want %s", ErrRefused, te.Field, te.Value, fieldWant(te.Field))
+	case len(bytes.TrimSpace(payload)) == 0:
+		return fmt.Errorf("%w: payload is empty: %s", ErrRefused, want)
+	case err != nil && !json.Valid(payload):
+		return fmt.Errorf("%w: payload is not JSON (a string needs quotes: \"text\"): %s", ErrRefused, want)
 	}
-	return nil
+	var keys map[string]json.RawMessage
+	_ = json.Unmarshal(payload, &keys)
+	if err != nil {
+		// A time that does not parse says so in Go's words; name the key.
+		for _, k := range []string{"ts", "expires"} {
+			var t time.Time
+			if raw, ok := keys[k]; ok && json.Unmarshal(raw, &t) != nil {
+				return fmt.Errorf("%w: %q is %s, want %s", ErrRefused, k, raw, fieldWant(k))
+			}
+		}
+		return fmt.Errorf("%w: payload: %v", ErrRefused, err)
+	}
+	var unknown []string
+	for k := range keys {
+		switch k {
+		case "id", "value", "ttl", "ts", "expires", "device", "tag":
+		default:
+			unknown = append(unknown, strconv.Quote(k))
+		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		return fmt.Errorf("%w: payload has no \"value\" (unknown keys %s): %s", ErrRefused, strings.Join(unknown, ", "), want)
+	}
+	return fmt.Errorf("%w: payload has no \"value\": %s", ErrRefused, want)
+}
+
+// fieldWant says what a command field holds.
+func fieldWant(field string) string {
+	switch field {
+	case "ttl":
+		return `a duration string such as "10s"`
+	case "ts", "expires":
+		return `an RFC 3339 time string such as "2026-11-24T16:00:00Z"`
+	}
+	return "a string"
 }
 
 // Deadline is when c expires.
@@ -166,9 +222,17 @@ func Value(raw json.RawMessage) (bus.Value, error) {
 	return bus.Null(), errors.New("value must be a number, boolean or string")
 }
 
-// NewResult classes err: nil is ok; a command that never reached the
-// device (expired, malformed, unknown or read-only tag, not allowed) is
-// refused; anything the device or the link said is failed.
+// NewResult classes err by one rule for every connector:
+//   - ok: the device confirmed the write;
+//   - refused: ferry's own checks stopped the command before any request
+//     left for the device (expired, malformed payload, unknown or
+//     read-only tag, a value the writer's type or range check rejects,
+//     not allowed, too many waiting). Sent again unchanged it is refused
+//     again. A writer marks its own refusals by wrapping ErrRefused;
+//     connectors.ErrUnknownTag and connectors.ErrNotWritable count too;
+//   - failed: a request was sent or tried, and the device said no (a
+//     Modbus exception, an OPC UA Bad status, BadNotWritable included),
+//     did not answer, or the link was down.
 func NewResult(c *Command, err error) Result {
 	r := Result{ID: c.ID, Device: c.Device, Tag: c.Tag, Value: c.Value, Status: StatusOK}
 	switch {

@@ -3,6 +3,7 @@ package localbroker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/connectors"
+	"github.com/ferry-gateway/ferry/connectors/command"
 	"github.com/ferry-gateway/ferry/connectors/conntest"
 	"github.com/ferry-gateway/ferry/connectors/parse"
 	"github.com/ferry-gateway/ferry/connectors/sampletest"
@@ -252,11 +254,14 @@ func TestCommandsWriteBackAndRefusals(t *testing.T) {
 		case "serial":
 			return fmt.Errorf("holding 10: %w", connectors.ErrNotWritable)
 		case "setpoint":
+			// Like a connector's own range check: nothing is sent.
 			if f, _ := v.Float(); f > 1000 {
-				return fmt.Errorf("value %v out of range 0..1000", f)
+				return fmt.Errorf("%w: value %v out of range 0..1000", command.ErrRefused, f)
 			}
 			writes <- write{device, tag, v}
 			return nil
+		case "locked":
+			return errors.New("write holding 7: exception 0x04 (server device failure)") // the device said no
 		}
 		return connectors.ErrUnknownTag
 	}})
@@ -300,10 +305,25 @@ func TestCommandsWriteBackAndRefusals(t *testing.T) {
 	if w := <-writes; w.device != "press-1" || w.tag != "setpoint" || w.v.Long() != 230 {
 		t.Fatalf("writer got %+v", w)
 	}
+	// A bare JSON value is the value (issue 15).
+	for _, c := range []struct {
+		payload string
+		want    bus.Value
+	}{{"23.5", bus.Double(23.5)}, {"true", bus.Bool(true)}, {`"text"`, bus.String("text")}} {
+		if r := send("operator", "op", "cmd/press-1/setpoint", c.payload); r.Status != "ok" || string(r.Value) != c.payload {
+			t.Fatalf("bare %s: %+v", c.payload, r)
+		}
+		if w := <-writes; w.v != c.want {
+			t.Fatalf("bare %s: writer got %v (%s), want %v", c.payload, w.v, w.v.Kind, c.want)
+		}
+	}
 	for _, c := range []struct{ user, pw, topic, payload, status, why string }{
 		{"operator", "op", "cmd/press-1/serial", `{"value":"X"}`, "refused", "not writable"},
 		{"operator", "op", "cmd/press-1/nosuch", `{"value":1}`, "refused", "unknown tag"},
-		{"operator", "op", "cmd/press-1/setpoint", `{"value":5000}`, "failed", "out of range"},
+		{"operator", "op", "cmd/press-1/setpoint", `{"value":5000}`, "refused", "out of range"},
+		{"operator", "op", "cmd/press-1/setpoint", `5000`, "refused", "out of range"},
+		{"operator", "op", "cmd/press-1/locked", `1`, "failed", "exception 0x04"},
+		{"operator", "op", "cmd/press-1/setpoint", `on`, "refused", "not JSON"},
 		{"operator", "op", "cmd/press-1/setpoint", `{"value":1,"ts":"2020-01-01T00:00:00Z","ttl":"10s"}`, "refused", "expired"},
 		{"operator", "op", "cmd/press-1/setpoint", `{"valu":1}`, "refused", "payload"},
 		{"dashboard", "dash", "cmd/press-1/setpoint", `{"value":1}`, "refused", "may not write"},

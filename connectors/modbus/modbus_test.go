@@ -15,6 +15,7 @@ import (
 
 	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/connectors"
+	"github.com/ferry-gateway/ferry/connectors/command"
 	"github.com/ferry-gateway/ferry/connectors/conntest"
 	sim "github.com/ferry-gateway/ferry/sim/modbus"
 )
@@ -605,8 +606,14 @@ devices:
 		{"d", "string", bus.String("much too long"), ErrInvalidValue},
 		{"d", "float32", bus.String("1.5"), ErrInvalidValue},
 	} {
-		if err := r.m.WriteTag(ctx, e.dev, e.tag, e.v); !errors.Is(err, e.want) {
+		err := r.m.WriteTag(ctx, e.dev, e.tag, e.v)
+		if !errors.Is(err, e.want) {
 			t.Errorf("write %s/%s = %v: got %v, want %v", e.dev, e.tag, e.v, err, e.want)
+		}
+		// ferry's own checks stopped it before any request: a command
+		// result says refused (issue 15).
+		if st := command.NewResult(&command.Command{}, err).Status; st != command.StatusRefused {
+			t.Errorf("write %s/%s = %v: command status %s, want refused", e.dev, e.tag, e.v, st)
 		}
 	}
 	s.AddException(sim.ExceptionRule{Unit: 1, Area: sim.Holding, First: 1, Last: 1, Code: sim.IllegalDataValue, Count: 1})
@@ -614,6 +621,10 @@ devices:
 	var ee *ExceptionError
 	if !errors.As(err, &ee) || ee.Code != 3 || !strings.Contains(err.Error(), "d: write holding 1: exception 0x03 (illegal data value)") {
 		t.Errorf("refused write: %v", err)
+	}
+	// The device said no: failed.
+	if st := command.NewResult(&command.Command{}, err).Status; st != command.StatusFailed {
+		t.Errorf("exception from the device: command status %s, want failed", st)
 	}
 	if n := r.metric(t, "ferry_modbus_writes_total", map[string]string{"result": "ok"}); n != 12 {
 		t.Errorf("writes_total{ok} = %v, want 12", n)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/connectors"
+	"github.com/ferry-gateway/ferry/connectors/command"
 )
 
 // WriteTag writes v to a writable coil or holding tag: encoded with the
@@ -20,8 +21,10 @@ import (
 // with 6 (16 with single_register_write: fc16), more with 16; a bit tag
 // reads its register and writes it back with the bit changed (other bits
 // may change on the device in between: prefer a coil where there is one).
-// The error is the device's answer: nil when it confirmed the write, an
-// *ExceptionError when it refused. With verify_writes, the tag is read back
+// A value that does not fit the tag is ErrInvalidValue wrapped in
+// command.ErrRefused (nothing is sent); otherwise the error is the
+// device's answer: nil when it confirmed the write, an *ExceptionError
+// when it said no. With verify_writes, the tag is read back
 // after a confirmed write, and a *NotKeptError (ErrNotKept) says the
 // device did not keep the value. A successful write makes the device poll
 // at once, so the new value is reported without waiting for the interval.
@@ -40,7 +43,8 @@ func (m *Modbus) WriteTag(ctx context.Context, device, tag string, v bus.Value) 
 	}
 	op, err := encodeWrite(t, v, d.set)
 	if err != nil {
-		return fmt.Errorf("modbus: %s/%s: %w", device, tag, err)
+		// Nothing was sent: a command result says refused, not failed.
+		return fmt.Errorf("modbus: %s/%s: %w: %w", device, tag, command.ErrRefused, err)
 	}
 	timeout := d.set.timeout
 	if dl, ok := ctx.Deadline(); ok {

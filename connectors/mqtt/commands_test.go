@@ -3,6 +3,7 @@ package mqtt
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -21,7 +22,9 @@ import (
 )
 
 // device is a write-back target for command tests: setpoint takes values
-// up to 1000, serial is read-only, anything else is unknown.
+// up to 1000 (a larger one is refused, as a connector's own range check
+// does), serial is read-only, locked is refused by the device itself,
+// anything else is unknown.
 type device struct {
 	writes atomic.Int64
 	mu     sync.Mutex
@@ -34,13 +37,15 @@ func (d *device) write(_ context.Context, _, tag string, v bus.Value) error {
 		return fmt.Errorf("holding 10: %w", connectors.ErrNotWritable)
 	case "setpoint":
 		if f, _ := v.Float(); f > 1000 {
-			return fmt.Errorf("value %v out of range 0..1000", f)
+			return fmt.Errorf("%w: value %v out of range 0..1000", command.ErrRefused, f)
 		}
 		d.writes.Add(1)
 		d.mu.Lock()
 		d.last = v
 		d.mu.Unlock()
 		return nil
+	case "locked":
+		return errors.New("write holding 7: exception 0x04 (server device failure)")
 	}
 	return connectors.ErrUnknownTag
 }
@@ -128,10 +133,27 @@ func TestCommandsFromTheCloud(t *testing.T) {
 			if n := d.writes.Load(); n != 1 {
 				t.Fatalf("device written %d times, want once", n)
 			}
+			// A bare JSON value is the value (issue 15).
+			for _, c := range []struct {
+				payload string
+				want    bus.Value
+			}{{"23.5", bus.Double(23.5)}, {"true", bus.Bool(true)}, {`"text"`, bus.String("text")}} {
+				if r := send("ferry/s1/cmd/press-1/setpoint", c.payload); r.Status != "ok" || string(r.Value) != c.payload {
+					t.Fatalf("bare %s: %+v", c.payload, r)
+				}
+				d.mu.Lock()
+				got := d.last
+				d.mu.Unlock()
+				if got != c.want {
+					t.Fatalf("bare %s: device got %v (%s), want %v", c.payload, got, got.Kind, c.want)
+				}
+			}
 			for _, c := range []struct{ topic, payload, status, why string }{
 				{"ferry/s1/cmd/press-1/serial", `{"value":"X"}`, "refused", "not writable"},
 				{"ferry/s1/cmd/press-1/nosuch", `{"value":1}`, "refused", "unknown tag"},
-				{"ferry/s1/cmd/press-1/setpoint", `{"value":5000}`, "failed", "out of range"},
+				{"ferry/s1/cmd/press-1/setpoint", `{"value":5000}`, "refused", "out of range"},
+				{"ferry/s1/cmd/press-1/setpoint", `5000`, "refused", "out of range"},
+				{"ferry/s1/cmd/press-1/locked", `1`, "failed", "exception 0x04"},
 				{"ferry/s1/cmd/press-1/setpoint", `{"value":1,"ts":"2020-01-01T00:00:00Z","ttl":"10s"}`, "refused", "expired"},
 				{"ferry/s1/cmd/press-1/setpoint", `{"valu":1}`, "refused", "payload"},
 			} {
@@ -139,8 +161,8 @@ func TestCommandsFromTheCloud(t *testing.T) {
 					t.Errorf("%s: %+v, want %s (%s)", c.payload, r, c.status, c.why)
 				}
 			}
-			if n := d.writes.Load(); n != 1 {
-				t.Fatalf("a refused command reached the device: %d writes", n)
+			if n := d.writes.Load(); n != 4 {
+				t.Fatalf("a refused command reached the device: %d writes, want 4", n)
 			}
 			var received, answered int
 			for _, ev := range events.Since(0) {
@@ -154,8 +176,8 @@ func TestCommandsFromTheCloud(t *testing.T) {
 					answered++
 				}
 			}
-			if received != 7 || answered != 7 {
-				t.Fatalf("events: %d commands received, %d answered, want 7 and 7", received, answered)
+			if received != 12 || answered != 12 {
+				t.Fatalf("events: %d commands received, %d answered, want 12 and 12", received, answered)
 			}
 		})
 	}
