@@ -58,7 +58,10 @@ const DefaultOutput = "out"
 // Sink consumes batches. Write returns nil once the batch is durably handed
 // on (written, acknowledged by the far side); the runtime then acknowledges
 // it on the bus. Any other error is retried with back-off, except errors
-// wrapping ErrPoison, which are counted and skipped.
+// wrapping ErrPoison, which are counted and skipped. A sink keeps nothing of
+// b past Write (or, for a Pipeliner, past Send's wait): the runtime reuses
+// the batch once it is acknowledged. Values it needs later (a last value,
+// an alias table) it copies.
 type Sink interface {
 	Connector
 	Write(ctx context.Context, b *bus.Batch) error
