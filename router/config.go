@@ -414,6 +414,9 @@ func (c *Config) decodeSpool(src *conf.Source, m *Module, n *yaml.Node, path str
 		return append(errs, src.At(conf.Locate(n, "backend"), path+".backend", "%q is not one of %s, %s", sf.Backend, BackendLocal, BackendJetStream))
 	}
 	sc.Name = m.Name
+	if sc.Window == 0 {
+		sc.Window = spool.DefaultSinkWindow // not the bare spool's 1: a round trip per batch
+	}
 	placeholder := sc.Dir == ""
 	if placeholder {
 		sc.Dir = "spool/" + m.Name // checked now, placed under data_dir at start
@@ -471,6 +474,9 @@ func (c *Config) decodeJetStream(src *conf.Source, m *Module, n *yaml.Node, sc *
 		}
 	}
 	sc.Dir = "-" // not used; keeps the spool checks on the settings that are
+	if sc.Window == 0 {
+		sc.Window = spool.DefaultSinkWindow
+	}
 	sc.SetDefaults()
 	for _, e := range conf.Flatten(sc.Validate()) {
 		var fe *conf.FieldError

@@ -170,14 +170,7 @@ func (k *conn5) markBackfill(on bool) { k.backfill = on }
 func dial5(ctx context.Context, c *Config, clientID string, cr creds, tc *tls.Config, h handler) (conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.ConnectTimeout.D())
 	defer cancel()
-	d := net.Dialer{}
-	var nc net.Conn
-	var err error
-	if tc != nil {
-		nc, err = (&tls.Dialer{NetDialer: &d, Config: tc}).DialContext(ctx, "tcp", hostPort(c.URL))
-	} else {
-		nc, err = d.DialContext(ctx, "tcp", hostPort(c.URL))
-	}
+	nc, err := dialLink(ctx, c, tc)
 	if err != nil {
 		return nil, err
 	}
@@ -371,6 +364,7 @@ func dial311(ctx context.Context, c *Config, clientID string, cr creds, tc *tls.
 	k := &conn311{lost: make(chan struct{})}
 	opts := paho311.NewClientOptions().
 		AddBroker(scheme + hostPort(c.URL)).
+		SetCustomOpenConnectionFn(open311(ctx, c, tc)). // TCP_NODELAY and TLS as for MQTT 5
 		SetClientID(clientID).
 		SetProtocolVersion(4).
 		SetCleanSession(true).
@@ -383,9 +377,6 @@ func dial311(ctx context.Context, c *Config, clientID string, cr creds, tc *tls.
 			k.why.recordBroken(err)
 			k.ended()
 		})
-	if tc != nil {
-		opts.SetTLSConfig(tc)
-	}
 	if h != nil {
 		opts.SetOrderMatters(true)
 		opts.SetDefaultPublishHandler(func(_ paho311.Client, m paho311.Message) { h(inbound{topic: m.Topic(), payload: m.Payload()}) })

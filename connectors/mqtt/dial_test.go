@@ -1,0 +1,71 @@
+//go:build unix
+
+package mqtt
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestUplinkSocketsHaveNoDelay reads TCP_NODELAY off the socket of every
+// connection the uplink opens, both protocol versions, plain and TLS: with
+// Nagle on, a pipelined uplink's PUBLISHes wait for delayed ACKs (issue 15).
+func TestUplinkSocketsHaveNoDelay(t *testing.T) {
+	caPEM, serverCert := testPKI(t, t.TempDir())
+	plain := startCloud(t, nil)
+	secure := startCloud(t, &tls.Config{Certificates: []tls.Certificate{serverCert}})
+	conns := make(chan net.Conn, 16)
+	f := func(nc net.Conn) { conns <- nc }
+	dialed.Store(&f)
+	t.Cleanup(func() { dialed.Store(nil) })
+	for _, v := range Versions {
+		for _, scheme := range []string{"tcp", "tls"} {
+			t.Run("v"+v+"/"+scheme, func(t *testing.T) {
+				url := "tcp://" + plain.MQTTAddr()
+				if scheme == "tls" {
+					url = "tls://" + secure.MQTTAddr()
+				}
+				m := newSink(t, url, v, func(c *Config) {
+					if scheme == "tls" {
+						c.TLS.CAFile, c.TLS.ServerName = caPEM, "cloud.test"
+					}
+				})
+				startSink(t, m)
+				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+				defer cancel()
+				if err := m.Write(ctx, batch(0, 2)); err != nil {
+					t.Fatal(err)
+				}
+				var nc net.Conn
+				select {
+				case nc = <-conns:
+				default:
+					t.Fatal("the uplink connected without dialLink")
+				}
+				if tc, ok := nc.(*tls.Conn); ok != (scheme == "tls") {
+					t.Fatalf("%T over %s", nc, scheme)
+				} else if ok {
+					nc = tc.NetConn()
+				}
+				sc, err := nc.(syscall.Conn).SyscallConn()
+				if err != nil {
+					t.Fatal(err)
+				}
+				var on int
+				var serr error
+				if err := sc.Control(func(fd uintptr) {
+					on, serr = syscall.GetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_NODELAY)
+				}); err != nil || serr != nil {
+					t.Fatal(err, serr)
+				}
+				if on == 0 {
+					t.Fatal("TCP_NODELAY is off on the uplink's socket")
+				}
+			})
+		}
+	}
+}
