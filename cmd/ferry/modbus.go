@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -25,8 +27,9 @@ func scanCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	area := fs.String("area", "holding", "area: coil, discrete, input or holding")
 	rangeFlag := fs.String("range", "0-99", "0-based addresses FIRST-LAST")
 	timeout := fs.Duration("timeout", time.Second, "per request")
+	orderFlag := fs.String("order", "ABCD", "word and byte order of the int32, uint32, int64 and float64 columns: "+strings.Join(modbus.OrderNames, ", "))
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: ferry scan modbus ENDPOINT [--unit N] [--area holding] [--range 0-199] [--timeout 1s]")
+		fmt.Fprintln(stderr, "usage: ferry scan modbus ENDPOINT [--unit N] [--area holding] [--range 0-199] [--order ABCD] [--timeout 1s]")
 		fmt.Fprintln(stderr, "ENDPOINT is tcp://HOST[:PORT], rtu-over-tcp://HOST[:PORT], rtu:///dev/PORT?baud=19200 or ascii:///dev/PORT")
 		printFlags(fs)
 	}
@@ -36,9 +39,13 @@ func scanCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	a, okArea := modbus.ParseArea(*area)
 	first, last, errRange := mbParseRange(*rangeFlag)
+	order, okOrder := modbus.ParseOrder(strings.ToUpper(*orderFlag))
 	switch {
 	case !okArea:
 		fmt.Fprintf(stderr, "ferry scan: --area %q is not one of %s\n", *area, strings.Join(modbus.AreaNames, ", "))
+		return 2
+	case !okOrder:
+		fmt.Fprintf(stderr, "ferry scan: --order %q is not one of %s\n", *orderFlag, strings.Join(modbus.OrderNames, ", "))
 		return 2
 	case errRange != nil:
 		fmt.Fprintf(stderr, "ferry scan: --range %q: %v\n", *rangeFlag, errRange)
@@ -57,32 +64,94 @@ func scanCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	if a.Bits() {
 		bits, reqs, err := c.Bits(ctx, uint8(*unit), a, first, count)
+		more, n, end := mbPastEnd(ctx, func(ctx context.Context, start, n int) ([]bool, int, error) {
+			return c.Bits(ctx, uint8(*unit), a, start, n)
+		}, first, last, err)
+		bits, reqs = append(bits, more...), reqs+n
 		fmt.Fprintf(stdout, "%s unit %d, %s %d-%d: %d read in %s\n", pos[1], *unit, a, first, last, len(bits), mbPlural(reqs, "request"))
 		fmt.Fprintln(w, "address\tmodicon\tvalue\t")
 		for i, b := range bits {
 			fmt.Fprintf(w, "%d\t%s\t%t\t\n", first+i, mbModicon(a, first+i), b)
 		}
 		_ = w.Flush()
-		return mbScanErr(stderr, err)
+		return mbScanEnd(stderr, end, err)
 	}
 	regs, reqs, err := c.Registers(ctx, uint8(*unit), a, first, count)
+	more, n, end := mbPastEnd(ctx, func(ctx context.Context, start, n int) ([]uint16, int, error) {
+		return c.Registers(ctx, uint8(*unit), a, start, n)
+	}, first, last, err)
+	regs, reqs = append(regs, more...), reqs+n
 	fmt.Fprintf(stdout, "%s unit %d, %s %d-%d: %d registers read in %s\n", pos[1], *unit, a, first, last, len(regs), mbPlural(reqs, "request"))
-	fmt.Fprintln(w, "address\tmodicon\thex\tuint16\tint16\tchars\tfloat32 ABCD\tfloat32 CDAB\tfloat32 BADC\tfloat32 DCBA\t")
-	var pair [4]byte
-	for i, r := range regs {
-		fmt.Fprintf(w, "%d\t%s\t0x%04X\t%d\t%d\t%s\t", first+i, mbModicon(a, first+i), r, r, int16(r), mbChars(r))
-		if i+1 < len(regs) {
-			binary.BigEndian.PutUint16(pair[:], r)
-			binary.BigEndian.PutUint16(pair[2:], regs[i+1])
-			for _, o := range []modbus.Order{modbus.ABCD, modbus.CDAB, modbus.BADC, modbus.DCBA} {
-				fmt.Fprintf(w, "%s\t", mbFloat(o.Float32(pair[:])))
+	o := order.String()
+	fmt.Fprintln(w, "address\tmodicon\thex\tuint16\tint16\tchars\tfloat32 ABCD\tfloat32 CDAB\tfloat32 BADC\tfloat32 DCBA\t"+
+		"int32 "+o+"\tuint32 "+o+"\tint64 "+o+"\tfloat64 "+o+"\t")
+	var quad [8]byte
+	for i, r := range discover.Decode(a, first, regs) {
+		fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%d\t%s\t", r.Address, r.Modicon, r.Hex, r.Uint16, r.Int16, r.Chars)
+		for _, k := range []string{"float32 ABCD", "float32 CDAB", "float32 BADC", "float32 DCBA", "int32 " + o, "uint32 " + o} {
+			fmt.Fprintf(w, "%s\t", r.Pairs[k]) // "" for the last register: no pair
+		}
+		if i+3 < len(regs) {
+			for k := range 4 {
+				binary.BigEndian.PutUint16(quad[2*k:], regs[i+k])
 			}
+			u := order.Uint(quad[:], 4)
+			fmt.Fprintf(w, "%d\t%s\t", int64(u), mbFloat64(math.Float64frombits(u)))
 		} else {
-			fmt.Fprint(w, "\t\t\t\t")
+			fmt.Fprint(w, "\t\t")
 		}
 		fmt.Fprintln(w)
 	}
 	_ = w.Flush()
+	return mbScanEnd(stderr, end, err)
+}
+
+// mbPastEnd looks into a scan that stopped with "illegal data address":
+// most devices answer that for a read that runs past their last register,
+// and refuse the whole request, registers that exist included. It reads
+// the refused request's range in halves to find the last address the
+// device answers, and returns what it read there (so the table shows
+// every register that exists), the requests it made, and a sentence for
+// the user. Any other error, or none, it leaves alone.
+func mbPastEnd[T any](ctx context.Context, read func(ctx context.Context, start, n int) ([]T, int, error), first, last int, err error) ([]T, int, string) {
+	var re *modbus.RequestError
+	var ee *modbus.ExceptionError
+	if !errors.As(err, &re) || !errors.As(err, &ee) || ee.Code != 2 {
+		return nil, 0, ""
+	}
+	start := re.Start
+	var got []T
+	reqs, lo, hi := 0, 0, re.Count // start+lo-1 answers; start+hi-1 does not
+	for hi-lo > 1 {
+		mid := (lo + hi) / 2
+		vals, n, err := read(ctx, start, mid)
+		reqs += n
+		switch {
+		case err == nil:
+			lo, got = mid, vals
+		case errors.As(err, &ee) && ee.Code == 2:
+			hi = mid
+		default:
+			return got, reqs, ""
+		}
+	}
+	end := start + lo // the first address the device refuses
+	what := fmt.Sprintf("%s %d-%d", re.Area, end, last)
+	if end == first {
+		return got, reqs, fmt.Sprintf("%s: the device answers exception 0x02 (%s) from %d on: the range starts past the device's end or in a gap of its map; try a lower --range",
+			what, modbus.ExceptionName(2), end)
+	}
+	return got, reqs, fmt.Sprintf("%s: past the device's end (or a gap in its map): it answers exception 0x02 (%s) from %d on; the last address it has is %d",
+		what, modbus.ExceptionName(2), end, end-1)
+}
+
+// mbScanEnd reports how a scan ended: past the device's end (said in
+// words rather than as the bare exception), another error, or fine.
+func mbScanEnd(stderr io.Writer, end string, err error) int {
+	if end != "" {
+		fmt.Fprintln(stderr, "ferry scan:", end)
+		return 1
+	}
 	return mbScanErr(stderr, err)
 }
 
@@ -120,8 +189,18 @@ func mbParseRange(s string) (int, int, error) {
 // The scan's notation and readings are the status page's (admin/discover),
 // so the two always agree.
 func mbModicon(a modbus.Area, addr int) string { return discover.Modicon(a, addr) }
-func mbChars(r uint16) string                  { return discover.Chars(r) }
-func mbFloat(f float32) string                 { return discover.Float(f) }
+
+// mbFloat64 prints a float64 as discover.Float prints a float32: tiny and
+// huge ones, seldom readings, in short exponent form.
+func mbFloat64(f float64) string {
+	switch {
+	case math.IsNaN(f):
+		return "NaN"
+	case f != 0 && (math.Abs(f) < 1e-6 || math.Abs(f) > 1e12):
+		return strconv.FormatFloat(f, 'g', 4, 64)
+	}
+	return strconv.FormatFloat(f, 'g', 12, 64)
+}
 
 // planCmd prints each modbus device's read plan.
 func planCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {

@@ -2,11 +2,14 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -38,14 +41,16 @@ func TestScanModbus(t *testing.T) {
 	}
 	// Register 101-102 read as float32 ABCD is 0x41AC4F4B; 100-101 in CDAB
 	// is 21.5; the last register has no pair to make a float32 of.
+	// The 32-bit integer columns read the pair in the --order (ABCD by
+	// default); the 64-bit ones need four registers.
 	want := url + ` unit 2, holding 100-103: 4 registers read in 1 request
-  address  modicon     hex  uint16  int16  chars  float32 ABCD  float32 CDAB  float32 BADC  float32 DCBA
-      100    40101  0x0000       0      0     ..     2.356e-41          21.5     6.179e-41    -2.743e-12
-      101    40102  0x41AC   16812  16812     A.      21.53872      3.41e+09    -2.747e-12  1.361005e+07
-      102    40103  0x4F4B   20299  20299     OK     3.423e+09           NaN  1.363123e+07    -1.697e+38
-      103    40104  0xFFFE   65534     -2     ..` + strings.Repeat(" ", 56) + `
+  address  modicon     hex  uint16  int16  chars  float32 ABCD  float32 CDAB  float32 BADC  float32 DCBA  int32 ABCD  uint32 ABCD      int64 ABCD  float64 ABCD
+      100    40101  0x0000       0      0     ..     2.356e-41          21.5     6.179e-41    -2.743e-12       16812        16812  72208320561150    3.568e-310
+      101    40102  0x41AC   16812  16812     A.      21.53872      3.41e+09    -2.747e-12  1.361005e+07  1101811531   1101811531
+      102    40103  0x4F4B   20299  20299     OK     3.423e+09           NaN  1.363123e+07    -1.697e+38  1330380798   1330380798
+      103    40104  0xFFFE   65534     -2     ..
 `
-	if out != want {
+	if out = trailing.ReplaceAllString(out, ""); out != want {
 		t.Errorf("output:\n%s\nwant:\n%s", out, want)
 	}
 
@@ -58,6 +63,127 @@ func TestScanModbus(t *testing.T) {
 	code, out, _ = run(t, t.Context(), "scan", "modbus", url, "--unit", "2", "--range", "0-299")
 	if code != 0 || !strings.Contains(out, "300 registers read in 3 requests") {
 		t.Errorf("300 registers: exit %d\n%s", code, strings.SplitN(out, "\n", 2)[0])
+	}
+}
+
+// trailing is the padding tabwriter leaves after the last filled column.
+var trailing = regexp.MustCompile(`(?m) +$`)
+
+// TestScanModbusWideTypes: int32, uint32, int64 and float64 columns in the
+// chosen word order (issue 15), given in any case.
+func TestScanModbusWideTypes(t *testing.T) {
+	s := startModbusSim(t)
+	h := s.Unit(2).HoldingRegisters()
+	h.SetInt32(200, -70000, simmodbus.CDAB)
+	h.SetUint32(202, 4000000000, simmodbus.CDAB)
+	h.SetInt64(204, -1<<40, simmodbus.CDAB)
+	h.SetFloat64(208, math.Pi, simmodbus.CDAB)
+	h.SetFloat64(212, 1234.5, simmodbus.ABCD)
+	for _, c := range []struct {
+		order string
+		want  map[int]map[string]string // address → column → value
+	}{
+		{"cdab", map[int]map[string]string{
+			200: {"int32 CDAB": "-70000"},
+			202: {"uint32 CDAB": "4000000000"},
+			204: {"int64 CDAB": "-1099511627776"},
+			208: {"float64 CDAB": "3.14159265359"},
+		}},
+		{"", map[int]map[string]string{ // ABCD, the Modbus default
+			212: {"float64 ABCD": "1234.5"},
+			208: {"float64 ABCD": "1.866e-91"}, // pi in CDAB, read the other way
+		}},
+	} {
+		args := []string{"scan", "modbus", "tcp://" + s.Addr(), "--unit", "2", "--range", "200-215"}
+		if c.order != "" {
+			args = append(args, "--order", c.order)
+		}
+		code, out, errs := run(t, t.Context(), args...)
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", args, code, errs)
+		}
+		table := scanTable(t, out)
+		for addr, cols := range c.want {
+			for col, want := range cols {
+				if got := table[addr][col]; got != want {
+					t.Errorf("--order %q: %d %s = %q, want %q\n%s", c.order, addr, col, got, want, out)
+				}
+			}
+		}
+		// The last three registers have no 64-bit value, the last no pair.
+		if got := table[213]["int64 "+strings.ToUpper(cmp.Or(c.order, "ABCD"))]; got != "" {
+			t.Errorf("register 213 of 200-215 shows an int64 %q", got)
+		}
+	}
+	if code, _, errs := run(t, t.Context(), "scan", "modbus", "tcp://"+s.Addr(), "--order", "ABDC"); code != 2 || !strings.Contains(errs, `--order "ABDC" is not one of ABCD, BADC, CDAB, DCBA`) {
+		t.Errorf("a bad --order: exit %d, %s", code, errs)
+	}
+}
+
+// scanTable reads a scan's register table: columns are right-aligned and
+// their headers hold one space ("float32 ABCD"), so each cell is found
+// under the right edge of its header.
+func scanTable(t *testing.T, out string) map[int]map[string]string {
+	t.Helper()
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) < 2 {
+		t.Fatalf("no table:\n%s", out)
+	}
+	header := lines[1]
+	type col struct {
+		name       string
+		start, end int
+	}
+	var cols []col
+	prev := 0
+	for _, m := range regexp.MustCompile(`\S+( \S+)?`).FindAllStringIndex(header, -1) {
+		cols = append(cols, col{header[m[0]:m[1]], prev, m[1]})
+		prev = m[1]
+	}
+	table := map[int]map[string]string{}
+	for _, l := range lines[2:] {
+		row := map[string]string{}
+		for _, c := range cols {
+			if c.start < len(l) {
+				row[c.name] = strings.TrimSpace(l[c.start:min(c.end, len(l))])
+			}
+		}
+		addr, err := strconv.Atoi(row["address"])
+		if err != nil {
+			t.Fatalf("row %q: %v", l, err)
+		}
+		table[addr] = row
+	}
+	return table
+}
+
+// TestScanModbusPastTheEnd: a device refuses a whole read that runs past
+// its last register; the scan finds where it ends, shows what exists and
+// says so (issue 15).
+func TestScanModbusPastTheEnd(t *testing.T) {
+	s := startModbusSim(t)
+	s.AddException(simmodbus.ExceptionRule{Unit: 2, Area: simmodbus.Holding, First: 150, Last: 65535, Code: simmodbus.IllegalDataAddress})
+	s.AddException(simmodbus.ExceptionRule{Unit: 2, Area: simmodbus.Coil, First: 10000, Last: 65535, Code: simmodbus.IllegalDataAddress})
+	url := "tcp://" + s.Addr()
+	for _, c := range []struct {
+		args       []string
+		read, last string // the summary line; the last address shown
+		why        string
+	}{
+		{[]string{"--range", "100-199"}, "50 registers read in", "149",
+			"ferry scan: holding 150-199: past the device's end (or a gap in its map): it answers exception 0x02 (illegal data address) from 150 on; the last address it has is 149"},
+		// Past the first request of 125: the second one is the refused one.
+		{[]string{"--range", "0-299"}, "150 registers read in", "149", "holding 150-299: past the device's end"},
+		{[]string{"--range", "150-160"}, "0 registers read in", "", "holding 150-160: the device answers exception 0x02 (illegal data address) from 150 on: the range starts past the device's end"},
+		{[]string{"--area", "coil", "--range", "9990-10100"}, "10 read in", "9999", "coil 10000-10100: past the device's end"},
+	} {
+		code, out, errs := run(t, t.Context(), append([]string{"scan", "modbus", url, "--unit", "2"}, c.args...)...)
+		if code != 1 || !strings.Contains(out, c.read) || !strings.Contains(errs, c.why) {
+			t.Errorf("%v: exit %d, want 1\n%s%s\nwant %q and %q", c.args, code, out, errs, c.read, c.why)
+		}
+		if lines := strings.Split(strings.TrimRight(out, "\n"), "\n"); c.last != "" && strings.Fields(lines[len(lines)-1])[0] != c.last {
+			t.Errorf("%v: the last row is %q, want address %s", c.args, lines[len(lines)-1], c.last)
+		}
 	}
 }
 
