@@ -30,6 +30,13 @@ type Config struct {
 	Poll         PollConfig         `yaml:"poll"`
 	Nodes        []NodeConfig       `yaml:"nodes"`
 	Browse       []BrowseConfig     `yaml:"browse"`
+	// Events subscribes to events and alarms of notifier nodes.
+	Events []EventConfig `yaml:"events"`
+	// Methods are methods callable through write-back, by their name.
+	Methods []MethodConfig `yaml:"methods"`
+	// UnitsFromServer fills a tag's unit from the node's EngineeringUnits
+	// property when the config gives none; default true.
+	UnitsFromServer *bool `yaml:"units_from_server"`
 	// Timeout bounds each service call (connect, browse, read, write).
 	Timeout   conf.Duration   `yaml:"timeout"`
 	Reconnect ReconnectConfig `yaml:"reconnect"`
@@ -137,6 +144,50 @@ type NodeConfig struct {
 	// Name is the tag; default the path, or the NodeId's identifier.
 	Name string `yaml:"name"`
 	Unit string `yaml:"unit"`
+	// The monitored item settings of this node, over the subscription's.
+	Monitor MonitorConfig `yaml:",inline"`
+}
+
+// MonitorConfig overrides the subscription's monitored item settings for
+// some nodes; what it leaves unset comes from the subscription section.
+type MonitorConfig struct {
+	SamplingInterval *conf.Duration  `yaml:"sampling_interval"`
+	QueueSize        *uint32         `yaml:"queue_size"`
+	DiscardOldest    *bool           `yaml:"discard_oldest"`
+	Trigger          string          `yaml:"trigger"`
+	Deadband         *DeadbandConfig `yaml:"deadband"`
+}
+
+func (m MonitorConfig) set() bool {
+	return m.SamplingInterval != nil || m.QueueSize != nil || m.DiscardOldest != nil || m.Trigger != "" || m.Deadband != nil
+}
+
+// EventConfig subscribes to the events of one notifier node.
+type EventConfig struct {
+	// Node is the notifier's NodeId; default the Server object (i=2253),
+	// which reports every event of the server.
+	Node string `yaml:"node"`
+	// Prefix goes before <source name>/<event type> to make the tag.
+	Prefix string `yaml:"prefix"`
+	// Fields are more BaseEventType fields (browse names, a/b for a
+	// path) to select; each lands in attrs under its name.
+	Fields conf.StringList `yaml:"fields"`
+	// Types keeps only events of these types or their subtypes (NodeIds,
+	// e.g. i=2915 for AlarmConditionType): an OfType where clause.
+	Types conf.StringList `yaml:"types"`
+	// MinSeverity keeps only events of at least this severity (1…1000).
+	MinSeverity uint16 `yaml:"min_severity"`
+}
+
+// MethodConfig is one method callable through write-back.
+type MethodConfig struct {
+	// Name is the tag a command names (cmd/<device>/<name>).
+	Name string `yaml:"name"`
+	// Path is the method's browse path; the object it is called on is
+	// the path's parent. Or give ID and Object as NodeIds.
+	Path   string `yaml:"path"`
+	ID     string `yaml:"id"`
+	Object string `yaml:"object"`
 }
 
 // BrowseConfig discovers the variables under a node.
@@ -153,6 +204,9 @@ type BrowseConfig struct {
 	Exclude conf.StringList `yaml:"exclude"`
 	// Prefix is put before the path below the root to make the tag.
 	Prefix string `yaml:"prefix"`
+	// The monitored item settings of the nodes found, over the
+	// subscription's.
+	Monitor MonitorConfig `yaml:",inline"`
 }
 
 // ReconnectConfig is the back-off between connection attempts.
@@ -265,6 +319,10 @@ func (c *Config) SetDefaults() {
 		t := true
 		c.ServerTimestamp = &t
 	}
+	if c.UnitsFromServer == nil {
+		t := true
+		c.UnitsFromServer = &t
+	}
 	for i := range c.Browse {
 		if c.Browse[i].Depth == 0 {
 			c.Browse[i].Depth = DefaultBrowseDepth
@@ -359,12 +417,66 @@ func (c *Config) Validate() error {
 	if c.Reconnect.Max < c.Reconnect.Min {
 		p.Add("reconnect.max", "%s is below reconnect.min (%s)", c.Reconnect.Max, c.Reconnect.Min)
 	}
-	if len(c.Nodes) == 0 && len(c.Browse) == 0 {
-		p.Add("nodes", "no nodes: list nodes or browse roots (or both)")
+	if len(c.Nodes) == 0 && len(c.Browse) == 0 && len(c.Events) == 0 {
+		p.Add("nodes", "no nodes: list nodes, browse roots or events (or several)")
+	}
+	for i, e := range c.Events {
+		path := fmt.Sprintf("events[%d]", i)
+		if c.Mode == "poll" {
+			p.Add(path, "events need mode subscribe")
+		}
+		if e.Node != "" {
+			if _, err := ParseNodeRef(e.Node); err != nil {
+				p.Add(path+".node", "%v", err)
+			}
+		}
+		for j, t := range e.Types {
+			if _, err := ParseNodeRef(t); err != nil {
+				p.Add(fmt.Sprintf("%s.types[%d]", path, j), "%v", err)
+			}
+		}
+		if e.MinSeverity > 1000 {
+			p.Add(path+".min_severity", "must be between 0 and 1000, got %d", e.MinSeverity)
+		}
+		for j, f := range e.Fields {
+			if f == "" || strings.HasPrefix(f, "/") || strings.HasSuffix(f, "/") {
+				p.Add(fmt.Sprintf("%s.fields[%d]", path, j), "%q is not a field browse name such as Quality or ActiveState/Id", f)
+			}
+		}
+	}
+	methods := map[string]int{}
+	for i, m := range c.Methods {
+		path := fmt.Sprintf("methods[%d]", i)
+		if m.Name == "" {
+			p.Add(path+".name", "missing name: the tag a command names")
+		} else if j, dup := methods[m.Name]; dup {
+			p.Add(path+".name", "method %q is already methods[%d]", m.Name, j)
+		}
+		methods[m.Name] = i
+		switch {
+		case m.Path != "" && (m.ID != "" || m.Object != ""):
+			p.Add(path+".path", "give path, or id and object, not both")
+		case m.Path != "":
+			if steps, err := ParseBrowsePath(m.Path); err != nil {
+				p.Add(path+".path", "%v", err)
+			} else if len(steps) < 2 {
+				p.Add(path+".path", "%q names no object: the path is the object's, then the method's name", m.Path)
+			}
+		case m.ID == "" || m.Object == "":
+			p.Add(path, "missing path (a browse path such as 2:Plant/2:Mixer/2:Mix), or id and object (NodeIds)")
+		default:
+			if _, err := ParseNodeRef(m.ID); err != nil {
+				p.Add(path+".id", "%v", err)
+			}
+			if _, err := ParseNodeRef(m.Object); err != nil {
+				p.Add(path+".object", "%v", err)
+			}
+		}
 	}
 	names := map[string]int{}
 	for i, n := range c.Nodes {
 		path := fmt.Sprintf("nodes[%d]", i)
+		n.Monitor.validate(&p, path)
 		switch {
 		case n.ID != "" && n.Path != "":
 			p.Add(path+".path", "give id or path, not both")
@@ -388,6 +500,7 @@ func (c *Config) Validate() error {
 	}
 	for i, b := range c.Browse {
 		path := fmt.Sprintf("browse[%d]", i)
+		b.Monitor.validate(&p, path)
 		switch {
 		case b.Root != "" && b.RootPath != "":
 			p.Add(path+".root_path", "give root or root_path, not both")
@@ -415,6 +528,26 @@ func (c *Config) Validate() error {
 		}
 	}
 	return p.Err()
+}
+
+func (m MonitorConfig) validate(p *conf.Problems, path string) {
+	if m.SamplingInterval != nil && *m.SamplingInterval < 0 {
+		p.Add(path+".sampling_interval", "must not be negative")
+	}
+	if m.Trigger != "" && !oneOf(Triggers, m.Trigger) {
+		p.Add(path+".trigger", "%q is not one of %s", m.Trigger, strings.Join(Triggers, ", "))
+	}
+	if d := m.Deadband; d != nil {
+		switch d.Type {
+		case "none":
+		case "absolute", "percent":
+			if d.Value < 0 || (d.Type == "percent" && d.Value > 100) {
+				p.Add(path+".deadband.value", "%g is out of range (absolute: ≥ 0, percent: 0…100)", d.Value)
+			}
+		default:
+			p.Add(path+".deadband.type", "%q is not one of %s", d.Type, strings.Join(Deadbands, ", "))
+		}
+	}
 }
 
 func oneOf(list []string, s string) bool {

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,6 +56,7 @@ type OPCUA struct {
 
 	cur   atomic.Pointer[session]  // the open session, for WriteTag
 	table atomic.Pointer[tagTable] // the resolved tags of the last session
+	conds sync.Map                 // condition tag → condition (its latest event), for Acknowledge and Confirm
 }
 
 // Outputs implements connectors.Source.
@@ -199,11 +201,19 @@ func (o *OPCUA) WriteTag(ctx context.Context, device, tag string, v bus.Value) e
 	if t == nil {
 		return fmt.Errorf("%s/%s: %w", device, tag, connectors.ErrNotConnected)
 	}
+	s := o.cur.Load()
 	it := t.byTag[tag]
 	if it == nil {
+		if s != nil {
+			if m := s.methods[tag]; m != nil {
+				return s.callMethod(ctx, m, v)
+			}
+			if ok, err := o.conditionCommand(ctx, s, tag, v); ok {
+				return err
+			}
+		}
 		return fmt.Errorf("%w: %s/%s", connectors.ErrUnknownTag, device, tag)
 	}
-	s := o.cur.Load()
 	if s == nil {
 		return fmt.Errorf("%s/%s: %w", device, tag, connectors.ErrNotConnected)
 	}

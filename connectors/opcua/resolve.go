@@ -15,7 +15,9 @@ type item struct {
 	tag    string
 	unit   string
 	node   *ua.NodeID
-	handle uint32 // client handle: index in session.items + 1
+	handle uint32         // client handle: index in session.items + 1
+	mon    *MonitorConfig // the node's own monitored item settings, nil for the subscription's
+	unitOK bool           // unit from the config: the server's EngineeringUnits do not override it
 }
 
 // badItem is a configured node that could not be resolved or monitored.
@@ -34,17 +36,21 @@ func (s *session) resolve(ctx context.Context) ([]*item, []badItem, error) {
 	var bad []badItem
 	seenNode := map[string]bool{}
 	seenTag := map[string]bool{}
-	add := func(tag, unit string, n *ua.NodeID) {
+	add := func(tag, unit string, n *ua.NodeID, mon *MonitorConfig) {
 		key := n.String()
 		if seenNode[key] || seenTag[tag] {
 			return
 		}
 		seenNode[key], seenTag[tag] = true, true
-		items = append(items, &item{tag: tag, unit: unit, node: n, handle: uint32(len(items) + 1)})
+		if mon != nil && !mon.set() {
+			mon = nil
+		}
+		items = append(items, &item{tag: tag, unit: unit, unitOK: unit != "", node: n, handle: uint32(len(items) + 1), mon: mon})
 	}
 	ns := s.c.Namespaces()
 	b := &browser{s: s, children: map[string][]*ua.ReferenceDescription{}}
-	for _, n := range s.o.Nodes {
+	for i := range s.o.Nodes {
+		n := &s.o.Nodes[i]
 		switch {
 		case n.ID != "":
 			ref, err := ParseNodeRef(n.ID)
@@ -61,7 +67,7 @@ func (s *session) resolve(ctx context.Context) ([]*item, []badItem, error) {
 				bad = append(bad, badItem{tag: tag, unit: n.Unit, node: n.ID, code: ua.StatusBadNodeIDUnknown})
 				continue
 			}
-			add(tag, n.Unit, id)
+			add(tag, n.Unit, id, &n.Monitor)
 		case n.Path != "":
 			tag := n.Name
 			if tag == "" {
@@ -76,10 +82,11 @@ func (s *session) resolve(ctx context.Context) ([]*item, []badItem, error) {
 				bad = append(bad, badItem{tag: tag, unit: n.Unit, node: n.Path, code: code})
 				continue
 			}
-			add(tag, n.Unit, id)
+			add(tag, n.Unit, id, &n.Monitor)
 		}
 	}
-	for _, r := range s.o.Browse {
+	for i := range s.o.Browse {
+		r := &s.o.Browse[i]
 		root := ua.NewNumericNodeID(0, id.ObjectsFolder)
 		label := "Objects"
 		switch {
@@ -106,12 +113,12 @@ func (s *session) resolve(ctx context.Context) ([]*item, []badItem, error) {
 			}
 			root = id
 		}
-		found, err := b.variables(ctx, root, r)
+		found, err := b.variables(ctx, root, *r)
 		if err != nil {
 			return nil, nil, fmt.Errorf("browse %s: %w", label, err)
 		}
 		for _, f := range found {
-			add(r.Prefix+f.path, "", f.id)
+			add(r.Prefix+f.path, "", f.id, &r.Monitor)
 		}
 	}
 	return items, bad, nil

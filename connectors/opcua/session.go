@@ -316,6 +316,8 @@ type session struct {
 
 	typesMu sync.Mutex
 	types   map[string]nodeType
+
+	methods map[string]*method // by name; built before the session is published
 }
 
 // serve resolves the nodes and runs the configured mode until it fails.
@@ -323,6 +325,12 @@ func (s *session) serve(ctx context.Context) error {
 	s.limits = s.readLimits(ctx)
 	items, bad, err := s.resolve(ctx)
 	if err != nil {
+		return err
+	}
+	if *s.o.UnitsFromServer {
+		s.serverUnits(ctx, items)
+	}
+	if s.methods, err = s.resolveMethods(ctx); err != nil {
 		return err
 	}
 	s.items = items
@@ -336,7 +344,7 @@ func (s *session) serve(ctx context.Context) error {
 	if len(bad) > 0 {
 		s.emitBad(ctx, bad)
 	}
-	if len(items) == 0 {
+	if len(items) == 0 && (len(s.o.Events) == 0 || s.o.Mode == "poll") {
 		return fmt.Errorf("no nodes to read: none of the configured nodes resolved (%d failed)", len(bad))
 	}
 	if s.o.Mode == "poll" {

@@ -25,6 +25,7 @@ type subscription struct {
 	lastSeen  time.Time     // last publish response (data or keep-alive)
 	strikes   int           // watchdog rebuilds without a response in between
 	order     *reorder      // its NotificationMessages back in sequence order
+	events    bool          // it holds the event items
 }
 
 // subscribe creates the subscriptions, keeps Publish requests outstanding
@@ -33,11 +34,15 @@ type subscription struct {
 func (s *session) subscribe(ctx context.Context) error {
 	per := s.o.Subscription.MaxItemsPerSubscription
 	var bad []badItem
-	for start := 0; start < len(s.items); start += per {
-		sub, b, err := s.createSubscription(ctx, s.items[start:min(start+per, len(s.items))])
+	// The event items go into the first subscription (one of their own
+	// when there are no data items).
+	events := len(s.o.Events) > 0
+	for start := 0; start < len(s.items) || events; start += per {
+		sub, b, err := s.createSubscription(ctx, s.items[min(start, len(s.items)):min(start+per, len(s.items))], events)
 		if err != nil {
 			return err
 		}
+		events = false
 		s.subs[sub.id] = sub
 		bad = append(bad, b...)
 	}
@@ -144,7 +149,7 @@ func (s *session) countSubs() {
 
 // createSubscription creates one subscription and its monitored items in
 // calls of at most the server's MaxMonitoredItemsPerCall.
-func (s *session) createSubscription(ctx context.Context, items []*item) (*subscription, []badItem, error) {
+func (s *session) createSubscription(ctx context.Context, items []*item, events bool) (*subscription, []badItem, error) {
 	cfg := s.o.Subscription
 	res, err := call[*ua.CreateSubscriptionResponse](ctx, s, &ua.CreateSubscriptionRequest{
 		RequestedPublishingInterval: float64(cfg.PublishingInterval.D()) / float64(time.Millisecond),
@@ -176,6 +181,9 @@ func (s *session) createSubscription(ctx context.Context, items []*item) (*subsc
 		return nil, nil, fmt.Errorf("create subscription: the server reused live subscription id %d", sub.id)
 	}
 	bad, err := s.createItems(ctx, sub, items, true)
+	if err == nil && events {
+		err = s.createEventItems(ctx, sub)
+	}
 	if err != nil {
 		s.deleteSubscriptions(ctx, sub.id)
 		return nil, nil, err
@@ -190,26 +198,45 @@ func (s *session) monitoring(it *item, filter bool) *ua.MonitoredItemCreateReque
 	if cfg.SamplingInterval != nil {
 		sampling = float64(cfg.SamplingInterval.D()) / float64(time.Millisecond)
 	}
+	queue, discard, trigger, deadband := cfg.QueueSize, *cfg.DiscardOldest, cfg.Trigger, cfg.Deadband
+	if m := it.mon; m != nil {
+		// The node's own settings win over the subscription's, one by one.
+		if m.SamplingInterval != nil {
+			sampling = float64(m.SamplingInterval.D()) / float64(time.Millisecond)
+		}
+		if m.QueueSize != nil {
+			queue = *m.QueueSize
+		}
+		if m.DiscardOldest != nil {
+			discard = *m.DiscardOldest
+		}
+		if m.Trigger != "" {
+			trigger = m.Trigger
+		}
+		if m.Deadband != nil {
+			deadband = *m.Deadband
+		}
+	}
 	p := &ua.MonitoringParameters{
 		ClientHandle:     it.handle,
 		SamplingInterval: sampling,
-		QueueSize:        cfg.QueueSize,
-		DiscardOldest:    *cfg.DiscardOldest,
+		QueueSize:        queue,
+		DiscardOldest:    discard,
 		Filter:           ua.NewExtensionObject(nil),
 	}
-	if filter && (cfg.Trigger != "status_value" || cfg.Deadband.Type != "none") {
+	if filter && (trigger != "status_value" || deadband.Type != "none") {
 		f := &ua.DataChangeFilter{Trigger: ua.DataChangeTriggerStatusValue}
-		switch cfg.Trigger {
+		switch trigger {
 		case "status":
 			f.Trigger = ua.DataChangeTriggerStatus
 		case "status_value_timestamp":
 			f.Trigger = ua.DataChangeTriggerStatusValueTimestamp
 		}
-		switch cfg.Deadband.Type {
+		switch deadband.Type {
 		case "absolute":
-			f.DeadbandType, f.DeadbandValue = uint32(ua.DeadbandTypeAbsolute), cfg.Deadband.Value
+			f.DeadbandType, f.DeadbandValue = uint32(ua.DeadbandTypeAbsolute), deadband.Value
 		case "percent":
-			f.DeadbandType, f.DeadbandValue = uint32(ua.DeadbandTypePercent), cfg.Deadband.Value
+			f.DeadbandType, f.DeadbandValue = uint32(ua.DeadbandTypePercent), deadband.Value
 		}
 		p.Filter = ua.NewExtensionObject(f)
 	}
@@ -393,6 +420,15 @@ func (s *session) emitMessage(ctx context.Context, sub *subscription, msg *ua.No
 				}
 				b.Records = append(b.Records, s.record(s.items[h-1], mi.Value, ingest))
 			}
+		case *ua.EventNotificationList:
+			for _, fl := range d.Events {
+				if fl == nil || fl.ClientHandle < eventHandleBase {
+					continue
+				}
+				if r, ok := s.eventRecord(fl, ingest); ok {
+					b.Records = append(b.Records, r)
+				}
+			}
 		case *ua.StatusChangeNotification:
 			if Quality(d.Status) == bus.Bad && sub != nil {
 				// The server ended the subscription (lifetime expired):
@@ -485,7 +521,7 @@ func (s *session) watchdog(ctx context.Context) error {
 		s.reportGap(ctx, sub, ua.StatusBadTimeout)
 		delete(s.subs, id)
 		s.deleteSubscriptions(ctx, id)
-		fresh, bad, err := s.createSubscription(ctx, sub.items)
+		fresh, bad, err := s.createSubscription(ctx, sub.items, sub.events)
 		if err != nil {
 			return fmt.Errorf("watchdog rebuild: %w", err)
 		}

@@ -157,6 +157,16 @@ func (v *nsView) lookup(nid *ua.NodeID) *node {
 
 func (v *nsView) nodeID(n *node) *ua.NodeID { return ua.NewStringNodeID(v.idx, n.path) }
 
+// browseNS is the namespace of a node's browse name: properties have the
+// standard names of namespace 0 (EngineeringUnits, InputArguments), as on
+// any server.
+func (v *nsView) browseNS(n *node) uint16 {
+	if n.refType == id.HasProperty {
+		return 0
+	}
+	return v.idx
+}
+
 // Node returns a gopcua node for n, built on demand; the server uses it
 // only to follow references (the Objects folder's reference to Plant).
 func (v *nsView) Node(nid *ua.NodeID) *server.Node { return v.serverNode(v.lookup(nid)) }
@@ -226,7 +236,7 @@ func (v *nsView) Attribute(nid *ua.NodeID, attr ua.AttributeID) *ua.DataValue {
 	case ua.AttributeIDNodeClass:
 		return dv(int32(n.class))
 	case ua.AttributeIDBrowseName:
-		return dv(&ua.QualifiedName{NamespaceIndex: v.idx, Name: n.name})
+		return dv(&ua.QualifiedName{NamespaceIndex: v.browseNS(n), Name: n.name})
 	case ua.AttributeIDDisplayName:
 		return dv(&ua.LocalizedText{EncodingMask: ua.LocalizedTextText, Text: n.name})
 	case ua.AttributeIDDescription:
@@ -344,7 +354,7 @@ func (v *nsView) Browse(bd *ua.BrowseDescription) *ua.BrowseResult {
 		add(id.HasTypeDefinition, true, typeDefinition(n), "FolderType", 0, ua.NodeClassObjectType, ua.NewTwoByteExpandedNodeID(0))
 	}
 	for _, c := range n.children {
-		add(c.refType, true, ua.NewExpandedNodeID(v.nodeID(c), "", 0), c.name, v.idx, c.class, typeDefinition(c))
+		add(c.refType, true, ua.NewExpandedNodeID(v.nodeID(c), "", 0), c.name, v.browseNS(c), c.class, typeDefinition(c))
 	}
 	return &ua.BrowseResult{StatusCode: ua.StatusGood, References: refs}
 }
