@@ -23,6 +23,10 @@
 //	                       DoubleArray (Double[]), Range (an ExtensionObject)
 //	Plant/LineNN/V00001…   Config.Tags variables, Config.PerLine per folder,
 //	                       of the types KindOf(i) cycles through
+//	Plant/Boiler           an event source; Plant/Boiler/HighTemp an alarm
+//	                       condition (FireEvent, SetAlarm, Alarm)
+//	Plant/Mixer/Mix        a method (Ratio Double, Seconds UInt16)
+//	EngineeringUnits       "°C" on Setpoint and Limit (events.go says more)
 //
 // NodeIds are string ids equal to the path: ns=<index>;s=Plant/Line01/V00001.
 // Line variable i holds Value(i, gen) where gen counts Ticks, so a test
@@ -104,7 +108,7 @@
 // queue sizes, deadbands and data-change triggers are ignored (one
 // notification per change, queue of one); all of a subscription's
 // notifications go into one publish response; ModifySubscription,
-// SetPublishingMode, TransferSubscriptions, BrowseNext and
+// SetPublishingMode, BrowseNext and
 // TranslateBrowsePathsToNodeIds are unsupported; MaxNodesPerRead is stated
 // as 32 but not enforced; sessions never time out.
 package opcua
