@@ -150,7 +150,7 @@ func plainPath(p string) string {
 type browser struct {
 	s        *session
 	children map[string][]*ua.ReferenceDescription
-	values   bool // Browse reads variables' values too (BrowseOptions.Values)
+	values   bool   // Browse reads variables' values too (BrowseOptions.Values)
 	skip     string // a child of the root Browse leaves out (the Server object)
 }
 

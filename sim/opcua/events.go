@@ -267,7 +267,9 @@ func field(g *generation, ev *event, sel *ua.SimpleAttributeOperand) *ua.Variant
 	}
 	path := strings.Join(names, "/")
 	c := ev.cond
-	text := func(s string) *ua.LocalizedText { return &ua.LocalizedText{EncodingMask: ua.LocalizedTextText, Text: s} }
+	text := func(s string) *ua.LocalizedText {
+		return &ua.LocalizedText{EncodingMask: ua.LocalizedTextText, Text: s}
+	}
 	var v any
 	switch path {
 	case "":
