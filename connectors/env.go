@@ -74,7 +74,10 @@ type EnvConfig struct {
 	Publisher message.Publisher // where Emit publishes; nil for a sink-only connector
 	Metrics   *Metrics
 	Outputs   []string
-	Sink      bool // reports ferry_link_up
+	// Sink: the module is a sink, with ferry_sink_sent_total and
+	// ferry_sink_retries_total, and ferry_link_up when its type crosses a
+	// link (Info.CrossesLink).
+	Sink bool
 	// WriteTag, when set, delivers write-back commands to the connector
 	// that owns the tag (the pipeline supplies it).
 	WriteTag func(ctx context.Context, device, tag string, v bus.Value) error
@@ -117,8 +120,6 @@ func NewEnv(c EnvConfig) (*Env, error) {
 		in:      c.Metrics.RecordsIn.WithLabelValues(c.Name),
 		out:     c.Metrics.RecordsOut.WithLabelValues(c.Name),
 		errs:    c.Metrics.Errors.WithLabelValues(c.Name),
-		sent:    c.Metrics.SinkSent.WithLabelValues(c.Name),
-		retries: c.Metrics.SinkRetries.WithLabelValues(c.Name),
 		topics:  map[string]string{},
 		write:   c.WriteTag,
 		events:  c.Events,
@@ -129,9 +130,16 @@ func NewEnv(c EnvConfig) (*Env, error) {
 		e.retry = RestartBackoff
 	}
 	up := c.Metrics.Up.WithLabelValues(c.Name)
+	// Each series only where it means something: sink counters for sinks,
+	// the link gauge for sinks that cross a link (not a file, not the
+	// embedded broker). A type the registry does not know is taken to.
 	var link prometheus.Gauge
 	if c.Sink {
-		link = c.Metrics.LinkUp.WithLabelValues(c.Name)
+		e.sent = c.Metrics.SinkSent.WithLabelValues(c.Name)
+		e.retries = c.Metrics.SinkRetries.WithLabelValues(c.Name)
+		if info, ok := Lookup(c.Type); !ok || info.CrossesLink() {
+			link = c.Metrics.LinkUp.WithLabelValues(c.Name)
+		}
 	}
 	e.state = newState(func(p Phase) {
 		v := 0.0
@@ -388,11 +396,20 @@ func (e *Env) WriteTag(ctx context.Context, device, tag string, v bus.Value) err
 	return e.write(ctx, device, tag, v)
 }
 
-// Sent counts records a sink delivered.
-func (e *Env) Sent(n int) { e.sent.Add(float64(n)) }
+// Sent counts records a sink delivered (nothing for a module that is not
+// a sink: it has no such series).
+func (e *Env) Sent(n int) {
+	if e.sent != nil {
+		e.sent.Add(float64(n))
+	}
+}
 
 // Retry counts a failed sink write that will be tried again.
-func (e *Env) Retry() { e.retries.Inc() }
+func (e *Env) Retry() {
+	if e.retries != nil {
+		e.retries.Inc()
+	}
+}
 
 // Emit publishes b on the default output. See EmitTo.
 func (e *Env) Emit(ctx context.Context, b *bus.Batch) error {

@@ -17,6 +17,17 @@ type Info struct {
 	Sample []byte
 	// Summary is one line for `ferry help` style listings.
 	Summary string
+	// Local marks a sink whose far side is on this machine (a file): it
+	// crosses no link, so it has no ferry_link_up. A sink that is also a
+	// service (the embedded broker) delivers in-process and is local
+	// without saying so.
+	Local bool
+}
+
+// CrossesLink reports a sink that delivers across a link that can go
+// down: the sinks that export ferry_link_up.
+func (i Info) CrossesLink() bool {
+	return i.Roles&RoleSink != 0 && i.Roles&RoleService == 0 && !i.Local
 }
 
 var (

@@ -41,7 +41,7 @@ type lane struct {
 type compiled struct {
 	*Route
 	chain transform.Next
-	count [5]uint64 // matched, filtered, forwarded, dropped, expired within one input batch
+	count [5]uint64 // matched, filtered, forwarded, held back, expired within one input batch
 	prom  [5]prometheus.Counter
 }
 
@@ -49,11 +49,15 @@ const (
 	cMatched = iota
 	cFiltered
 	cForwarded
-	cDropped
+	cHeldBack
 	cExpired
 )
 
-var resultNames = [5]string{"matched", "filtered", "forwarded", "dropped", "expired"}
+// resultNames label ferry_route_records_total. A record a transform does
+// not pass on (a deadband, a rate limit, a minimum interval) is held back,
+// not lost: the tag's next change goes through. Before issue 15 it was
+// "dropped", which read as loss.
+var resultNames = [5]string{"matched", "filtered", "forwarded", "held_back", "expired"}
 
 // Engine applies the routes to input batches and publishes what they
 // forward. It processes one batch at a time, from one goroutine: transforms
@@ -113,7 +117,7 @@ func NewEngine(routes []*Route, topics []string, outFor func(sink string) outlet
 	e := &Engine{logger: logger.With("module", "router"), now: time.Now, outFor: outFor, swaps: make(chan swap)}
 	e.vec = connectors.Collector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ferry_route_records_total",
-		Help: "Records per route and result: matched (from and tags), filtered (where was false), forwarded, dropped (by a transform), expired (older than ttl).",
+		Help: "Records per route and result: matched (from and tags), filtered (where was false), forwarded, held_back (not passed on by a transform: deadband, rate limit, min interval), expired (older than ttl).",
 	}, []string{"route", "result"}))
 	e.tables = e.build(routes, topics)
 	return e
@@ -213,7 +217,7 @@ func (e *Engine) Route(topic string, b *bus.Batch) {
 			if c.chain(&e.tmp) {
 				c.count[cForwarded]++
 			} else {
-				c.count[cDropped]++
+				c.count[cHeldBack]++
 			}
 		}
 		e.flushCounts(c)
@@ -233,8 +237,8 @@ func (e *Engine) flushCounts(c *compiled) {
 			c.Filtered.Add(n)
 		case cForwarded:
 			c.Forwarded.Add(n)
-		case cDropped:
-			c.Dropped.Add(n)
+		case cHeldBack:
+			c.HeldBack.Add(n)
 		case cExpired:
 			c.Expired.Add(n)
 		}

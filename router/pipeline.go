@@ -659,7 +659,7 @@ func (p *Pipeline) status() (s Status, jsSinks []int) {
 		s.Routes = append(s.Routes, RouteStatus{
 			Name: r.Name, To: r.To, Priority: r.Priority,
 			Matched: r.Matched.Load(), Filtered: r.Filtered.Load(), Forwarded: r.Forwarded.Load(),
-			Dropped: r.Dropped.Load(), Expired: r.Expired.Load(),
+			Dropped: r.HeldBack.Load(), Expired: r.Expired.Load(),
 		})
 	}
 	return s, jsSinks

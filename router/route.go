@@ -85,7 +85,9 @@ type Route struct {
 	where where.Predicate
 	steps []transform.Middleware
 
-	Matched, Filtered, Forwarded, Dropped, Expired atomic.Uint64
+	// Counters. HeldBack: records a transform did not pass on (deadband,
+	// rate limit), as the status page says; Filtered: where was false.
+	Matched, Filtered, Forwarded, HeldBack, Expired atomic.Uint64
 }
 
 // matchesTopic reports whether the route takes input from topic.

@@ -29,6 +29,7 @@ func init() {
 		New:     func() connectors.Connector { return &File{} },
 		Sample:  sample,
 		Summary: "JSON lines to a file (rotated by size) or to stdout",
+		Local:   true, // no link: no ferry_link_up
 	})
 }
 

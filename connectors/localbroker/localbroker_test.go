@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os/exec"
 	"strings"
 	"testing"
@@ -249,7 +250,8 @@ func TestCommandsWriteBackAndRefusals(t *testing.T) {
 	if err := b.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	env, _ := connectors.NewEnv(connectors.EnvConfig{Name: "local", Site: "plant", WriteTag: func(_ context.Context, device, tag string, v bus.Value) error {
+	logs := &logRecorder{}
+	env, _ := connectors.NewEnv(connectors.EnvConfig{Name: "local", Site: "plant", Logger: slog.New(logs), WriteTag: func(_ context.Context, device, tag string, v bus.Value) error {
 		switch tag {
 		case "serial":
 			return fmt.Errorf("holding 10: %w", connectors.ErrNotWritable)
@@ -337,5 +339,21 @@ func TestCommandsWriteBackAndRefusals(t *testing.T) {
 	case w := <-writes:
 		t.Fatalf("a refused command reached the device: %+v", w)
 	default:
+	}
+	// Refusals, failures and an ACL denial are logged in words (issue 15:
+	// the broker logged WARN lines with an empty message).
+	logs.mu.Lock()
+	defer logs.mu.Unlock()
+	warned := 0
+	for _, r := range logs.recs {
+		if r.Level >= slog.LevelWarn {
+			warned++
+			if r.Message == "" {
+				t.Errorf("WARN with an empty message: %v", r)
+			}
+		}
+	}
+	if warned == 0 {
+		t.Error("no refusal or failure was logged")
 	}
 }

@@ -11,14 +11,14 @@ import (
 //
 // A numeric value is within the band when it differs from the last forwarded
 // one by at most abs, or by at most percent% of |last forwarded|. With both at
-// zero only exact repeats are dropped; a negative bound never matches. Booleans
+// zero only exact repeats are held back; a negative bound never matches. Booleans
 // count as 0 and 1 (see bus.Value.Float), so abs >= 1 silences a digital tag.
 // A value that is not numeric, or whose last forwarded value was not, is within
 // the band only when it is Equal to that value. The first value of a series
 // and any change of quality always pass.
 //
 // "Forwarded" means accepted by the rest of the chain (next returned true).
-// A change that a later step dropped, a rate limit say, is therefore still
+// A change that a later step held back, a rate limit say, is therefore still
 // reported once that step lets it through, instead of being lost for as long
 // as the value stays put.
 //

@@ -12,7 +12,7 @@ import (
 // Time is the record's SourceTime, or its IngestTime for sources that leave
 // SourceTime zero, never the wall clock, so a replay gives the same result as
 // the live run. "Away" counts both ways: a record within d before the last
-// forwarded one arrived out of order and is dropped, while one more than d
+// forwarded one arrived out of order and is held back, while one more than d
 // before it means the device clock was reset, and it passes and restarts the
 // window rather than silencing the series until the clock catches up.
 //

@@ -22,7 +22,8 @@ import (
 	"github.com/ferry-gateway/ferry/bus"
 )
 
-// Next handles one record; it returns false when the record was dropped.
+// Next handles one record; it returns false when the record is held back
+// (not passed on: counted as held_back on its route, never as loss).
 type Next func(r *bus.Record) bool
 
 // Middleware wraps the next step of a route.
