@@ -41,6 +41,9 @@ type Line struct {
 
 	env       *connectors.Env
 	parseErrs prometheus.Counter
+	// lostBytes counts bytes a copytruncate cut off before they were read
+	// (written between logrotate's copy and its truncate, and seen).
+	lostBytes prometheus.Counter
 	clients   prometheus.Gauge
 	// closedTotal counts listener clients closed or refused, by reason.
 	closedTotal *prometheus.CounterVec
@@ -77,6 +80,10 @@ func (l *Line) Start(_ context.Context, env *connectors.Env) error {
 	l.env = env
 	l.ctx, l.cancel = context.WithCancel(env.Context())
 	l.parseErrs = connectors.Collector(env.Metrics.Reg, parse.ErrorsMetric()).WithLabelValues(env.Name)
+	l.lostBytes = connectors.Collector(env.Metrics.Reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ferry_line_truncation_lost_bytes_total",
+		Help: "Bytes of a tailed file that a copytruncate cut off before they were read and that its copy does not hold.",
+	}, []string{"module"})).WithLabelValues(env.Name)
 	l.clients = connectors.Collector(env.Metrics.Reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "ferry_line_clients", Help: "Clients connected to a line source's TCP listener.",
 	}, []string{"module"})).WithLabelValues(env.Name)

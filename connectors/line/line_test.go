@@ -201,7 +201,7 @@ type run struct {
 func start(t testing.TB, l *Line, name, data string, col batchSink) *run {
 	t.Helper()
 	ps := bus.NewMemory(nil)
-	env, err := connectors.NewEnv(connectors.EnvConfig{Name: name, Type: "line", DataDir: data, Publisher: ps, Outputs: l.Outputs()})
+	env, err := connectors.NewEnv(connectors.EnvConfig{Name: name, Type: "line", DataDir: data, Publisher: ps, Outputs: l.Outputs(), Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}

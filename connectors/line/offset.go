@@ -20,8 +20,12 @@ type fileState struct {
 	ID       fileID
 	Off      int64  // offset after the last complete line emitted or skipped
 	Size     int64  // the file's size when committed
-	HeadLen  uint32 // bytes covered by Head: min(Off, headMax)
+	HeadLen  uint32 // bytes covered by Head: what was read of the first headMax
 	Head     uint64 // checksum of the first HeadLen bytes
+	// Gen is the numbered copy (NAME.N) read last, or the newest when the
+	// file was first opened: copies newer than it hold lines not read yet.
+	Gen    fileID
+	HasGen bool
 }
 
 // fileID identifies a file across renames.
@@ -38,8 +42,10 @@ type offsetStore struct {
 const (
 	offsetFile = "offset"
 	slotSize   = 512 // one sector apart, so a torn write spoils one slot only
-	slotLen    = 4 + 4 + 8 + 8 + 8 + 8 + 8 + 8 + 4 + 8
-	slotMagic  = "FLT1"
+	slotLen1   = 4 + 4 + 8 + 8 + 8 + 8 + 8 + 8 + 4 + 8
+	slotLen    = slotLen1 + 8 + 8 + 4
+	slotMagic1 = "FLT1" // before the copy generation was kept
+	slotMagic  = "FLT2"
 	headMax    = 1024
 )
 
@@ -96,12 +102,25 @@ func encodeSlot(st fileState, gen uint64) []byte {
 	b = binary.LittleEndian.AppendUint64(b, uint64(st.Size))
 	b = binary.LittleEndian.AppendUint32(b, st.HeadLen)
 	b = binary.LittleEndian.AppendUint64(b, st.Head)
+	b = binary.LittleEndian.AppendUint64(b, st.Gen.Dev)
+	b = binary.LittleEndian.AppendUint64(b, st.Gen.Ino)
+	var flags uint32
+	if st.HasGen {
+		flags = 1
+	}
+	b = binary.LittleEndian.AppendUint32(b, flags)
 	binary.LittleEndian.PutUint32(b[4:8], crc32.ChecksumIEEE(b[8:]))
 	return b
 }
 
 func decodeSlot(b []byte) (fileState, uint64, bool) {
-	if len(b) < slotLen || string(b[:4]) != slotMagic || binary.LittleEndian.Uint32(b[4:8]) != crc32.ChecksumIEEE(b[8:slotLen]) {
+	n := slotLen
+	if len(b) >= slotLen1 && string(b[:4]) == slotMagic1 {
+		n = slotLen1
+	} else if string(b[:4]) != slotMagic {
+		return fileState{}, 0, false
+	}
+	if len(b) < n || binary.LittleEndian.Uint32(b[4:8]) != crc32.ChecksumIEEE(b[8:n]) {
 		return fileState{}, 0, false
 	}
 	u := func(i int) uint64 { return binary.LittleEndian.Uint64(b[i:]) }
@@ -112,6 +131,10 @@ func decodeSlot(b []byte) (fileState, uint64, bool) {
 		Size:     int64(u(48)),
 		HeadLen:  binary.LittleEndian.Uint32(b[56:]),
 		Head:     u(60),
+	}
+	if n == slotLen {
+		st.Gen = fileID{Dev: u(68), Ino: u(76)}
+		st.HasGen = binary.LittleEndian.Uint32(b[84:])&1 != 0
 	}
 	return st, u(8), true
 }

@@ -9,6 +9,9 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -18,10 +21,16 @@ import (
 
 // tail follows one file: appends, rotation by rename (the old file is read
 // to its end, for rotate_wait, before the new one is opened) and
-// copytruncate (the file shrinks, or its first bytes change: it is read
-// again from the start). After each emitted batch it commits the offset
-// after the batch's last line, so a restart re-reads at most the batch that
-// was in flight: at-least-once, and exactly once across a graceful stop.
+// copytruncate (the file shrinks, or its first bytes or the bytes before
+// the read position change). A truncation is looked for after every read,
+// not only at the end of the file, so a burst written after a truncation
+// is never read at the old offset. After a truncation the rest of the old
+// content is read from logrotate's copy next to the file (found by its
+// first bytes: NAME.1, a dated name), then every newer numbered copy
+// (NAME.k-1 … NAME.1), then the file from its start. After each emitted
+// batch it commits the offset after the batch's last line, so a restart
+// re-reads at most the batch that was in flight: at-least-once, and exactly
+// once across a graceful stop.
 type tail struct {
 	l        *Line
 	path     string
@@ -30,22 +39,39 @@ type tail struct {
 	saved    fileState // last committed
 	have     bool      // saved holds a committed state
 
-	f         *os.File // nil while the file does not exist
+	f         *os.File // what is read: the file, or a copy of it; nil while the file does not exist
 	fname     string   // the name f was opened by
-	id        fileID
+	id        fileID   // the tailed file's identity (also while a copy is read)
 	p         *parse.Parser
-	pos       int64 // read position
-	off       int64 // offset after the last complete line taken
+	pos       int64 // read position in f
+	off       int64 // offset in f after the last complete line taken
 	partial   []byte
-	skipping  bool // inside an over-long line, up to its newline
-	headLen   uint32
-	head      uint64
+	skipping  bool      // inside an over-long line, up to its newline
 	rotatedAt time.Time // when the name was seen pointing elsewhere; zero otherwise
 	waiting   bool      // reported that the file is missing
 
-	buf []byte
-	b   bus.Batch
+	// What was read, to tell a truncation: the first bytes of f (up to
+	// headMax) and the bytes just before pos (up to markTail).
+	head, mark []byte
+	seen       int64 // the largest size of the file seen, to count what a truncation cut off
+
+	// While a copy is read, live is the truncated file, read from its start
+	// once the copies are done.
+	live    *os.File
+	inCopy  bool
+	lastGen fileID // the copy read last, to find newer ones
+	hasGen  bool
+	// done holds the files read to their end (the last doneMax): a copy
+	// among them is never read again, whatever its name says.
+	done []fileID
+
+	buf, chk []byte
+	b        bus.Batch
 }
+
+// markTail is how many bytes before the read position are compared to
+// tell a file truncated and regrown past it from one that grew.
+const markTail = 64
 
 func newTail(l *Line, path string) (*tail, error) {
 	if err := checkDir(path); err != nil {
@@ -59,7 +85,8 @@ func newTail(l *Line, path string) (*tail, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &tail{l: l, path: path, pathHash: hashString(path), store: store, saved: saved, have: have, buf: make([]byte, 64<<10)}
+	t := &tail{l: l, path: path, pathHash: hashString(path), store: store, saved: saved, have: have,
+		buf: make([]byte, 64<<10), chk: make([]byte, headMax)}
 	if have && saved.PathHash != t.pathHash {
 		l.env.Logger.Info("file path changed since the offset was stored; starting over", "file", path)
 		t.have = false
@@ -120,6 +147,9 @@ func (t *tail) resume() error {
 		return fmt.Errorf("file %s: %w", t.path, err)
 	}
 	exists := err == nil
+	if t.have {
+		t.lastGen, t.hasGen = t.saved.Gen, t.saved.HasGen
+	}
 	if !t.have {
 		if !exists {
 			t.setWaiting()
@@ -137,6 +167,7 @@ func (t *tail) resume() error {
 					t.skipping = true // the rest of a line begun before the start
 				}
 			}
+			t.loadMarks()
 		}
 		return t.commit() // pin the start: lines appended while ferry is down are not skipped
 	}
@@ -145,7 +176,22 @@ func (t *tail) resume() error {
 	}
 	// The name points elsewhere: the file was rotated while ferry was down.
 	// Finish the old one first, if it is still in the directory.
-	if old := findByID(filepath.Dir(t.path), t.saved.ID); old != "" {
+	// The name is looked up again when a rotation renamed it between the
+	// search and the open.
+	for attempt := range 100 {
+		old := findByID(filepath.Dir(t.path), t.saved.ID)
+		if old == "" {
+			if attempt < 5 {
+				continue // maybe renamed while listed
+			}
+			break
+		}
+		if err := t.open(old, 0); err != nil {
+			continue
+		}
+		if t.id != t.saved.ID {
+			continue
+		}
 		t.l.env.Logger.Info("file was rotated while stopped; reading the rest of the old one first", "file", t.path, "old", old)
 		if err := t.openAt(old, t.saved); err != nil {
 			return err
@@ -166,21 +212,34 @@ func (t *tail) resume() error {
 }
 
 // openAt opens name and positions it at st's offset when it is still the
-// same content, or at 0 when it was truncated meanwhile.
+// same content. When it was truncated meanwhile (copytruncate while ferry
+// was stopped), the rest is read from the copy first, when one is found.
 func (t *tail) openAt(name string, st fileState) error {
-	if err := t.open(name, 0); err != nil {
-		return err
+	if t.f == nil || t.fname != name {
+		if err := t.open(name, 0); err != nil {
+			return err
+		}
 	}
 	fi, err := t.f.Stat()
 	if err != nil {
 		return fmt.Errorf("file %s: %w", name, err)
 	}
-	if fi.Size() < st.Off || !t.headMatches(st.HeadLen, st.Head) {
-		t.l.env.Logger.Info("file was truncated while stopped; reading it from the start", "file", name)
-		return t.commit()
+	if fi.Size() < st.Off || !t.headMatches(t.f, st.HeadLen, st.Head) {
+		g := t.findCopy(st.HeadLen, st.Head)
+		if g == nil {
+			t.l.env.Logger.Warn("file was truncated while stopped and no copy of it was found next to it; reading it from the start; lines written after the stored offset are lost",
+				"file", name, "offset", st.Off)
+			t.markGens()
+			return t.commit()
+		}
+		t.l.env.Logger.Info("file was truncated while stopped; reading the rest from its copy first", "file", name, "copy", g.Name())
+		t.enterCopy(g)
+		t.pos, t.off = st.Off, st.Off
+		t.loadMarks()
+		return t.primeHeader()
 	}
 	t.pos, t.off = st.Off, st.Off
-	t.headLen, t.head = st.HeadLen, st.Head
+	t.loadMarks()
 	return t.primeHeader()
 }
 
@@ -197,19 +256,43 @@ func (t *tail) open(name string, off int64) error {
 		_ = f.Close()
 		return fmt.Errorf("file %s: %w", name, err)
 	}
-	p, err := parse.New(t.l.Parse)
-	if err != nil {
-		_ = f.Close()
+	t.f, t.fname, t.id = f, name, fileIDOf(fi)
+	if err := t.restart(off); err != nil {
 		return err
 	}
-	t.f, t.fname, t.id, t.p = f, name, fileIDOf(fi), p
-	t.pos, t.off = off, off
-	t.partial, t.skipping = t.partial[:0], false
-	t.headLen, t.head = 0, 0
 	t.rotatedAt = time.Time{}
 	t.waiting = false
+	t.markGens()
 	t.l.env.Up()
 	return nil
+}
+
+// restart positions f at off (0 but when resuming) with a fresh parser and
+// nothing read.
+func (t *tail) restart(off int64) error {
+	p, err := parse.New(t.l.Parse)
+	if err != nil {
+		return err
+	}
+	t.p = p
+	t.pos, t.off = off, off
+	t.partial, t.skipping = t.partial[:0], false
+	t.head, t.mark, t.seen = t.head[:0], t.mark[:0], 0
+	return nil
+}
+
+// loadMarks reads the head and the bytes before pos of f, after it was
+// positioned somewhere other than 0.
+func (t *tail) loadMarks() {
+	t.head = readAt(t.f, t.head[:0], 0, min(t.pos, headMax))
+	from := max(0, t.pos-markTail)
+	t.mark = readAt(t.f, t.mark[:0], from, t.pos-from)
+}
+
+func readAt(f *os.File, dst []byte, off, n int64) []byte {
+	dst = slices.Grow(dst[:0], int(n))[:n]
+	m, _ := f.ReadAt(dst, off)
+	return dst[:m]
 }
 
 // primeHeader feeds a CSV header to the parser when reading resumes past
@@ -232,6 +315,11 @@ func (t *tail) closeFile() {
 		_ = t.f.Close()
 		t.f = nil
 	}
+	if t.live != nil {
+		_ = t.live.Close()
+		t.live = nil
+	}
+	t.inCopy = false
 }
 
 func (t *tail) setWaiting() {
@@ -249,9 +337,34 @@ func (t *tail) step() (bool, error) {
 	}
 	n, err := t.f.ReadAt(t.buf, t.pos)
 	if n > 0 {
+		data := t.buf[:n]
+		if !t.inCopy && t.rotatedAt.IsZero() {
+			// Checked after the read: a truncation before it or during it
+			// shows now, and what was read is dropped, not taken at the
+			// wrong offset.
+			cut, err := t.truncated(t.pos + int64(n))
+			if err != nil {
+				return false, err
+			}
+			if cut {
+				return true, t.onTruncate()
+			}
+			if t.pos == 0 && t.hasGen {
+				if g := t.newerCopy(); g != nil && !agrees(g, data) {
+					// The file was truncated again after the last copy was
+					// read and before this read: that copy comes first.
+					t.l.env.Logger.Info("file truncated again; reading its copy first", "file", t.path, "copy", g.Name())
+					t.live, t.f = t.f, nil
+					return true, t.readCopy(g)
+				} else if g != nil {
+					_ = g.Close()
+				}
+			}
+		}
 		base := t.pos
 		t.pos += int64(n)
-		if err := t.consume(t.buf[:n], base); err != nil {
+		t.noteRead(data, base)
+		if err := t.consume(data, base); err != nil {
 			return false, err
 		}
 		return true, nil
@@ -259,11 +372,186 @@ func (t *tail) step() (bool, error) {
 	if err != nil && !errors.Is(err, io.EOF) {
 		return false, fmt.Errorf("file %s: read: %w", t.fname, err)
 	}
+	if t.inCopy {
+		return true, t.endCopy()
+	}
 	// At the end: emit what was gathered, then look for rotation.
 	if err := t.flush(); err != nil {
 		return false, err
 	}
 	return t.checkRotation()
+}
+
+// noteRead keeps the head and the bytes before pos up to date.
+func (t *tail) noteRead(data []byte, base int64) {
+	if base < headMax && int64(len(t.head)) == base {
+		t.head = append(t.head, data[:min(int64(len(data)), headMax-base)]...)
+	}
+	if len(data) >= markTail {
+		t.mark = append(t.mark[:0], data[len(data)-markTail:]...)
+		return
+	}
+	t.mark = append(t.mark, data...)
+	if over := len(t.mark) - markTail; over > 0 {
+		t.mark = append(t.mark[:0], t.mark[over:]...)
+	}
+}
+
+// truncated reports whether the file no longer holds what was read: it is
+// shorter than upto, or its first bytes or those before pos changed. The
+// bytes before pos catch a file truncated and rewritten past the old offset
+// whose first bytes happen to be the same (a long CSV header).
+func (t *tail) truncated(upto int64) (bool, error) {
+	fi, err := t.f.Stat()
+	if err != nil {
+		return false, fmt.Errorf("file %s: %w", t.fname, err)
+	}
+	if fi.Size() < upto {
+		return true, nil
+	}
+	if !t.same(0, t.head) || !t.same(t.pos-int64(len(t.mark)), t.mark) {
+		return true, nil
+	}
+	t.seen = max(t.seen, fi.Size())
+	return false, nil
+}
+
+// same reports whether f holds b at off.
+func (t *tail) same(off int64, b []byte) bool {
+	if len(b) == 0 {
+		return true
+	}
+	got := t.chk[:len(b)]
+	n, _ := t.f.ReadAt(got, off)
+	return n == len(b) && bytes.Equal(got, b)
+}
+
+// onTruncate is called when the file was cut back (copytruncate). The rest
+// of the old content is read from the copy logrotate made next to it, when
+// it is found; then the file is read from its start.
+func (t *tail) onTruncate() error {
+	g := t.findCopy(uint32(len(t.head)), hashBytes(t.head))
+	if g == nil {
+		lost := t.seen - t.pos
+		t.lost(lost)
+		t.l.env.Logger.Warn("file truncated and no copy of it found next to it; reading it from the start; lines written after the last read are lost",
+			"file", t.path, "offset", t.off, "lost_bytes", max(lost, 0))
+		t.partial = t.partial[:0] // the rest of that line is gone
+		if err := t.restart(0); err != nil {
+			return err
+		}
+		t.markGens()
+		return t.commit()
+	}
+	fi, err := g.Stat()
+	if err != nil {
+		_ = g.Close()
+		return fmt.Errorf("file %s: copy %s: %w", t.path, g.Name(), err)
+	}
+	// Bytes the file was seen to hold beyond both what was read and what
+	// the copy holds were written between logrotate's copy and its
+	// truncate: nobody has them.
+	t.lost(t.seen - max(fi.Size(), t.pos))
+	t.l.env.Logger.Info("file truncated; reading the rest from its copy", "file", t.path, "copy", g.Name(), "offset", t.pos)
+	t.live = t.f
+	t.enterCopy(g)
+	return nil
+}
+
+// lost counts bytes a truncation cut off before they were read.
+func (t *tail) lost(n int64) {
+	if n > 0 {
+		t.l.lostBytes.Add(float64(n))
+		t.l.env.Error(fmt.Errorf("file %s: %d bytes written between the copy and the truncation of a copytruncate are lost", t.path, n))
+	}
+}
+
+// enterCopy reads g (a copy of the tailed file, or a file rotated away by
+// rename) from the current position. The committed identity is the
+// copy's, so a restart finds it again by its inode, as it finds a file
+// rotated by rename, and goes on from there.
+func (t *tail) enterCopy(g *os.File) {
+	if t.live == nil {
+		t.live = t.f
+	}
+	t.f, t.fname, t.inCopy = g, g.Name(), true
+	if fi, err := g.Stat(); err == nil {
+		t.id, t.lastGen, t.hasGen = fileIDOf(fi), fileIDOf(fi), true
+	}
+}
+
+// readCopy reads a newer copy g from its start with a fresh parser.
+func (t *tail) readCopy(g *os.File) error {
+	if t.f != nil && t.f != t.live {
+		_ = t.f.Close()
+	}
+	t.f = nil
+	t.enterCopy(g)
+	return t.restart(0)
+}
+
+// endCopy is called at the end of a copy: its last line counts without a
+// newline (nothing will complete it). Then a newer copy, if there is one,
+// or the truncated file from its start.
+func (t *tail) endCopy() error {
+	if len(t.partial) > 0 && !t.skipping {
+		t.l.parseLine(t.p, t.partial, t.path, &t.b)
+	}
+	t.partial, t.off = t.partial[:0], t.pos
+	if err := t.flush(); err != nil {
+		return err
+	}
+	t.finished(t.id)
+	if g := t.newerCopy(); g != nil {
+		if !t.copyOfLive(g) {
+			t.l.env.Logger.Info("reading a newer copy", "file", t.path, "copy", g.Name())
+			return t.readCopy(g)
+		}
+		_ = g.Close()
+	}
+	_ = t.f.Close()
+	t.f, t.fname, t.live, t.inCopy = t.live, t.path, nil, false
+	if t.f == nil { // after a rename rotation: the file at the path is next
+		_, err := t.reopen()
+		return err
+	}
+	fi, err := t.f.Stat()
+	if err != nil {
+		return fmt.Errorf("file %s: %w", t.path, err)
+	}
+	t.id = fileIDOf(fi)
+	if err := t.restart(0); err != nil {
+		return err
+	}
+	return t.commit()
+}
+
+// agrees reports whether copy g and data (the start of the file) hold the
+// same bytes as far as both go: g is then a copy of the content being
+// read (made after this read, or still being made), not an older one. An
+// empty g agrees: it holds nothing to read.
+func agrees(g *os.File, data []byte) bool {
+	n := min(len(data), headMax)
+	got := make([]byte, n)
+	m, _ := g.ReadAt(got, 0)
+	return bytes.Equal(got[:m], data[:m])
+}
+
+// copyOfLive reports whether g may be a copy of the file's current
+// content (logrotate still copying, or not truncated yet): the file is not
+// empty and starts as g does. Such a copy is not read now; once the file
+// is truncated, the head of what was read finds it.
+func (t *tail) copyOfLive(g *os.File) bool {
+	if t.live == nil {
+		return false
+	}
+	fi, err := t.live.Stat()
+	if err != nil || fi.Size() == 0 {
+		return false
+	}
+	start := make([]byte, min(fi.Size(), headMax))
+	n, _ := t.live.ReadAt(start, 0)
+	return agrees(g, start[:n])
 }
 
 // consume splits data (read at offset base) into lines.
@@ -326,26 +614,22 @@ func (t *tail) flush() error {
 		}
 		t.b.Reset()
 	}
-	if t.off == t.saved.Off && t.id == t.saved.ID && t.have {
+	if t.off == t.saved.Off && t.id == t.saved.ID && t.have && uint32(len(t.head)) == t.saved.HeadLen && t.lastGen == t.saved.Gen {
 		return nil
 	}
 	return t.commit()
 }
 
-// commit stores the current file and offset durably.
+// commit stores the current file and offset durably. While a copy is read,
+// the identity is the tailed file's and the head and offset the copy's: a
+// restart finds the file truncated and the copy by its head.
 func (t *tail) commit() error {
-	if t.headLen < headMax && t.off > int64(t.headLen) {
-		n := min(t.off, headMax)
-		buf := make([]byte, n)
-		if _, err := t.f.ReadAt(buf, 0); err == nil {
-			t.headLen, t.head = uint32(n), hashBytes(buf)
-		}
-	}
 	var size int64
 	if fi, err := t.f.Stat(); err == nil {
 		size = fi.Size()
 	}
-	st := fileState{PathHash: t.pathHash, ID: t.id, Off: t.off, Size: size, HeadLen: t.headLen, Head: t.head}
+	st := fileState{PathHash: t.pathHash, ID: t.id, Off: t.off, Size: size, HeadLen: uint32(len(t.head)), Head: hashBytes(t.head),
+		Gen: t.lastGen, HasGen: t.hasGen}
 	if err := t.store.save(st); err != nil {
 		return err
 	}
@@ -353,14 +637,17 @@ func (t *tail) commit() error {
 	return nil
 }
 
-// headMatches reports whether the open file still starts with the bytes
-// the checksum was taken over.
-func (t *tail) headMatches(n uint32, sum uint64) bool {
+// headMatches reports whether f still starts with the bytes the checksum
+// was taken over.
+func (t *tail) headMatches(f *os.File, n uint32, sum uint64) bool {
 	if n == 0 {
 		return true
 	}
-	buf := t.buf[:n] // not in use: called between reads
-	if _, err := t.f.ReadAt(buf, 0); err != nil {
+	if n > headMax {
+		return false
+	}
+	buf := t.chk[:n]
+	if _, err := f.ReadAt(buf, 0); err != nil {
 		return false
 	}
 	return hashBytes(buf) == sum
@@ -378,23 +665,27 @@ func (t *tail) checkRotation() (bool, error) {
 			t.l.env.Logger.Info("file rotated; finishing the old one", "file", t.path)
 			return true, nil
 		}
-		cur, err := t.f.Stat()
+		cut, err := t.truncated(t.pos)
 		if err != nil {
-			return false, fmt.Errorf("file %s: %w", t.fname, err)
+			return false, err
 		}
-		if cur.Size() < t.pos || !t.headMatches(t.headLen, t.head) {
-			// copytruncate: the content was copied away and the file cut
-			// back; what is there now is new.
-			t.l.env.Logger.Info("file truncated; reading it from the start", "file", t.path)
-			t.pos, t.off = 0, 0
-			t.partial, t.skipping = t.partial[:0], false
-			t.headLen, t.head = 0, 0
-			p, err := parse.New(t.l.Parse)
-			if err != nil {
-				return false, err
+		if cut {
+			return true, t.onTruncate()
+		}
+		if t.pos == 0 && t.hasGen {
+			// Nothing read, so no truncation can show in the content: a
+			// copy made since the file was opened holds lines never read.
+			if g := t.newerCopy(); g != nil {
+				t.live = t.f
+				if t.copyOfLive(g) {
+					t.live = nil
+					_ = g.Close()
+					return false, nil
+				}
+				t.l.env.Logger.Info("file was copied and truncated before it was read; reading the copy", "file", t.path, "copy", g.Name())
+				t.f = nil
+				return true, t.readCopy(g)
 			}
-			t.p = p
-			return true, t.commit()
 		}
 		return false, nil
 	}
@@ -410,7 +701,15 @@ func (t *tail) checkRotation() (bool, error) {
 	if err := t.flush(); err != nil {
 		return false, err
 	}
+	t.lastGen, t.hasGen = t.id, true
+	t.finished(t.id)
 	t.closeFile()
+	// Rotated twice within rotate_wait: the generation between the old
+	// file and the new one comes first.
+	if g := t.newerCopy(); g != nil {
+		t.l.env.Logger.Info("reading a newer rotated file", "file", t.path, "rotated", g.Name())
+		return true, t.readCopy(g)
+	}
 	return t.reopen()
 }
 
@@ -425,6 +724,20 @@ func (t *tail) reopen() (bool, error) {
 		return false, err
 	}
 	return true, t.commit()
+}
+
+// markGens notes the newest numbered copy when the file is read from its
+// start with nothing read yet: a copy newer than it holds lines written
+// to the file before this tail read any of them (rotated before the first
+// poll), found without a head to recognise it by.
+func (t *tail) markGens() {
+	if t.hasGen {
+		return // the copy read last is the reference
+	}
+	t.lastGen, t.hasGen = fileID{}, true
+	if fi, err := os.Stat(t.path + ".1"); err == nil {
+		t.lastGen = fileIDOf(fi)
+	}
 }
 
 func fileIDOf(fi os.FileInfo) fileID {
@@ -451,4 +764,168 @@ func findByID(dir string, id fileID) string {
 		}
 	}
 	return ""
+}
+
+// compressed are the suffixes of copies that cannot be read as text.
+var compressed = []string{".gz", ".bz2", ".xz", ".zst", ".lz4", ".Z", ".zip"}
+
+// copyNames lists the files next to the tailed one that can be its
+// copies: NAME.N, NAME-DATE, STEM-DATE.EXT (logrotate's numbered and
+// dateext names), not compressed ones.
+func (t *tail) copyNames() []string {
+	dir, base := filepath.Split(t.path)
+	stem := strings.TrimSuffix(base, filepath.Ext(base))
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, e := range entries {
+		n := e.Name()
+		if n == base || !e.Type().IsRegular() || !(strings.HasPrefix(n, base+".") || strings.HasPrefix(n, base+"-") || strings.HasPrefix(n, stem+"-")) {
+			continue
+		}
+		if slices.ContainsFunc(compressed, func(s string) bool { return strings.HasSuffix(n, s) }) {
+			continue
+		}
+		names = append(names, filepath.Join(dir, n))
+	}
+	return names
+}
+
+// findCopy returns the copy of the tailed file whose first n bytes have
+// checksum sum, open, or nil. When several match, the newest wins.
+func (t *tail) findCopy(n uint32, sum uint64) *os.File {
+	if n == 0 {
+		return nil // nothing read: nothing to recognise it by
+	}
+	var best *os.File
+	var bestT time.Time
+	for _, name := range t.copyNames() {
+		f, err := os.Open(name)
+		if err != nil {
+			continue
+		}
+		fi, err := f.Stat()
+		if err != nil || fileIDOf(fi) == t.id || !t.headMatches(f, n, sum) {
+			_ = f.Close()
+			continue
+		}
+		if best == nil || fi.ModTime().After(bestT) {
+			if best != nil {
+				_ = best.Close()
+			}
+			best, bestT = f, fi.ModTime()
+			continue
+		}
+		_ = f.Close()
+	}
+	return best
+}
+
+// newerCopy returns, open, the numbered copy one generation newer than the
+// copy read last (NAME.k-1 after NAME.k), or, when no copy existed as the
+// file was first read, the oldest one there now; nil when there is none or
+// it is the file being read. A rotation that shifts the names meanwhile is
+// seen by the identity checks, and the names are looked up again.
+func (t *tail) newerCopy() *os.File {
+	if !t.hasGen {
+		return nil
+	}
+	statID := func(k int) (fileID, bool) {
+		fi, err := os.Stat(fmt.Sprintf("%s.%d", t.path, k))
+		if err != nil {
+			return fileID{}, false
+		}
+		return fileIDOf(fi), true
+	}
+	for attempt := range 100 {
+		target, prev := -1, fileID{}
+		for _, name := range t.copyNames() {
+			n, ok := genNumber(t.path, name)
+			if !ok {
+				continue
+			}
+			id, ok := statID(n)
+			if !ok {
+				continue
+			}
+			if t.lastGen == (fileID{}) && n > target {
+				target = n
+			}
+			if t.lastGen != (fileID{}) && id == t.lastGen {
+				target, prev = n-1, id
+			}
+		}
+		switch {
+		case target < 0 && t.lastGen != (fileID{}) && attempt < 5:
+			continue // maybe renamed while listed
+		case target < 1:
+			return nil
+		}
+		f, err := os.Open(fmt.Sprintf("%s.%d", t.path, target))
+		if err != nil {
+			continue
+		}
+		fi, err := f.Stat()
+		id := fileIDOf(fi)
+		now, ok := statID(target)
+		next, hasNext := statID(target + 1)
+		consistent := err == nil && ok && now == id
+		if t.lastGen == (fileID{}) {
+			consistent = consistent && !hasNext
+		} else {
+			consistent = consistent && hasNext && next == prev
+		}
+		if !consistent {
+			_ = f.Close()
+			continue
+		}
+		if t.lastGen != (fileID{}) && bornBefore(f, fmt.Sprintf("%s.%d", t.path, target+1)) {
+			// Named as newer, created before: not logrotate's numbering
+			// (a file renamed by hand); nothing to read between.
+			_ = f.Close()
+			return nil
+		}
+		if id == t.id || id == t.lastGen || id == t.liveID() || slices.Contains(t.done, id) {
+			// The file being read, or the one to read after the copies
+			// (renamed meanwhile): nothing lies between.
+			_ = f.Close()
+			return nil
+		}
+		return f
+	}
+	return nil
+}
+
+// doneMax bounds the files remembered as read to their end.
+const doneMax = 64
+
+func (t *tail) finished(id fileID) {
+	if len(t.done) == doneMax {
+		t.done = append(t.done[:0], t.done[1:]...)
+	}
+	t.done = append(t.done, id)
+}
+
+// liveID is the identity of the file to go back to after the copies.
+func (t *tail) liveID() fileID {
+	if t.live == nil {
+		return fileID{}
+	}
+	fi, err := t.live.Stat()
+	if err != nil {
+		return fileID{}
+	}
+	return fileIDOf(fi)
+}
+
+// genNumber reads N of NAME.N.
+func genNumber(path, name string) (int, bool) {
+	s, ok := strings.CutPrefix(name, path+".")
+	if !ok {
+		return 0, false
+	}
+	n, err := strconv.Atoi(s)
+	return n, err == nil && n > 0
 }
