@@ -1,8 +1,13 @@
 // Package http is the HTTP batch uplink: a sink that POSTs batches as an
-// Avro object container file, JSON lines or a JSON array, optionally gzipped, and treats a
-// 2xx as the acknowledgement. Connection errors, timeouts and 5xx are retried
-// (by the runtime, with back-off); a 4xx is a poison batch, written to a
-// dead-letter file with the answer so the queue moves on.
+// Avro object container file, JSON lines or a JSON array, optionally
+// compressed (gzip, zstd), and treats a 2xx as the acknowledgement. It pipelines: with a
+// spool's window of N, up to N requests are outstanding, acknowledged in
+// order. Connection errors, timeouts, 408, 429 and 5xx are retried with
+// back-off; so are answers that say the sink is misconfigured (401, 403,
+// 404 and the other 3xx/4xx), which put the sink down with the cause. Only
+// answers that refuse this batch's content (400, 413, 415, 422) send it to
+// the dead-letter file, so the queue moves on; `ferry deadletter replay`
+// sends those again. It is also a webhook source (webhook.go).
 package http
 
 import (
@@ -10,15 +15,15 @@ import (
 	"compress/gzip"
 	"context"
 	_ "embed"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	nethttp "net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -53,6 +58,14 @@ type Config struct {
 	Timeout    conf.Duration     `yaml:"timeout"`
 	TLS        tlsconf.Config    `yaml:"tls"`
 	DeadLetter string            `yaml:"dead_letter"`
+	// DeadLetterMaxSize is the size at which the dead-letter file is
+	// rotated (NAME.1, NAME.2, …); DeadLetterFiles counts the files kept,
+	// the current one included. The oldest beyond them is deleted, and
+	// what it held counted and logged.
+	DeadLetterMaxSize conf.Size `yaml:"dead_letter_max_size"`
+	DeadLetterFiles   int       `yaml:"dead_letter_files"`
+	// MaxBackoff caps the wait between attempts after a failure.
+	MaxBackoff conf.Duration `yaml:"max_backoff"`
 	// JSONOutput: fields and time_format of the JSON formats.
 	bus.JSONOutput `yaml:",inline"`
 
@@ -86,6 +99,15 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Timeout == 0 {
 		c.Timeout = conf.Duration(10 * time.Second)
+	}
+	if c.DeadLetterMaxSize == 0 {
+		c.DeadLetterMaxSize = 16 << 20
+	}
+	if c.DeadLetterFiles == 0 {
+		c.DeadLetterFiles = 4
+	}
+	if c.MaxBackoff == 0 {
+		c.MaxBackoff = conf.Duration(30 * time.Second)
 	}
 	if c.Path == "" {
 		c.Path = "/ingest"
@@ -135,6 +157,17 @@ func (c *Config) Validate() error {
 			p.Add("headers", "%q is not a header name", k)
 		}
 	}
+	if c.URL != "" {
+		if c.DeadLetterMaxSize < 1024 {
+			p.Add("dead_letter_max_size", "%s is too small; use at least 1KiB (default 16MiB)", c.DeadLetterMaxSize)
+		}
+		if c.DeadLetterFiles < 1 {
+			p.Add("dead_letter_files", "must be at least 1 (the current file), got %d", c.DeadLetterFiles)
+		}
+		if c.MaxBackoff < conf.Duration(100*time.Millisecond) {
+			p.Add("max_backoff", "%s is too short; use at least 100ms (default 30s)", c.MaxBackoff)
+		}
+	}
 	if u != nil && u.Scheme == "https" || c.TLS != (tlsconf.Config{}) {
 		p.Nest("tls", c.TLS.Validate())
 	}
@@ -165,8 +198,8 @@ type HTTP struct {
 
 	env    *connectors.Env
 	client *nethttp.Client
-	dlMu   sync.Mutex
-	dlPath string
+	dead   *deadLetters
+	retry  retryState
 
 	// Under encMu: the encoder, a gzip writer kept for reuse (a new one
 	// costs hundreds of KB), the size of the last body, and the pool of
@@ -201,11 +234,11 @@ func (h *HTTP) Start(_ context.Context, env *connectors.Env) error {
 		}
 		tr.TLSClientConfig = tc
 	}
+	// A connection per request in flight stays open between batches.
+	tr.MaxIdleConnsPerHost = 64
 	h.client = &nethttp.Client{Transport: tr, Timeout: h.Timeout.D()}
-	if h.DeadLetter == "" {
-		h.DeadLetter = filepath.Join(env.Name, "dead-letter.jsonl")
-	}
-	h.dlPath = env.Path(h.DeadLetter)
+	h.retry.bo = connectors.Backoff{Min: time.Second, Max: h.MaxBackoff.D()}
+	h.dead = &deadLetters{path: env.Path(h.deadLetterPath(env.Name)), max: int64(h.DeadLetterMaxSize), files: h.DeadLetterFiles, env: env}
 	if h.Listen != "" {
 		hook, err := startWebhook(env, &h.Config)
 		if err != nil {
@@ -216,13 +249,86 @@ func (h *HTTP) Start(_ context.Context, env *connectors.Env) error {
 	return nil
 }
 
-// Write POSTs the batch.
+// DeadLetterPath is where refused batches go: dead_letter, or
+// <module>/dead-letter.jsonl, relative to the data dir.
+func (h *HTTP) deadLetterPath(module string) string {
+	if h.DeadLetter != "" {
+		return h.DeadLetter
+	}
+	return filepath.Join(module, "dead-letter.jsonl")
+}
+
+// ErrRefused marks an answer that says the sink itself is misconfigured
+// (401, 403, 404, 405, a redirect not followed …): no batch would get
+// through, so each is kept and sent again once the configuration (a token,
+// the URL) is fixed, never dead-lettered.
+var ErrRefused = errors.New("the endpoint refused the request: check url, headers and credentials; batches wait and are sent again")
+
+// maxWaitInWrite bounds how long one Write waits out the back-off, so a
+// long max_backoff never looks like a stuck write to the runtime's
+// watchdog; the write returns the cause and is called again.
+const maxWaitInWrite = 10 * time.Second
+
+// Write POSTs the batch, once the back-off after a failure has passed.
 func (h *HTTP) Write(ctx context.Context, b *bus.Batch) error {
+	if d, cause := h.retry.pending(); d > 0 {
+		if d > maxWaitInWrite {
+			if err := connectors.Sleep(ctx, maxWaitInWrite); err != nil {
+				return err
+			}
+			return cause
+		}
+		if err := connectors.Sleep(ctx, d); err != nil {
+			return err
+		}
+	}
+	req, err := h.request(ctx, b)
+	if err != nil {
+		return err
+	}
+	return h.settle(b, h.post(req))
+}
+
+// Send implements connectors.Pipeliner: the request goes out at once and
+// wait returns its outcome. While the sink backs off after a failure, Send
+// fails at once; the runtime then resolves what is in flight and rewrites
+// in order (through Write, which waits the back-off out).
+func (h *HTTP) Send(ctx context.Context, b *bus.Batch) (func(context.Context) error, error) {
+	if d, cause := h.retry.pending(); d > 0 {
+		return nil, fmt.Errorf("%w: next attempt in %s: %w", connectors.ErrNotConnected, d.Round(time.Millisecond), cause)
+	}
+	req, err := h.request(ctx, b)
+	if err != nil {
+		return nil, err
+	}
+	done := make(chan answer, 1)
+	go func() { done <- h.post(req) }()
+	return func(wctx context.Context) error {
+		select {
+		case a := <-done:
+			return h.settle(b, a)
+		case <-wctx.Done():
+			return wctx.Err()
+		}
+	}, nil
+}
+
+// answer is the outcome of one POST.
+type answer struct {
+	status     int
+	statusText string
+	body       string
+	retryAfter time.Duration
+	err        error
+}
+
+// request encodes b and builds its POST.
+func (h *HTTP) request(ctx context.Context, b *bus.Batch) (*nethttp.Request, error) {
 	body, ct := h.encode(b)
 	body, zenc := h.compress(body)
 	req, err := nethttp.NewRequestWithContext(ctx, nethttp.MethodPost, h.URL, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("http %s: %w", h.URL, err)
+		return nil, fmt.Errorf("http %s: %w", h.URL, err)
 	}
 	req.Header.Set("Content-Type", ct)
 	if h.Format == "avro" {
@@ -242,25 +348,124 @@ func (h *HTTP) Write(ctx context.Context, b *bus.Batch) error {
 	for k, v := range h.Headers {
 		req.Header.Set(k, v)
 	}
+	return req, nil
+}
+
+// post sends one request.
+func (h *HTTP) post(req *nethttp.Request) answer {
 	resp, err := h.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("http %s: %w", h.URL, err)
+		return answer{err: err}
 	}
-	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	text, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // so the connection is reused
 	resp.Body.Close()
+	a := answer{status: resp.StatusCode, statusText: resp.Status, body: strings.TrimSpace(string(text))}
+	if s := resp.Header.Get("Retry-After"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil && n > 0 {
+			a.retryAfter = time.Duration(n) * time.Second
+		}
+	}
+	return a
+}
+
+// Classes of answers.
+const (
+	classOK        = iota
+	classPayload   // this batch's content: dead-lettered
+	classConfig    // the sink's configuration: retried, the sink down
+	classTransient // the far side or the link: retried
+)
+
+// Classify sorts a status code: 2xx taken; 400, 413, 415, 422 refuse the
+// payload; 408, 425, 429 and 5xx are transient; every other answer (401,
+// 403, 404, 405, a 3xx the client did not follow …) says the sink is
+// misconfigured.
+func classify(status int) int {
 	switch {
-	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+	case status >= 200 && status < 300:
+		return classOK
+	case status == 400 || status == 413 || status == 415 || status == 422:
+		return classPayload
+	case status == 408 || status == 425 || status == 429 || status >= 500:
+		return classTransient
+	}
+	return classConfig
+}
+
+// settle turns an answer into the batch's outcome and the sink's back-off.
+func (h *HTTP) settle(b *bus.Batch, a answer) error {
+	if a.err != nil {
+		err := fmt.Errorf("http %s: %w", h.URL, a.err)
+		h.retry.failed(err, 0)
+		return err
+	}
+	switch classify(a.status) {
+	case classOK:
+		h.retry.succeeded()
 		return nil
-	case resp.StatusCode >= 400 && resp.StatusCode < 500 && resp.StatusCode != nethttp.StatusRequestTimeout && resp.StatusCode != nethttp.StatusTooManyRequests:
-		reason := fmt.Errorf("http %s: %s: %s", h.URL, resp.Status, strings.TrimSpace(string(answer)))
-		if err := h.deadLetter(b, resp.StatusCode, string(answer)); err != nil {
+	case classPayload:
+		h.retry.succeeded() // the far side is there and reads what it is sent
+		reason := fmt.Errorf("http %s: %s: %s", h.URL, a.statusText, a.body)
+		if err := h.dead.add(h.URL, b, a.status, a.body); err != nil {
 			// Without the dead-letter copy, skipping the batch would lose it:
 			// keep retrying instead and say why.
-			return fmt.Errorf("%w; dead-letter file: %w", reason, err)
+			err = fmt.Errorf("%w; dead-letter file: %w", reason, err)
+			h.retry.failed(err, 0)
+			return err
 		}
 		return fmt.Errorf("%w: %w", connectors.ErrPoison, reason)
+	case classConfig:
+		err := fmt.Errorf("http %s: %s: %s: %w", h.URL, a.statusText, a.body, ErrRefused)
+		h.retry.failed(err, a.retryAfter)
+		return err
 	}
-	return fmt.Errorf("http %s: %s: %s", h.URL, resp.Status, strings.TrimSpace(string(answer)))
+	err := fmt.Errorf("http %s: %s: %s", h.URL, a.statusText, a.body)
+	h.retry.failed(err, a.retryAfter)
+	return err
+}
+
+// retryState is the sink's back-off after a failure, shared by the
+// requests in flight: a burst of failures in one window is one step of
+// back-off, not one per request.
+type retryState struct {
+	mu    sync.Mutex
+	bo    connectors.Backoff
+	until time.Time
+	cause error
+}
+
+func (r *retryState) failed(err error, retryAfter time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	r.cause = err
+	if now.Before(r.until) {
+		return
+	}
+	d := r.bo.Next()
+	if retryAfter > d {
+		d = min(retryAfter, max(r.bo.Max, d))
+	}
+	r.until = now.Add(d)
+}
+
+func (r *retryState) succeeded() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.bo.Reset()
+	r.until, r.cause = time.Time{}, nil
+}
+
+// pending returns how long the back-off still runs, and its cause.
+func (r *retryState) pending() (time.Duration, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d := time.Until(r.until)
+	if d <= 0 {
+		return 0, nil
+	}
+	return d, r.cause
 }
 
 // encode returns the body, gzipped if asked. The body is not pooled: the
@@ -304,42 +509,6 @@ func (h *HTTP) encode(b *bus.Batch) ([]byte, string) {
 	return out, ct
 }
 
-// deadLetter appends the refused batch and the answer as one JSON line.
-func (h *HTTP) deadLetter(b *bus.Batch, status int, answer string) error {
-	h.dlMu.Lock()
-	defer h.dlMu.Unlock()
-	if err := os.MkdirAll(filepath.Dir(h.dlPath), 0o750); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(h.dlPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
-	if err != nil {
-		return err
-	}
-	line, _ := json.Marshal(struct {
-		Time    time.Time       `json:"time"`
-		URL     string          `json:"url"`
-		Status  int             `json:"status"`
-		Answer  string          `json:"answer"`
-		Records json.RawMessage `json:"records"`
-	}{time.Now().UTC(), h.URL, status, answer, jsonArray(b)})
-	_, err = f.Write(append(line, '\n'))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-func jsonArray(b *bus.Batch) []byte {
-	out := []byte{'['}
-	for i := range b.Records {
-		if i > 0 {
-			out = append(out, ',')
-		}
-		out = b.Records[i].AppendJSON(out)
-	}
-	return append(out, ']')
-}
-
 // Stop closes the webhook listener and releases idle connections.
 func (h *HTTP) Stop(ctx context.Context) error {
 	if h.client != nil {
@@ -352,6 +521,7 @@ func (h *HTTP) Stop(ctx context.Context) error {
 }
 
 var (
-	_ connectors.Sink   = (*HTTP)(nil)
-	_ connectors.Source = (*HTTP)(nil)
+	_ connectors.Sink      = (*HTTP)(nil)
+	_ connectors.Pipeliner = (*HTTP)(nil)
+	_ connectors.Source    = (*HTTP)(nil)
 )
