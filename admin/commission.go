@@ -16,6 +16,7 @@ import (
 	"github.com/ferry-gateway/ferry/admin/discover"
 	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/connectors"
+	"github.com/ferry-gateway/ferry/connectors/command"
 	"github.com/ferry-gateway/ferry/router/lvc"
 )
 
@@ -226,16 +227,14 @@ func (a *Admin) handleWrite(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, res, false)
 }
 
-var errRefused = errors.New("refused")
-
 func (a *Admin) write(ctx context.Context, req WriteRequest) WriteResult {
 	err := func() error {
 		if req.Device == "" || req.Tag == "" {
-			return fmt.Errorf("%w: device and tag are needed", errRefused)
+			return fmt.Errorf("%w: device and tag are needed", command.ErrRefused)
 		}
 		v, err := jsonValue(req.Value)
 		if err != nil {
-			return fmt.Errorf("%w: %v", errRefused, err)
+			return fmt.Errorf("%w: %v", command.ErrRefused, err)
 		}
 		// The same bound as an MQTT command's TTL: a write held up this
 		// long is no longer what the person meant.
@@ -243,14 +242,9 @@ func (a *Admin) write(ctx context.Context, req WriteRequest) WriteResult {
 		defer cancel()
 		return a.p.WriteTag(wctx, req.Device, req.Tag, v)
 	}()
-	res := WriteResult{Status: "ok"}
-	switch {
-	case err == nil:
-	case errors.Is(err, errRefused), errors.Is(err, connectors.ErrUnknownTag), errors.Is(err, connectors.ErrNotWritable):
-		res.Status, res.Error = "refused", err.Error()
-	default:
-		res.Status, res.Error = "failed", err.Error()
-	}
+	// One rule for refused and failed, the MQTT commands' (connectors/command).
+	cr := command.NewResult(&command.Command{Device: req.Device, Tag: req.Tag}, err)
+	res := WriteResult{Status: cr.Status, Error: cr.Error}
 	a.p.EventLog().Add(connectors.Event{
 		Module: req.Source, Kind: EventWrite,
 		Message: fmt.Sprintf("write from the page: %s/%s = %s: %s", req.Device, req.Tag, bytes.TrimSpace(req.Value), res.Status),

@@ -38,18 +38,18 @@ type Env struct {
 	fenced  bool // seq errors mean this instance may not emit (lease lost)
 	// seqBlocked: the last reservation failed and the source is blocked.
 	seqBlocked atomic.Bool
-	state   *State
-	in, out prometheus.Counter
-	errs    prometheus.Counter
-	sent    prometheus.Counter
-	retries prometheus.Counter
-	topics  map[string]string
-	limit   burstlog.Limiter // errors, per cause
-	dropMu  sync.Mutex
-	dropped map[string]int // records dropped since the last line, by reason
-	events  *Events
-	retry   Backoff // template for Go's restarts
-	write   func(ctx context.Context, device, tag string, v bus.Value) error
+	state      *State
+	in, out    prometheus.Counter
+	errs       prometheus.Counter
+	sent       prometheus.Counter
+	retries    prometheus.Counter
+	topics     map[string]string
+	limit      burstlog.Limiter // errors, per cause
+	dropMu     sync.Mutex
+	dropped    map[string]int // records dropped since the last line, by reason
+	events     *Events
+	retry      Backoff // template for Go's restarts
+	write      func(ctx context.Context, device, tag string, v bus.Value) error
 	// wake is closed and replaced each time the connector comes up, so a
 	// sink's retry sleeping on a down link wakes the moment it is back.
 	wakeMu sync.Mutex

@@ -56,9 +56,9 @@ type Snapshot struct {
 	// a row, and when the next one is due.
 	Attempt int       `json:"attempt,omitempty"`
 	NextTry time.Time `json:"next_try,omitzero"`
-	In        uint64    `json:"records_in"`
-	Out       uint64    `json:"records_out"`
-	Errors    uint64    `json:"errors"`
+	In      uint64    `json:"records_in"`
+	Out     uint64    `json:"records_out"`
+	Errors  uint64    `json:"errors"`
 }
 
 func newState(onPhase func(Phase)) *State {

@@ -394,7 +394,9 @@ func TestReloadIsPostOnly(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	var stderr syncBuffer
 	done := make(chan int, 1)
-	go func() { done <- dispatch(ctx, []string{"run", "-c", file, "--data-dir", dir, "--admin-addr", addr}, &syncBuffer{}, &stderr) }()
+	go func() {
+		done <- dispatch(ctx, []string{"run", "-c", file, "--data-dir", dir, "--admin-addr", addr}, &syncBuffer{}, &stderr)
+	}()
 	defer func() { cancel(); <-done }()
 	var resp *http.Response
 	deadline := time.Now().Add(20 * time.Second)

@@ -95,7 +95,9 @@ func TestWebhookCutsSlowBodies(t *testing.T) {
 		}
 	}
 	waitfor.Until(t, 10*time.Second, func() bool { return h.refusedCount(refusedBodyTimeout) == 2 },
-		func() string { return fmt.Sprintf("%v body timeouts counted, want 2", h.refusedCount(refusedBodyTimeout)) })
+		func() string {
+			return fmt.Sprintf("%v body timeouts counted, want 2", h.refusedCount(refusedBodyTimeout))
+		})
 	if code, answer := postGood(t, h); code != nethttp.StatusAccepted {
 		t.Fatalf("good client: %d %q", code, answer)
 	}

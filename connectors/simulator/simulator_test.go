@@ -106,5 +106,7 @@ func TestSimulatorsStartIndependently(t *testing.T) {
 	taken.Close()
 	waitfor.Until(t, 10*time.Second, func() bool {
 		return len(s.ModbusSims()) == 1 && env.State().Phase() == connectors.PhaseUp
-	}, func() string { return "modbus simulator did not start once its port was free: " + env.State().Snapshot().LastError })
+	}, func() string {
+		return "modbus simulator did not start once its port was free: " + env.State().Snapshot().LastError
+	})
 }
