@@ -379,7 +379,10 @@
       setText(f.error, "last error" + ago + ": " + m.last_error);
       f.error.title = m.last_error;
       f.error.hidden = false;
-      f.error.classList.toggle("stale", m.state === "up" && isFinite(at) && now - at > 60000);
+      // An error from before the module came up again is history, not an
+      // alarm: shown with its age, in muted colour.
+      const since = Date.parse(m.since);
+      f.error.classList.toggle("stale", m.state === "up" && isFinite(at) && ((isFinite(since) && at <= since) || now - at > 60000));
     } else {
       f.error.hidden = true;
     }
