@@ -260,6 +260,8 @@ func (p *Pipeline) reload(ctx context.Context, nc *Config) (ReloadResult, error)
 			if o.ownBus != nil {
 				_ = o.ownBus.Close()
 			}
+			// Its tags leave the tags view with it.
+			p.tags.Forget(o.Name)
 		}
 	}
 	return res, nil

@@ -11,6 +11,7 @@ import (
 	"github.com/ferry-gateway/ferry/connectors"
 	"github.com/ferry-gateway/ferry/internal/conf"
 	"github.com/ferry-gateway/ferry/internal/waitfor"
+	"github.com/ferry-gateway/ferry/router/lvc"
 )
 
 const reloadBase = `
@@ -230,4 +231,29 @@ func TestReloadOutlivesItsCaller(t *testing.T) {
 		t.Fatalf("a reload under a cancelled caller: %v", err)
 	}
 	recv(t, captures["fresh"])
+}
+
+// A source a reload removes leaves the tags view with it.
+func TestReloadForgetsRemovedSourcesTags(t *testing.T) {
+	c := load(t, reloadBase)
+	p := start(t, c)
+	defer stop(t, p)
+	waitfor.Until(t, 10*time.Second, func() bool { return p.Tags().Query(lvc.Query{Source: "other"}).Matched > 0 },
+		waitfor.Say("other's tags never reached the cache"))
+	next := strings.Replace(reloadBase, "  other:\n    type: generator\n    interval: 2ms\n    tags: [{name: u, signal: counter}]\n", "", 1)
+	next = strings.Replace(next, "from: [gen, other]", "from: gen", 1)
+	nc, err := Load("reload.yaml", []byte(next), conf.Resolver{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc.DataDir = c.DataDir
+	if _, err := p.Reload(t.Context(), nc); err != nil {
+		t.Fatal(err)
+	}
+	if n := p.Tags().Query(lvc.Query{Source: "other"}).Matched; n != 0 {
+		t.Fatalf("%d tags of the removed source still listed", n)
+	}
+	if p.Tags().Query(lvc.Query{Source: "gen"}).Matched == 0 {
+		t.Fatal("the remaining source's tags went too")
+	}
 }
