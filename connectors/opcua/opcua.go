@@ -57,6 +57,7 @@ type OPCUA struct {
 	cur   atomic.Pointer[session]  // the open session, for WriteTag
 	table atomic.Pointer[tagTable] // the resolved tags of the last session
 	conds sync.Map                 // condition tag → condition (its latest event), for Acknowledge and Confirm
+	carry *carried                 // a lost session's subscriptions, for the next one (session goroutine only)
 }
 
 // Outputs implements connectors.Source.
@@ -129,7 +130,10 @@ type Stats struct {
 	// their number was given up); Republished those recovered with
 	// Republish; NotificationGaps the sequence numbers lost for good.
 	Reordered, Duplicates, Republished, NotificationGaps uint64
-	Reads                                                uint64 // Read calls in poll mode
+	// Transferred counts subscriptions taken over from a lost session
+	// with TransferSubscriptions; TransferFailed those created again.
+	Transferred, TransferFailed uint64
+	Reads                       uint64 // Read calls in poll mode
 }
 
 type counters struct {
@@ -140,6 +144,7 @@ type counters struct {
 	reads                               atomic.Uint64
 	reordered, duplicates, republished  atomic.Uint64
 	gaps                                atomic.Uint64
+	transferred, transferFailed         atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -151,12 +156,13 @@ func (o *OPCUA) Stats() Stats {
 		PublishResponses: c.responses.Load(), KeepAlives: c.keepAlives.Load(), Notifications: c.notifs.Load(),
 		MaxPerResponse: c.maxN.Load(), PublishOutstanding: c.outstanding.Load(), Reads: c.reads.Load(),
 		Reordered: c.reordered.Load(), Duplicates: c.duplicates.Load(), Republished: c.republished.Load(), NotificationGaps: c.gaps.Load(),
+		Transferred: c.transferred.Load(), TransferFailed: c.transferFailed.Load(),
 	}
 }
 
 type metrics struct {
 	sessions, rebuilds, responses, notifs prometheus.Counter
-	republished, gaps                     prometheus.Counter
+	republished, gaps, transferred        prometheus.Counter
 	outstanding                           prometheus.Gauge
 }
 
@@ -174,6 +180,8 @@ func newMetrics(env *connectors.Env) metrics {
 			"OPC UA NotificationMessages that went missing and were recovered with Republish."),
 		gaps: counter("ferry_opcua_notification_gaps_total",
 			"OPC UA NotificationMessages lost for good (sequence numbers neither received nor republished); later ones were emitted past them."),
+		transferred: counter("ferry_opcua_subscriptions_transferred_total",
+			"OPC UA subscriptions taken over from a lost session with TransferSubscriptions (not created again)."),
 		outstanding: connectors.Collector(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ferry_opcua_publish_outstanding", Help: "OPC UA Publish requests waiting at the server.",
 		}, []string{"module"})).WithLabelValues(env.Name),

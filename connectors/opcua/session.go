@@ -248,6 +248,9 @@ func (o *OPCUA) run(ctx context.Context) error {
 
 // session runs one session from connect to failure.
 func (o *OPCUA) session(ctx context.Context, bo *connectors.Backoff) error {
+	if o.carry != nil && time.Since(o.carry.at) > carryTTL {
+		o.dropCarry(ctx, fmt.Errorf("no session to take the subscriptions over for %s: %w", carryTTL, o.carry.cause))
+	}
 	c, ep, err := dial(ctx, &o.Config, dialOptions{
 		id: o.id, trust: o.trust, sessionTag: o.env.Name, timeout: o.Timeout.D(),
 		requestTO: o.publishTimeout(), log: o.env.Logger,
@@ -261,13 +264,21 @@ func (o *OPCUA) session(ctx context.Context, bo *connectors.Backoff) error {
 	o.env.Logger.Info("session opened", "endpoint", o.Endpoint, "policy", policyName(ep.SecurityPolicyURI), "mode", ep.SecurityMode.String(), "namespaces", len(c.Namespaces()))
 	err = s.serve(ctx) // publishes s in o.cur once its tags are known
 	o.cur.Store(nil)
-	if s.delivered.Load() {
+	kept := o.carry != nil
+	if s.delivered.Load() || kept {
 		bo.Reset()
-		if ctx.Err() == nil { // not when ferry itself stops
+		// Not when ferry itself stops; not yet when the next session may
+		// take the subscriptions over (it reports the gap if it cannot).
+		if ctx.Err() == nil && !kept {
 			s.reportGap(ctx, nil, ua.StatusBadNoCommunication)
 		}
 	}
 	cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	if kept {
+		// CloseSession would delete the subscriptions the next session is
+		// to take over: only the connection is closed.
+		cancel()
+	}
 	_ = c.Close(cctx)
 	cancel()
 	o.st.subs.Store(0)

@@ -33,11 +33,14 @@ type subscription struct {
 // fails. The watchdog rebuilds a subscription that falls silent.
 func (s *session) subscribe(ctx context.Context) error {
 	per := s.o.Subscription.MaxItemsPerSubscription
-	var bad []badItem
+	bad, tookOver, err := s.takeOver(ctx)
+	if err != nil {
+		return err
+	}
 	// The event items go into the first subscription (one of their own
 	// when there are no data items).
-	events := len(s.o.Events) > 0
-	for start := 0; start < len(s.items) || events; start += per {
+	events := len(s.o.Events) > 0 && !tookOver
+	for start := 0; !tookOver && (start < len(s.items) || events); start += per {
 		sub, b, err := s.createSubscription(ctx, s.items[min(start, len(s.items)):min(start+per, len(s.items))], events)
 		if err != nil {
 			return err
@@ -82,7 +85,9 @@ func (s *session) subscribe(ctx context.Context) error {
 	gapT := time.NewTimer(time.Hour)
 	gapT.Stop()
 	defer gapT.Stop()
-	err := func() error {
+	// Transferred subscriptions may be missing messages already.
+	s.armGapTimer(gapT)
+	err = func() error {
 		for {
 			select {
 			case res := <-resCh:
@@ -123,6 +128,13 @@ func (s *session) subscribe(ctx context.Context) error {
 			}
 		}
 	}()
+	if ctx.Err() == nil && fatal(err) && len(s.subs) > 0 {
+		// The connection or session is gone, perhaps not the server's
+		// subscriptions: the next session tries to take them over, with
+		// what they hold and miss.
+		s.keep(err)
+		return err
+	}
 	if ctx.Err() == nil {
 		// What arrived is emitted in order before the session goes; the
 		// rest is covered by the BAD records of the session gap.

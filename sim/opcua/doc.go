@@ -39,7 +39,10 @@
 //     restart; SetExtraNamespaces first to move the Plant namespace to
 //     another index.
 //   - DropSessions: the server forgets its sessions (BadSessionIdInvalid).
-//   - DropConnections: every TCP connection closes; the server stays.
+//   - DropConnections: every TCP connection closes; the server stays, and
+//     so do sessions and subscriptions (messages sent meanwhile are kept
+//     for Republish) until a new session takes them over with
+//     TransferSubscriptions or their lifetime runs out.
 //   - StallPublish: Publish requests are swallowed while the connection
 //     stays open — a hung subscription engine.
 //   - HoldPublish / ReleasePublish: publish responses are kept back while

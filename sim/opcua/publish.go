@@ -283,7 +283,7 @@ func (x *simSub) queue() chan pubReq {
 // run collects notifications and, each publishing interval, answers one
 // Publish request with them, or with a keep-alive after keepAlive silent
 // intervals. A subscription without requests for lifetime intervals is
-// deleted, as is one whose channel is gone.
+// deleted; one whose connection is gone is kept for TransferSubscriptions.
 func (x *simSub) run(ctx context.Context) {
 	g := x.g
 	ss := g.srv.SubscriptionService
@@ -369,8 +369,8 @@ func (x *simSub) run(ctx context.Context) {
 }
 
 // send numbers a message (a keep-alive when data is nil: it carries the
-// next number and uses none) and delivers it; false means the channel is
-// gone.
+// next number and uses none) and delivers it; false means the
+// subscription is gone.
 func (x *simSub) send(pr pubReq, data []*ua.ExtensionObject) bool {
 	limit := x.g.s.cfg.RetransmitQueue
 	x.mu.Lock()
@@ -405,6 +405,14 @@ func (x *simSub) send(pr pubReq, data []*ua.ExtensionObject) bool {
 		resp.Results = []ua.StatusCode{}
 	}
 	sent, ok := x.g.s.deliver(pr, resp, data != nil)
+	if !ok && !x.g.subGone(x.sub) {
+		// The request's channel is gone (a network blip), not the
+		// subscription: as a real server, keep it and its retransmission
+		// queue for a new session to take over with TransferSubscriptions.
+		// The lifetime counter ends it if nobody does.
+		x.g.s.cnt.deadChannel.Add(1)
+		return true
+	}
 	if !sent {
 		// Lost: the request (with its acknowledgement results) waits for
 		// the next message.

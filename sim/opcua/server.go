@@ -1029,6 +1029,9 @@ type Stats struct {
 	// SubscriptionsCreated since Start; SubscriptionsTransferred to
 	// another session by TransferSubscriptions.
 	SubscriptionsCreated, SubscriptionsTransferred uint64
+	// SentToDeadChannel counts publish responses whose connection was
+	// gone: the message stays in the retransmission queue.
+	SentToDeadChannel uint64
 	// MethodCalls answered by Call (Acknowledge and Confirm included);
 	// Events fired.
 	MethodCalls, Events uint64
@@ -1046,6 +1049,7 @@ type counters struct {
 	restarts, publishRequests, publishSwallowed atomic.Uint64
 	dropped, lost, republished                  atomic.Uint64
 	subsCreated, transferred                    atomic.Uint64
+	deadChannel                                 atomic.Uint64
 }
 
 func (c *counters) sessionCreated() {
@@ -1100,6 +1104,7 @@ func (s *Server) Stats() Stats {
 	st.NotificationsLost = c.lost.Load()
 	st.Republished = c.republished.Load()
 	st.SubscriptionsCreated, st.SubscriptionsTransferred = c.subsCreated.Load(), c.transferred.Load()
+	st.SentToDeadChannel = c.deadChannel.Load()
 	s.ev.mu.Lock()
 	st.MethodCalls, st.Events = s.ev.calls, s.ev.events
 	s.ev.mu.Unlock()
