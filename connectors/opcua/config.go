@@ -30,6 +30,10 @@ type Config struct {
 	Poll         PollConfig         `yaml:"poll"`
 	Nodes        []NodeConfig       `yaml:"nodes"`
 	Browse       []BrowseConfig     `yaml:"browse"`
+	// BrowseEvery re-runs the browse roots this often while subscribed:
+	// nodes that appear are subscribed, nodes that vanish are reported.
+	// Unset (the default), they are browsed once per session.
+	BrowseEvery conf.Duration `yaml:"browse_every"`
 	// Events subscribes to events and alarms of notifier nodes.
 	Events []EventConfig `yaml:"events"`
 	// Methods are methods callable through write-back, by their name.
@@ -214,6 +218,9 @@ type ReconnectConfig struct {
 	Min conf.Duration `yaml:"min"`
 	Max conf.Duration `yaml:"max"`
 }
+
+// MinBrowseEvery is the shortest browse_every.
+const MinBrowseEvery = time.Second
 
 // Defaults.
 const (
@@ -419,6 +426,15 @@ func (c *Config) Validate() error {
 	}
 	if len(c.Nodes) == 0 && len(c.Browse) == 0 && len(c.Events) == 0 {
 		p.Add("nodes", "no nodes: list nodes, browse roots or events (or several)")
+	}
+	switch {
+	case c.BrowseEvery == 0:
+	case c.BrowseEvery.D() < MinBrowseEvery:
+		p.Add("browse_every", "%s is below the minimum %s (each run browses every root again)", c.BrowseEvery, conf.Duration(MinBrowseEvery))
+	case len(c.Browse) == 0:
+		p.Add("browse_every", "there are no browse roots to re-run; add browse entries or remove browse_every")
+	case c.Mode == "poll":
+		p.Add("browse_every", "works with mode subscribe only; in poll mode the roots are browsed once per session")
 	}
 	for i, e := range c.Events {
 		path := fmt.Sprintf("events[%d]", i)

@@ -14,6 +14,17 @@ func TestValidateRejects(t *testing.T) {
 		name, yaml string
 		want       []string // "line:col: path: text"
 	}{
+		{"browse_every without roots", `type: opcua
+endpoint: opc.tcp://plc:4840
+nodes: [{id: "ns=2;s=T"}]
+browse_every: 10m
+`, []string{`4:15: browse_every: there are no browse roots to re-run`}},
+		{"browse_every too short, and in poll mode", `type: opcua
+endpoint: opc.tcp://plc:4840
+mode: poll
+browse: [{root_path: "2:Plant"}]
+browse_every: 100ms
+`, []string{`5:15: browse_every: 100ms is below the minimum 1s`}},
 		{"malformed endpoint URL", `type: opcua
 endpoint: http://plc:4840
 nodes: [{id: "ns=2;s=T"}]

@@ -133,7 +133,10 @@ type Stats struct {
 	// Transferred counts subscriptions taken over from a lost session
 	// with TransferSubscriptions; TransferFailed those created again.
 	Transferred, TransferFailed uint64
-	Reads                       uint64 // Read calls in poll mode
+	// BrowseRuns counts browse_every runs; NodesAdded the variables they
+	// found and subscribed, NodesVanished those they no longer found.
+	BrowseRuns, NodesAdded, NodesVanished uint64
+	Reads                                 uint64 // Read calls in poll mode
 }
 
 type counters struct {
@@ -145,6 +148,7 @@ type counters struct {
 	reordered, duplicates, republished  atomic.Uint64
 	gaps                                atomic.Uint64
 	transferred, transferFailed         atomic.Uint64
+	rescans, added, vanished            atomic.Uint64
 }
 
 // Stats returns a snapshot of the counters.
@@ -157,12 +161,14 @@ func (o *OPCUA) Stats() Stats {
 		MaxPerResponse: c.maxN.Load(), PublishOutstanding: c.outstanding.Load(), Reads: c.reads.Load(),
 		Reordered: c.reordered.Load(), Duplicates: c.duplicates.Load(), Republished: c.republished.Load(), NotificationGaps: c.gaps.Load(),
 		Transferred: c.transferred.Load(), TransferFailed: c.transferFailed.Load(),
+		BrowseRuns: c.rescans.Load(), NodesAdded: c.added.Load(), NodesVanished: c.vanished.Load(),
 	}
 }
 
 type metrics struct {
 	sessions, rebuilds, responses, notifs prometheus.Counter
 	republished, gaps, transferred        prometheus.Counter
+	added, vanished                       prometheus.Counter
 	outstanding                           prometheus.Gauge
 }
 
@@ -182,6 +188,10 @@ func newMetrics(env *connectors.Env) metrics {
 			"OPC UA NotificationMessages lost for good (sequence numbers neither received nor republished); later ones were emitted past them."),
 		transferred: counter("ferry_opcua_subscriptions_transferred_total",
 			"OPC UA subscriptions taken over from a lost session with TransferSubscriptions (not created again)."),
+		added: counter("ferry_opcua_browse_nodes_added_total",
+			"OPC UA variables a browse_every run found under a browse root and subscribed without a restart."),
+		vanished: counter("ferry_opcua_browse_nodes_vanished_total",
+			"OPC UA variables a browse_every run no longer found under their browse root."),
 		outstanding: connectors.Collector(reg, prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ferry_opcua_publish_outstanding", Help: "OPC UA Publish requests waiting at the server.",
 		}, []string{"module"})).WithLabelValues(env.Name),

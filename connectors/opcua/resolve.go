@@ -17,6 +17,7 @@ type item struct {
 	node   *ua.NodeID
 	handle uint32         // client handle: index in session.items + 1
 	mon    *MonitorConfig // the node's own monitored item settings, nil for the subscription's
+	root   int            // 1 + the index of the browse root that found it, 0 for a configured node
 	unitOK bool           // unit from the config: the server's EngineeringUnits do not override it
 }
 
@@ -36,7 +37,7 @@ func (s *session) resolve(ctx context.Context) ([]*item, []badItem, error) {
 	var bad []badItem
 	seenNode := map[string]bool{}
 	seenTag := map[string]bool{}
-	add := func(tag, unit string, n *ua.NodeID, mon *MonitorConfig) {
+	add := func(tag, unit string, n *ua.NodeID, mon *MonitorConfig, root int) {
 		key := n.String()
 		if seenNode[key] || seenTag[tag] {
 			return
@@ -45,7 +46,7 @@ func (s *session) resolve(ctx context.Context) ([]*item, []badItem, error) {
 		if mon != nil && !mon.set() {
 			mon = nil
 		}
-		items = append(items, &item{tag: tag, unit: unit, unitOK: unit != "", node: n, handle: uint32(len(items) + 1), mon: mon})
+		items = append(items, &item{tag: tag, unit: unit, unitOK: unit != "", node: n, handle: uint32(len(items) + 1), mon: mon, root: root})
 	}
 	ns := s.c.Namespaces()
 	b := &browser{s: s, children: map[string][]*ua.ReferenceDescription{}}
@@ -67,7 +68,7 @@ func (s *session) resolve(ctx context.Context) ([]*item, []badItem, error) {
 				bad = append(bad, badItem{tag: tag, unit: n.Unit, node: n.ID, code: ua.StatusBadNodeIDUnknown})
 				continue
 			}
-			add(tag, n.Unit, id, &n.Monitor)
+			add(tag, n.Unit, id, &n.Monitor, 0)
 		case n.Path != "":
 			tag := n.Name
 			if tag == "" {
@@ -82,9 +83,21 @@ func (s *session) resolve(ctx context.Context) ([]*item, []badItem, error) {
 				bad = append(bad, badItem{tag: tag, unit: n.Unit, node: n.Path, code: code})
 				continue
 			}
-			add(tag, n.Unit, id, &n.Monitor)
+			add(tag, n.Unit, id, &n.Monitor, 0)
 		}
 	}
+	err := s.browseRoots(ctx, b, ns, func(tag string, n *ua.NodeID, mon *MonitorConfig, root int) {
+		add(tag, "", n, mon, root)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return items, bad, nil
+}
+
+// browseRoots runs the configured browse roots and hands every variable
+// found to found, with the root's number (1-based).
+func (s *session) browseRoots(ctx context.Context, b *browser, ns []string, found func(tag string, n *ua.NodeID, mon *MonitorConfig, root int)) error {
 	for i := range s.o.Browse {
 		r := &s.o.Browse[i]
 		root := ua.NewNumericNodeID(0, id.ObjectsFolder)
@@ -105,7 +118,7 @@ func (s *session) resolve(ctx context.Context) ([]*item, []badItem, error) {
 			steps, _ := ParseBrowsePath(r.RootPath)
 			id, code, err := b.follow(ctx, root, steps)
 			if err != nil {
-				return nil, nil, err
+				return err
 			}
 			if code != ua.StatusOK {
 				s.o.logBurst("browse root does not resolve", slogString("root", r.RootPath), slogString("status", statusName(code)))
@@ -113,15 +126,15 @@ func (s *session) resolve(ctx context.Context) ([]*item, []badItem, error) {
 			}
 			root = id
 		}
-		found, err := b.variables(ctx, root, *r)
+		vars, err := b.variables(ctx, root, *r)
 		if err != nil {
-			return nil, nil, fmt.Errorf("browse %s: %w", label, err)
+			return fmt.Errorf("browse %s: %w", label, err)
 		}
-		for _, f := range found {
-			add(r.Prefix+f.path, "", f.id, &r.Monitor)
+		for _, f := range vars {
+			found(r.Prefix+f.path, f.id, &r.Monitor, i+1)
 		}
 	}
-	return items, bad, nil
+	return nil
 }
 
 // defaultTag names a node given only by its NodeId: its identifier.

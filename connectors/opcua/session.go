@@ -329,6 +329,8 @@ type session struct {
 	types   map[string]nodeType
 
 	methods map[string]*method // by name; built before the session is published
+
+	vanished map[string]bool // NodeIds browse_every no longer finds, reported once
 }
 
 // serve resolves the nodes and runs the configured mode until it fails.

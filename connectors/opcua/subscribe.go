@@ -87,6 +87,8 @@ func (s *session) subscribe(ctx context.Context) error {
 	defer gapT.Stop()
 	// Transferred subscriptions may be missing messages already.
 	s.armGapTimer(gapT)
+	browseC, stopBrowse := s.browseTicker()
+	defer stopBrowse()
 	err = func() error {
 		for {
 			select {
@@ -114,6 +116,13 @@ func (s *session) subscribe(ctx context.Context) error {
 				if err := s.recoverGaps(ctx, time.Now()); err != nil {
 					return err
 				}
+				s.armGapTimer(gapT)
+			case <-browseC:
+				if err := s.rescan(ctx); err != nil {
+					return err
+				}
+				// Responses waited while it browsed: not silence.
+				s.backlogAt = time.Now()
 				s.armGapTimer(gapT)
 			case <-tick.C:
 				if len(resCh) > 0 {

@@ -55,6 +55,8 @@
 //     BadMessageNotAvailable).
 //   - MalformNext: the next message the server sends is garbled.
 //   - SetStatus: one variable reports a Bad (or Uncertain) status.
+//   - RemoveNode / AddNode: a variable vanishes from (or comes back to)
+//     Browse, Read and monitored-item creation at runtime.
 //
 // Stats counts sessions (created, closed, open at once), publish requests
 // and connections, so tests can assert that a client never holds two

@@ -37,6 +37,7 @@ type node struct {
 
 	value  atomic.Pointer[ua.DataValue]
 	status atomic.Uint32 // forced by SetStatus, kept across ticks
+	hidden atomic.Bool   // RemoveNode: absent from Browse, Read and new monitored items
 
 	// Properties, methods and event sources (events.go):
 	dt       *ua.NodeID // data type of a property (kind is unused then)
@@ -152,7 +153,11 @@ func (v *nsView) lookup(nid *ua.NodeID) *node {
 	if nid == nil || nid.Namespace() != v.idx || nid.Type() != ua.NodeIDTypeString {
 		return nil
 	}
-	return v.p.byPath[nid.StringID()]
+	n := v.p.byPath[nid.StringID()]
+	if n == nil || n.hidden.Load() {
+		return nil
+	}
+	return n
 }
 
 func (v *nsView) nodeID(n *node) *ua.NodeID { return ua.NewStringNodeID(v.idx, n.path) }
@@ -354,6 +359,9 @@ func (v *nsView) Browse(bd *ua.BrowseDescription) *ua.BrowseResult {
 		add(id.HasTypeDefinition, true, typeDefinition(n), "FolderType", 0, ua.NodeClassObjectType, ua.NewTwoByteExpandedNodeID(0))
 	}
 	for _, c := range n.children {
+		if c.hidden.Load() {
+			continue
+		}
 		add(c.refType, true, ua.NewExpandedNodeID(v.nodeID(c), "", 0), c.name, v.browseNS(c), c.class, typeDefinition(c))
 	}
 	return &ua.BrowseResult{StatusCode: ua.StatusGood, References: refs}

@@ -214,6 +214,26 @@ func (s *Server) SetValue(path string, v any) error {
 	return nil
 }
 
+// RemoveNode makes a variable (by path or NodeId string) vanish from the
+// address space at runtime, as a server reconfigured by its PLC program
+// would: Browse no longer lists it, and Read and new monitored items get
+// BadNodeIdUnknown. AddNode brings it back. The address space keeps its
+// shape underneath (see the namespace's comment), so a node to be added
+// while a client runs is a line variable removed before.
+func (s *Server) RemoveNode(path string) error { return s.showNode(path, false) }
+
+// AddNode makes a variable removed by RemoveNode appear again.
+func (s *Server) AddNode(path string) error { return s.showNode(path, true) }
+
+func (s *Server) showNode(path string, show bool) error {
+	n, err := s.variable(path)
+	if err != nil {
+		return err
+	}
+	n.hidden.Store(!show)
+	return nil
+}
+
 // SetStatus makes a variable report status code (keeping its value), as a
 // device whose sensor failed would; ua.StatusOK restores it.
 func (s *Server) SetStatus(path string, code ua.StatusCode) error {
