@@ -78,12 +78,23 @@ type Config struct {
 	// once, so the webhook holds at most MaxConcurrent × MaxBody; more are
 	// answered 503 at once.
 	MaxConcurrent int `yaml:"max_concurrent"`
+	// Ack is when the webhook answers 202: "received" (the records were
+	// parsed and wait in memory for the next batch flush, within
+	// batch_interval; a crash loses them) or "emitted" (after the bus took
+	// them, so a 202 means they are as safe as the route makes them).
+	Ack string `yaml:"ack"`
 	// BodyTimeout bounds reading one request body, after its headers.
 	BodyTimeout   conf.Duration `yaml:"body_timeout"`
 	Parse         parse.Config  `yaml:"parse"`
 	BatchSize     int           `yaml:"batch_size"`
 	BatchInterval conf.Duration `yaml:"batch_interval"`
 }
+
+// Values of ack.
+const (
+	AckReceived = "received"
+	AckEmitted  = "emitted"
+)
 
 // Formats are the body formats: a request carries a batch, so there is no
 // one-object-per-message json here.
@@ -123,6 +134,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.BatchSize == 0 {
 		c.BatchSize = 500
+	}
+	if c.Ack == "" {
+		c.Ack = AckReceived
 	}
 	if c.BatchInterval == 0 {
 		c.BatchInterval = conf.Duration(20 * time.Millisecond)
@@ -184,6 +198,9 @@ func (c *Config) Validate() error {
 		}
 		if c.MaxConcurrent < 1 {
 			p.Add("max_concurrent", "must be at least 1, got %d", c.MaxConcurrent)
+		}
+		if c.Ack != AckReceived && c.Ack != AckEmitted {
+			p.Add("ack", "%q is not one of %s (202 once parsed), %s (202 once the bus took the records)", c.Ack, AckReceived, AckEmitted)
 		}
 		if c.BodyTimeout <= 0 {
 			p.Add("body_timeout", "must be positive, got %s", c.BodyTimeout)

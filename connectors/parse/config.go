@@ -45,11 +45,13 @@ type Config struct {
 	// Device is the device when the payload carries none; a template too.
 	Device string `yaml:"device"`
 	Unit   string `yaml:"unit"`
-	// TimeFormat: rfc3339 (default), unix, unix_ms, unix_us, unix_ns, or a
-	// Go time layout.
+	// TimeFormat: rfc3339 (default; a number is read as epoch seconds,
+	// milliseconds, microseconds or nanoseconds by its magnitude), unix,
+	// unix_ms, unix_us, unix_ns, or a Go time layout.
 	TimeFormat string `yaml:"time_format"`
-	// ValueType forces the value's type: auto (default), double, long,
-	// bool, string.
+	// ValueType forces the value's type: auto (default: a whole number is
+	// a long until its tag first carries a fraction, a double from then
+	// on), number (every number a double), double, long, bool, string.
 	ValueType string `yaml:"value_type"`
 }
 
@@ -66,7 +68,7 @@ type Fields struct {
 // Formats and the other enumerations, for messages.
 var (
 	Formats     = []string{"json", "csv", "kv", "regex", "raw"}
-	ValueTypes  = []string{"auto", "double", "long", "bool", "string"}
+	ValueTypes  = []string{"auto", "number", "double", "long", "bool", "string"}
 	TimeFormats = []string{"rfc3339", "unix", "unix_ms", "unix_us", "unix_ns"}
 )
 

@@ -25,7 +25,13 @@ type Parser struct {
 	re     *regexp.Regexp
 	fields map[string]string // JSON field paths by record field
 	cols   []string          // CSV columns: configured, or from the header
+	// doubles holds the tags that carried a fraction (value_type: auto):
+	// their whole numbers are doubles from then on.
+	doubles map[string]bool
 }
+
+// maxPinned bounds the tags value_type: auto remembers.
+const maxPinned = 10000
 
 // New compiles a validated Config.
 func New(c Config) (*Parser, error) {
@@ -116,6 +122,9 @@ func (p *Parser) emit(b *bus.Batch, topic, tag string, v bus.Value, f *fieldSet)
 	if tag == "" {
 		return fmt.Errorf("no tag (map a tag field or give a tag template)")
 	}
+	if p.c.ValueType == "auto" {
+		v = p.pin(tag, v)
+	}
 	r := bus.Record{Tag: tag, Value: v, Unit: p.c.Unit, Device: p.device.render(topic, tag)}
 	if f != nil {
 		if f.device != "" {
@@ -143,9 +152,70 @@ func (p *Parser) emit(b *bus.Batch, topic, tag string, v bus.Value, f *fieldSet)
 	return nil
 }
 
+// pin keeps a tag's numbers one type under value_type: auto: once it
+// carried a fraction, its whole numbers are doubles too (22 after 21.5 is
+// 22.0), so a consumer never sees its type flip back.
+func (p *Parser) pin(tag string, v bus.Value) bus.Value {
+	switch v.Kind {
+	case bus.KindDouble:
+		if p.doubles == nil {
+			p.doubles = map[string]bool{}
+		}
+		if len(p.doubles) < maxPinned {
+			p.doubles[tag] = true
+		}
+	case bus.KindLong:
+		if p.doubles[tag] {
+			return bus.Double(float64(v.Long()))
+		}
+	}
+	return v
+}
+
+// epoch reads a number of seconds, milliseconds, microseconds or
+// nanoseconds since 1970 by its magnitude: below 1e11 seconds (up to the
+// year 5138), below 1e14 milliseconds (from 1973), below 1e17
+// microseconds, nanoseconds above.
+func epoch(s string) (int64, bool) {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsInf(f, 0) || math.IsNaN(f) {
+		return 0, false
+	}
+	a := math.Abs(f)
+	switch {
+	case a < 1e11:
+		// Whole and fraction apart: a float64 of nanoseconds since 1970
+		// has no room for the last digits.
+		whole, frac, _ := strings.Cut(s, ".")
+		if w, err := strconv.ParseInt(whole, 10, 64); err == nil && len(frac) <= 9 && !strings.ContainsAny(s, "eE") {
+			ns, _ := strconv.ParseInt((frac + "000000000")[:9], 10, 64)
+			if strings.HasPrefix(whole, "-") {
+				ns = -ns
+			}
+			return w*1e9 + ns, true
+		}
+		return int64(f * 1e9), true
+	case a < 1e14:
+		return int64(f * 1e6), true
+	case a < 1e17:
+		return int64(f * 1e3), true
+	}
+	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return i, true
+	}
+	return int64(f), true
+}
+
 func (p *Parser) parseTime(s string, num json.Number) (int64, error) {
 	if num != "" {
 		s = string(num)
+	}
+	if p.c.TimeFormat == "rfc3339" {
+		// The default reads RFC 3339 text, and numbers (a JSON number or a
+		// numeric string) as epoch time by magnitude.
+		if ns, ok := epoch(s); ok {
+			return ns, nil
+		}
 	}
 	unit := map[string]float64{"unix": 1e9, "unix_ms": 1e6, "unix_us": 1e3, "unix_ns": 1}[p.c.TimeFormat]
 	if unit != 0 {
@@ -199,6 +269,14 @@ func (p *Parser) typedErr(s string) (bus.Value, error) {
 			return bus.Null(), fmt.Errorf("value %q is not true or false", s)
 		}
 		return bus.Bool(v), nil
+	case "number":
+		if f, err := strconv.ParseFloat(s, 64); err == nil {
+			return bus.Double(f), nil
+		}
+		if v, err := strconv.ParseBool(s); err == nil && len(s) > 1 {
+			return bus.Bool(v), nil
+		}
+		return bus.String(s), nil
 	}
 	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
 		return bus.Long(i), nil
@@ -323,14 +401,14 @@ func (p *Parser) jsonValue(raw any) (bus.Value, error) {
 	case nil:
 		return bus.Null(), nil
 	case bool:
-		if p.c.ValueType != "auto" && p.c.ValueType != "bool" {
+		if p.c.ValueType != "auto" && p.c.ValueType != "bool" && p.c.ValueType != "number" {
 			return p.typedErr(strconv.FormatBool(v))
 		}
 		return bus.Bool(v), nil
 	case json.Number:
 		return p.typedErr(string(v))
 	case string:
-		if p.c.ValueType == "auto" {
+		if p.c.ValueType == "auto" || p.c.ValueType == "number" {
 			return bus.String(v), nil
 		}
 		return p.typedErr(v)
@@ -480,15 +558,65 @@ func (p *Parser) row(names, cells []string, topic string, b *bus.Batch) error {
 	return nil
 }
 
+// parseKV reads key=value pairs separated by spaces, tabs, commas or
+// semicolons. A value in double quotes may hold any of them and escaped
+// quotes (msg="disk \"A\" full; retry"); the quotes are not kept.
 func (p *Parser) parseKV(line []byte, topic string, b *bus.Batch) error {
 	var names, cells []string
-	for _, tok := range strings.FieldsFunc(string(line), func(r rune) bool { return r == ' ' || r == '\t' || r == ',' || r == ';' }) {
-		k, v, ok := strings.Cut(tok, "=")
-		if !ok || k == "" {
-			return fmt.Errorf("kv: %q is not key=value", tok)
+	sep := func(c byte) bool { return c == ' ' || c == '\t' || c == ',' || c == ';' }
+	s := string(line)
+	for i := 0; i < len(s); {
+		if sep(s[i]) {
+			i++
+			continue
+		}
+		start := i
+		for i < len(s) && !sep(s[i]) && s[i] != '=' {
+			i++
+		}
+		k := s[start:i]
+		if i >= len(s) || s[i] != '=' || k == "" {
+			for i < len(s) && !sep(s[i]) {
+				i++
+			}
+			return fmt.Errorf("kv: %q is not key=value", s[start:i])
+		}
+		i++ // the =
+		var v string
+		if i < len(s) && s[i] == '"' {
+			var sb strings.Builder
+			i++
+			closed := false
+			for i < len(s) {
+				c := s[i]
+				if c == '\\' && i+1 < len(s) {
+					sb.WriteByte(s[i+1])
+					i += 2
+					continue
+				}
+				i++
+				if c == '"' {
+					closed = true
+					break
+				}
+				sb.WriteByte(c)
+			}
+			if !closed {
+				return fmt.Errorf("kv: %s: unclosed quote", k)
+			}
+			if i < len(s) && !sep(s[i]) {
+				return fmt.Errorf("kv: %s: text after the closing quote", k)
+			}
+			v = sb.String()
+		} else {
+			vs := i
+			for i < len(s) && !sep(s[i]) {
+				i++
+			}
+			v = s[vs:i]
 		}
 		names = append(names, k)
-		cells = append(cells, strings.Trim(v, `"`))
+		cells = append(cells, v)
 	}
 	if len(names) == 0 {
 		return fmt.Errorf("kv: no key=value pairs")
