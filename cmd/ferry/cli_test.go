@@ -41,7 +41,7 @@ func TestHelpPrintsTheCommandsFlags(t *testing.T) {
 // subcommands are every command line that has flags of its own.
 var subcommands = [][]string{
 	{"run"}, {"validate"}, {"test"}, {"plan"}, {"browse"}, {"trust"}, {"trust", "list"}, {"trust", "accept"}, {"scan"}, {"scan", "modbus"}, {"sim"}, {"sim", "modbus"}, {"sim", "opcua"},
-	{"spool"}, {"spool", "inspect"}, {"spool", "verify"}, {"import"}, {"import", "modbus-csv"}, {"passwd"}, {"version"},
+	{"spool"}, {"spool", "inspect"}, {"spool", "verify"}, {"deadletter"}, {"deadletter", "list"}, {"deadletter", "replay"}, {"import"}, {"import", "modbus-csv"}, {"passwd"}, {"version"},
 }
 
 // TestHelpExitsZeroEverywhere: --help, -h and `ferry help ...` exit 0 with

@@ -44,6 +44,7 @@ func init() {
 		{"scan", "ferry scan modbus ENDPOINT [--unit N] [--area A] [--range 0-199]", "read a device's registers and show each as uint16, int16 and float32 in every word order", scanCmd, false},
 		{"sim", "ferry sim modbus|opcua [flags]", "run a device simulator (the demo's Modbus device, an OPC UA server) until interrupted", simDispatch, true},
 		{"spool", "ferry spool inspect|verify [--data-dir DIR]", "show what waits in each sink's spool (inspect), or read every file of it and report damage and what it lost (verify)", spoolCmd, false},
+		{"deadletter", deadletterUsage[len("usage: "):], "list what an http uplink dead-lettered (refused for its content), or replay it once the far side is fixed", deadletterCmd, false},
 		{"passwd", "ferry passwd < password", "print a bcrypt hash of the password on standard input, for the embedded broker's users", passwdCmd, false},
 		{"version", "ferry version", "print the version, the VCS revision and time, and the Go version", versionCmd, false},
 		{"help", "ferry help [COMMAND]", "print this usage, or a command's flags", nil, false},
