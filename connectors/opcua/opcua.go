@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -58,6 +59,8 @@ type OPCUA struct {
 	table atomic.Pointer[tagTable] // the resolved tags of the last session
 	conds sync.Map                 // condition tag → condition (its latest event), for Acknowledge and Confirm
 	carry *carried                 // a lost session's subscriptions, for the next one (session goroutine only)
+	sess  atomic.Pointer[sessionInfo]
+	rate  rateWindow
 }
 
 // Outputs implements connectors.Source.
@@ -102,6 +105,8 @@ func (o *OPCUA) Start(_ context.Context, env *connectors.Env) error {
 		return err
 	}
 	env.Connecting()
+	o.setSession(SessionConnecting, nil)
+	o.rate.update(time.Now(), 0, 0)
 	env.Go("session", o.run)
 	return nil
 }

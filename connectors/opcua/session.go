@@ -238,6 +238,7 @@ func (o *OPCUA) run(ctx context.Context) error {
 			return nil
 		}
 		o.st.reconnects.Add(1)
+		o.setSession(SessionDown, nil)
 		o.env.Down(err)
 		if connectors.Sleep(ctx, bo.Next()) != nil {
 			return nil
@@ -260,6 +261,7 @@ func (o *OPCUA) session(ctx context.Context, bo *connectors.Backoff) error {
 	}
 	o.st.sessions.Add(1)
 	o.m.sessions.Inc()
+	o.setSession(SessionOpen, ep)
 	s := &session{o: o, c: c, ep: ep, subs: map[uint32]*subscription{}, types: map[string]nodeType{}}
 	o.env.Logger.Info("session opened", "endpoint", o.Endpoint, "policy", policyName(ep.SecurityPolicyURI), "mode", ep.SecurityMode.String(), "namespaces", len(c.Namespaces()))
 	err = s.serve(ctx) // publishes s in o.cur once its tags are known
