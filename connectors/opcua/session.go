@@ -266,7 +266,7 @@ func (o *OPCUA) session(ctx context.Context, bo *connectors.Backoff) error {
 	o.env.Logger.Info("session opened", "endpoint", o.Endpoint, "policy", policyName(ep.SecurityPolicyURI), "mode", ep.SecurityMode.String(), "namespaces", len(c.Namespaces()))
 	err = s.serve(ctx) // publishes s in o.cur once its tags are known
 	o.cur.Store(nil)
-	kept := o.carry != nil
+	kept := s.kept
 	if s.delivered.Load() || kept {
 		bo.Reset()
 		// Not when ferry itself stops; not yet when the next session may
@@ -333,6 +333,7 @@ type session struct {
 	methods map[string]*method // by name; built before the session is published
 
 	vanished map[string]bool // NodeIds browse_every no longer finds, reported once
+	kept     bool            // its subscriptions were handed to the next session
 }
 
 // serve resolves the nodes and runs the configured mode until it fails.

@@ -39,6 +39,7 @@ func (s *session) keep(cause error) {
 		c.subs = append(c.subs, sub)
 	}
 	s.o.carry = c
+	s.kept = true
 }
 
 // dropCarry gives up on the carried subscriptions: what they held is
