@@ -341,20 +341,7 @@ func (s *Server) serve(c net.Conn, stop chan struct{}) {
 				return
 			}
 		}
-		var exc ExceptionCode
-		out, exc = s.execute(out[:mbapHeader], unit, q, v.exception)
-		s.cnt.count(unit, q.fc, exc != 0)
-
-		binary.BigEndian.PutUint16(out[0:], txn)
-		binary.BigEndian.PutUint16(out[2:], 0)
-		out[6] = unit
-		switch v.malform {
-		case ShortPDU:
-			out = out[:len(out)-1]
-		case WrongTransactionID:
-			binary.BigEndian.PutUint16(out[0:], txn+1)
-		}
-		binary.BigEndian.PutUint16(out[4:], uint16(len(out)-mbapHeader+1))
+		out = s.reply(out, txn, unit, q, v)
 		if v.malform == TruncatedFrame {
 			cut := mbapHeader + (len(out)-mbapHeader)/2
 			_, _ = c.Write(out[:cut])
@@ -366,6 +353,26 @@ func (s *Server) serve(c net.Conn, stop chan struct{}) {
 		}
 		replied = time.Now()
 	}
+}
+
+// reply executes q into out (whose first mbapHeader bytes it overwrites)
+// and frames the answer for transaction txn, with the verdict's malformed
+// header or PDU when it has one: the one framing of the TCP and UDP
+// transports. A truncated frame is the caller's to cut.
+func (s *Server) reply(out []byte, txn uint16, unit byte, q request, v verdict) []byte {
+	out, exc := s.execute(out[:mbapHeader], unit, q, v.exception)
+	s.cnt.count(unit, q.fc, exc != 0)
+	binary.BigEndian.PutUint16(out[0:], txn)
+	binary.BigEndian.PutUint16(out[2:], 0)
+	out[6] = unit
+	switch v.malform {
+	case ShortPDU:
+		out = out[:len(out)-1]
+	case WrongTransactionID:
+		binary.BigEndian.PutUint16(out[0:], txn+1)
+	}
+	binary.BigEndian.PutUint16(out[4:], uint16(len(out)-mbapHeader+1))
+	return out
 }
 
 // request is a decoded request PDU.

@@ -67,19 +67,7 @@ func (s *Server) serveUDP(pc net.PacketConn) {
 				return
 			}
 		}
-		var exc ExceptionCode
-		out, exc = s.execute(out[:mbapHeader], unit, q, v.exception)
-		s.cnt.count(unit, q.fc, exc != 0)
-		binary.BigEndian.PutUint16(out[0:], txn)
-		binary.BigEndian.PutUint16(out[2:], 0)
-		out[6] = unit
-		switch v.malform {
-		case ShortPDU:
-			out = out[:len(out)-1]
-		case WrongTransactionID:
-			binary.BigEndian.PutUint16(out[0:], txn+1)
-		}
-		binary.BigEndian.PutUint16(out[4:], uint16(len(out)-mbapHeader+1))
+		out = s.reply(out, txn, unit, q, v)
 		if v.malform == TruncatedFrame {
 			out = out[:mbapHeader+(len(out)-mbapHeader)/2]
 		}
