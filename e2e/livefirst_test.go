@@ -15,6 +15,7 @@ import (
 	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/internal/testbroker"
 	"github.com/ferry-gateway/ferry/internal/waitfor"
+	"github.com/ferry-gateway/ferry/router/outlet"
 	"github.com/ferry-gateway/ferry/sim/flaky"
 )
 
@@ -44,6 +45,9 @@ func TestLiveFirstAfterAnOutage(t *testing.T) {
 	}
 	if res.markedLate > 0 {
 		t.Fatalf("%d records sampled after live data flowed again arrived marked ferry-backfill", res.markedLate)
+	}
+	if d := res.drain; d.LiveSent == 0 || d.Backfilled == 0 {
+		t.Fatalf("the status's drain block does not tell what happened: %+v", d)
 	}
 	t.Logf("backlog %d records drained %v after the restore; live p99 %v; %d marked backfill, %d duplicates",
 		res.backlog, res.drained, res.liveP99, res.backfilled, res.dups)
@@ -114,8 +118,9 @@ type liveFirstResult struct {
 	backfilled int // records that arrived marked ferry-backfill
 	markedLate int // of them, sampled after the first live record arrived
 	dups       int
-	linkRate   int64 // the link's limit, bytes/s
-	linkUsed   int64 // bytes/s that crossed it from the restore until the backlog was done
+	linkRate   int64                 // the link's limit, bytes/s
+	linkUsed   int64                 // bytes/s that crossed it from the restore until the backlog was done
+	drain      outlet.LiveFirstStats // the uplink's drain block on /api/status at the end
 }
 
 func liveFirstRun(tb testing.TB, c liveFirstCase) liveFirstResult {
@@ -190,6 +195,11 @@ routes:
 	res.backlog = int(before - backlog)
 	res.drained = drainedAt.Sub(restore)
 	res.linkRate, res.linkUsed = rate, int64(used)
+	for _, m := range p.Status().Modules {
+		if m.Spool != nil && m.Spool.Drain != nil {
+			res.drain = *m.Spool.Drain
+		}
+	}
 	return res
 }
 

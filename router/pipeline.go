@@ -583,6 +583,10 @@ type SpoolStatus struct {
 	Dropped       map[string]int64 `json:"dropped,omitempty"`
 	// Writes to the local spool: failing from a failed write (a full disk)
 	// until one succeeds again; the count and the latest error are kept.
+	// Drain is what a live-first drain did: live copies sent ahead of the
+	// backlog, backfilled and skipped entries (absent in ordered mode).
+	Drain *outlet.LiveFirstStats `json:"drain,omitempty"`
+
 	WriteFailing     bool      `json:"write_failing,omitempty"`
 	WriteErrors      int64     `json:"write_errors,omitempty"`
 	LastWriteError   string    `json:"last_write_error,omitempty"`
@@ -644,6 +648,10 @@ func (p *Pipeline) status() (s Status, jsSinks []int) {
 			}
 			if !st.Oldest.IsZero() {
 				ms.Spool.OldestSeconds = time.Since(st.Oldest).Seconds()
+			}
+			if lf, ok := m.out.(*outlet.LiveFirst); ok {
+				ds := lf.Stats()
+				ms.Spool.Drain = &ds
 			}
 		}
 		if m.JetStream && p.nats != nil {
