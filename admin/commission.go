@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -14,7 +13,6 @@ import (
 	"github.com/gobwas/glob"
 
 	"github.com/ferry-gateway/ferry/admin/discover"
-	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/connectors"
 	"github.com/ferry-gateway/ferry/connectors/command"
 	"github.com/ferry-gateway/ferry/router/lvc"
@@ -232,9 +230,10 @@ func (a *Admin) write(ctx context.Context, req WriteRequest) WriteResult {
 		if req.Device == "" || req.Tag == "" {
 			return fmt.Errorf("%w: device and tag are needed", command.ErrRefused)
 		}
-		v, err := jsonValue(req.Value)
+		// Read as an MQTT command's value is, so both write paths agree.
+		v, err := command.Value(req.Value)
 		if err != nil {
-			return fmt.Errorf("%w: %v", command.ErrRefused, err)
+			return fmt.Errorf("%w: value: %v", command.ErrRefused, err)
 		}
 		// The same bound as an MQTT command's TTL: a write held up this
 		// long is no longer what the person meant.
@@ -251,29 +250,6 @@ func (a *Admin) write(ctx context.Context, req WriteRequest) WriteResult {
 		Error:   res.Error,
 	})
 	return res
-}
-
-// jsonValue reads a write's value as an MQTT command's is read.
-func jsonValue(raw json.RawMessage) (bus.Value, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return bus.Null(), fmt.Errorf("value: %v", err)
-	}
-	switch t := v.(type) {
-	case bool:
-		return bus.Bool(t), nil
-	case json.Number:
-		if i, err := t.Int64(); err == nil {
-			return bus.Long(i), nil
-		}
-		f, err := t.Float64()
-		return bus.Double(f), err
-	case string:
-		return bus.String(t), nil
-	}
-	return bus.Null(), errors.New("value must be a number, boolean or string")
 }
 
 func (a *Admin) handleScan(w http.ResponseWriter, r *http.Request) {
