@@ -129,9 +129,9 @@ func (l *limits) establish(establish listeners.EstablishFn, id string, c net.Con
 		reason = refusedNotAuthorized
 	case errors.Is(err, packets.ErrServerBusy), errors.Is(err, packets.ErrServerUnavailable):
 		reason = refusedMaxClients
-	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
-		reason = refusedProtocol // connected and left without a CONNECT: a scanner, a health check
 	default:
+		// Connected and left without a CONNECT (a scanner, a health check),
+		// or anything else wrong before CONNECT was accepted.
 		reason = refusedProtocol
 	}
 	if reason == "" {
@@ -162,9 +162,7 @@ func (l *limits) admit(c net.Conn) (*sock, bool) {
 		}
 		oldest.evicted = true
 		_ = oldest.c.Close()
-		l.refused.WithLabelValues(l.b.env.Name, refusedEvicted).Inc()
-		l.logs[refusedEvicted].Log(l.b.env.Logger, slog.LevelWarn, "broker refused a connection",
-			slog.String("reason", refusedEvicted), slog.String("remote", oldest.c.RemoteAddr().String()),
+		l.refuse(refusedEvicted, slog.String("remote", oldest.c.RemoteAddr().String()),
 			slog.Duration("waited", time.Since(oldest.accepted).Round(time.Millisecond)))
 		delete(l.conns, oldest.c) // its slot is the newcomer's now
 	}
