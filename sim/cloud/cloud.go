@@ -28,6 +28,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/packets"
 
 	"github.com/ferry-gateway/ferry/bus"
+	"github.com/ferry-gateway/ferry/connectors"
 	"github.com/ferry-gateway/ferry/internal/logfloor"
 )
 
@@ -241,11 +242,11 @@ func (c *Cloud) announced(source string, seq uint64, attrs map[string]string) {
 	if !ok || !c.t.announce(source, a) {
 		return
 	}
-	if a.kind == gapCrash {
-		c.logger.Info("seq gap announced", "source", source, "kind", a.kind, "from", a.from, "to", a.to)
+	if a.Kind == connectors.SeqGapCrash {
+		c.logger.Info("seq gap announced", "source", source, "kind", a.Kind, "from", a.From, "to", a.To)
 		return
 	}
-	c.logger.Info("seq gap announced", "source", source, "kind", a.kind, "to", a.to)
+	c.logger.Info("seq gap announced", "source", source, "kind", a.Kind, "to", a.To)
 }
 
 func (c *Cloud) serveHTTP(w http.ResponseWriter, r *http.Request) {

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/ferry-gateway/ferry/connectors"
 )
 
 // Span is a closed range of sequence numbers.
@@ -76,40 +78,28 @@ func spanned(spans []Span) uint64 {
 	return n
 }
 
-// The attributes by which ferry announces a gap in a source's seq on the
-// first record after it (see the attrs doc in bus/schema/batch.v1.avsc).
-const (
-	attrSeqGap     = "ferry.seq_gap"
-	attrSeqGapFrom = "ferry.seq_gap_from"
-	attrSeqGapTo   = "ferry.seq_gap_to"
-	gapCrash       = "crash"
-	gapEpoch       = "epoch"
-)
-
-// announcement is a gap a record announced: [from, to) for a crash; for an
-// epoch, the hole that ends just below to.
-type announcement struct {
-	kind     string
-	from, to uint64
-}
+// announcement is a gap a record announced (connectors.AttrSeqGap and
+// its companions, documented in bus/schema/batch.v1.avsc): [From, To) for a
+// crash; for an epoch, the hole that ends just below To.
+type announcement = connectors.SeqGap
 
 // parseAnnouncement reads a record's gap attributes; ok is false when it
 // announces nothing, or nothing this checker can place.
 func parseAnnouncement(attrs map[string]string, seq uint64) (a announcement, ok bool) {
-	a.kind = attrs[attrSeqGap]
-	if a.kind != gapCrash && a.kind != gapEpoch {
+	a.Kind = attrs[connectors.AttrSeqGap]
+	if a.Kind != connectors.SeqGapCrash && a.Kind != connectors.SeqGapEpoch {
 		return a, false
 	}
-	a.to = seq
-	if v, err := strconv.ParseUint(attrs[attrSeqGapTo], 10, 64); err == nil {
-		a.to = v
+	a.To = seq
+	if v, err := strconv.ParseUint(attrs[connectors.AttrSeqGapTo], 10, 64); err == nil {
+		a.To = v
 	}
-	if a.kind == gapCrash {
-		v, err := strconv.ParseUint(attrs[attrSeqGapFrom], 10, 64)
-		if err != nil || v > a.to {
+	if a.Kind == connectors.SeqGapCrash {
+		v, err := strconv.ParseUint(attrs[connectors.AttrSeqGapFrom], 10, 64)
+		if err != nil || v > a.To {
 			return a, false
 		}
-		a.from = v
+		a.From = v
 	}
 	return a, true
 }
@@ -195,19 +185,19 @@ func (t *tracker) announce(source string, a announcement) bool {
 // is loss, even one inside an announced range.
 func (s *sourceState) classify(hole Span, sr *SourceReport) {
 	for _, a := range s.announced {
-		if a.to != hole.To+1 {
+		if a.To != hole.To+1 {
 			continue
 		}
-		if a.kind == gapEpoch {
+		if a.Kind == connectors.SeqGapEpoch {
 			sr.EpochGaps = append(sr.EpochGaps, hole)
 			return
 		}
-		if a.from > hole.To {
+		if a.From > hole.To {
 			continue
 		}
-		sr.CrashGaps = append(sr.CrashGaps, Span{max(hole.From, a.from), hole.To})
-		if hole.From < a.from {
-			sr.Gaps = append(sr.Gaps, Span{hole.From, a.from - 1})
+		sr.CrashGaps = append(sr.CrashGaps, Span{max(hole.From, a.From), hole.To})
+		if hole.From < a.From {
+			sr.Gaps = append(sr.Gaps, Span{hole.From, a.From - 1})
 		}
 		return
 	}
