@@ -355,16 +355,21 @@ func (e *Env) Dropped(n int, reason string, cause error) {
 		text = reason + ": " + cause.Error()
 	}
 	// The line and the event a window gets count every record dropped
-	// since the last one, not just the drop that opened the window.
+	// since the last one, not just the drop that opened the window. The
+	// tally is kept per cause as the limiter sees it (burstlog.Key), so
+	// causes whose texts differ only in numbers share one entry, and an
+	// entry is emptied whenever its cause logs, instead of piling up.
+	what := "drop " + text
+	key := burstlog.Key(what)
 	e.dropMu.Lock()
 	if e.dropped == nil {
 		e.dropped = map[string]int{}
 	}
-	e.dropped[text] += n
-	_, ok := e.limit.Allow("drop " + text)
-	total := e.dropped[text]
+	e.dropped[key] += n
+	_, ok := e.limit.Allow(what)
+	total := e.dropped[key]
 	if ok {
-		delete(e.dropped, text)
+		delete(e.dropped, key)
 	}
 	e.dropMu.Unlock()
 	if !ok {
