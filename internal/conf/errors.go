@@ -66,16 +66,18 @@ func (es Errors) Unwrap() []error {
 
 // Sort orders errors by position so the output reads top to bottom.
 func (es Errors) Sort() {
-	sort.SliceStable(es, func(i, j int) bool {
-		a, b := es[i], es[j]
-		if a.File != b.File {
-			return a.File < b.File
-		}
-		if a.Line != b.Line {
-			return a.Line < b.Line
-		}
-		return a.Col < b.Col
-	})
+	sort.SliceStable(es, func(i, j int) bool { return es[i].before(es[j]) })
+}
+
+// before orders by position: file, then line, then column.
+func (e *Error) before(o *Error) bool {
+	if e.File != o.File {
+		return e.File < o.File
+	}
+	if e.Line != o.Line {
+		return e.Line < o.Line
+	}
+	return e.Col < o.Col
 }
 
 // Err returns es as an error, or nil when there is none.

@@ -45,16 +45,7 @@ func (s *Source) Warn(n *yaml.Node, path, format string, args ...any) *Warning {
 
 // SortWarnings orders warnings by position, so they read top to bottom.
 func SortWarnings(ws []*Warning) {
-	sort.SliceStable(ws, func(i, j int) bool {
-		a, b := ws[i], ws[j]
-		if a.File != b.File {
-			return a.File < b.File
-		}
-		if a.Line != b.Line {
-			return a.Line < b.Line
-		}
-		return a.Col < b.Col
-	})
+	sort.SliceStable(ws, func(i, j int) bool { return (*Error)(ws[i]).before((*Error)(ws[j])) })
 }
 
 // secretKeys are keys whose value is a credential. The READMEs tell users
