@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -190,23 +189,9 @@ func TestCommandResponseTopic(t *testing.T) {
 	d := &device{}
 	startCommandSink(t, "tcp://"+addr, "5", d, nil)
 
-	got := make(chan *paho5.Publish, 1)
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl := paho5.NewClient(paho5.ClientConfig{Conn: nc, OnPublishReceived: []func(paho5.PublishReceived) (bool, error){
-		func(pr paho5.PublishReceived) (bool, error) { got <- pr.Packet; return true, nil },
-	}})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	if _, err := cl.Connect(ctx, &paho5.Connect{ClientID: "app5", CleanStart: true, KeepAlive: 30}); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cl.Disconnect(&paho5.Disconnect{}) }()
-	if _, err := cl.Subscribe(ctx, &paho5.Subscribe{Subscriptions: []paho5.SubscribeOptions{{Topic: "app/replies/#", QoS: 1}}}); err != nil {
-		t.Fatal(err)
-	}
+	cl, got := subscribe5(ctx, t, addr, "app5", "app/replies/#")
 	if _, err := cl.Publish(ctx, &paho5.Publish{QoS: 1, Topic: "ferry/s1/cmd/press-2/setpoint", Payload: []byte(`{"id":"r1","value":7}`),
 		Properties: &paho5.PublishProperties{ResponseTopic: "app/replies/42", CorrelationData: []byte("corr-42")}}); err != nil {
 		t.Fatal(err)

@@ -114,23 +114,9 @@ func countRecords(t *testing.T, format string, p []byte) int {
 // marked with the content-encoding user property, and decodes.
 func TestCompressOverMosquitto(t *testing.T) {
 	addr := testbroker.Mosquitto(t)
-	got := make(chan *paho5.Publish, 1)
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl := paho5.NewClient(paho5.ClientConfig{Conn: nc, OnPublishReceived: []func(paho5.PublishReceived) (bool, error){
-		func(pr paho5.PublishReceived) (bool, error) { got <- pr.Packet; return true, nil },
-	}})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	if _, err := cl.Connect(ctx, &paho5.Connect{ClientID: "consumer", CleanStart: true, KeepAlive: 30}); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cl.Disconnect(&paho5.Disconnect{}) }()
-	if _, err := cl.Subscribe(ctx, &paho5.Subscribe{Subscriptions: []paho5.SubscribeOptions{{Topic: "z/#", QoS: 1}}}); err != nil {
-		t.Fatal(err)
-	}
+	_, got := subscribe5(ctx, t, addr, "consumer", "z/#")
 	m := newSink(t, "tcp://"+addr, "5", func(c *Config) { c.Compress, c.Topic = "zstd", "z/{site}" })
 	startSink(t, m)
 	if err := m.Write(ctx, batch(1, 100)); err != nil {
@@ -153,4 +139,26 @@ func TestCompressOverMosquitto(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("nothing arrived")
 	}
+}
+
+// subscribe5 connects an MQTT 5 client to addr as id, subscribes to filter
+// at QoS 1 and returns the client and what it receives.
+func subscribe5(ctx context.Context, t *testing.T, addr, id, filter string) (*paho5.Client, <-chan *paho5.Publish) {
+	t.Helper()
+	got := make(chan *paho5.Publish, 1)
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := paho5.NewClient(paho5.ClientConfig{Conn: nc, OnPublishReceived: []func(paho5.PublishReceived) (bool, error){
+		func(pr paho5.PublishReceived) (bool, error) { got <- pr.Packet; return true, nil },
+	}})
+	if _, err := cl.Connect(ctx, &paho5.Connect{ClientID: id, CleanStart: true, KeepAlive: 30}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cl.Disconnect(&paho5.Disconnect{}) })
+	if _, err := cl.Subscribe(ctx, &paho5.Subscribe{Subscriptions: []paho5.SubscribeOptions{{Topic: filter, QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	return cl, got
 }
