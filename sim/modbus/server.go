@@ -332,14 +332,8 @@ func (s *Server) serve(c net.Conn, stop chan struct{}) {
 			s.cnt.unanswered.Add(1)
 			continue
 		}
-		if v.delay > 0 {
-			t := time.NewTimer(v.delay)
-			select {
-			case <-t.C:
-			case <-stop:
-				t.Stop()
-				return
-			}
+		if !delay(v.delay, stop) {
+			return
 		}
 		out = s.reply(out, txn, unit, q, v)
 		if v.malform == TruncatedFrame {
@@ -620,5 +614,21 @@ func (s *Server) ResetCounters() {
 	for i := range 256 {
 		s.cnt.byFC[i].Store(0)
 		s.cnt.byUnit[i].Store(0)
+	}
+}
+
+// delay holds an answer back for d (a fault's delay); it reports false
+// when stop closes first, and the answer is not to be sent.
+func delay(d time.Duration, stop <-chan struct{}) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-stop:
+		return false
 	}
 }

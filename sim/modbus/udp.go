@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
-	"time"
 )
 
 // listenUDP binds UDP on the TCP listener's port and serves it until Close.
@@ -58,14 +57,8 @@ func (s *Server) serveUDP(pc net.PacketConn) {
 			s.cnt.unanswered.Add(1)
 			continue
 		}
-		if v.delay > 0 {
-			t := time.NewTimer(v.delay)
-			select {
-			case <-t.C:
-			case <-s.done:
-				t.Stop()
-				return
-			}
+		if !delay(v.delay, s.done) {
+			return
 		}
 		out = s.reply(out, txn, unit, q, v)
 		if v.malform == TruncatedFrame {
