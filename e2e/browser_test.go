@@ -371,13 +371,18 @@ const readPage = `(() => {
 // on its own; there is no event to wait on.
 func waitPage(t *testing.T, ctx context.Context, what string, cond func(pageState) bool) pageState {
 	t.Helper()
-	deadline := time.Now().Add(45 * time.Second)
+	return waitEval(t, ctx, readPage, 45*time.Second, "status-page-failed.png", what, cond)
+}
+
+// waitEval evaluates js on the page every 250 ms until cond holds of its
+// result, and on timeout saves a screenshot as failShot.
+func waitEval[S any](t *testing.T, ctx context.Context, js string, timeout time.Duration, failShot, what string, cond func(S) bool) S {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
-	var s pageState
 	for {
-		var err error
-		s, err = chromedp.Run(ctx, chromedp.Evaluate[pageState](readPage))
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[S](js))
 		if err != nil {
 			t.Fatalf("read the page: %v", err)
 		}
@@ -385,7 +390,7 @@ func waitPage(t *testing.T, ctx context.Context, what string, cond func(pageStat
 			return s
 		}
 		if time.Now().After(deadline) {
-			shot(t, ctx, "status-page-failed.png")
+			shot(t, ctx, failShot)
 			t.Fatalf("timed out waiting for %s; the page shows %+v", what, s)
 		}
 		<-tick.C
@@ -769,21 +774,5 @@ const readTags = `(() => {
 
 func waitTags(t *testing.T, ctx context.Context, what string, cond func(tagsState) bool) tagsState {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		s, err := chromedp.Run(ctx, chromedp.Evaluate[tagsState](readTags))
-		if err != nil {
-			t.Fatalf("read the page: %v", err)
-		}
-		if cond(s) {
-			return s
-		}
-		if time.Now().After(deadline) {
-			shot(t, ctx, "commissioning-failed.png")
-			t.Fatalf("timed out waiting for %s; the page shows %+v", what, s)
-		}
-		<-tick.C
-	}
+	return waitEval(t, ctx, readTags, 60*time.Second, "commissioning-failed.png", what, cond)
 }
