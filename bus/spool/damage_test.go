@@ -337,3 +337,11 @@ func TestVerifyFindsDamageInSealedSegment(t *testing.T) {
 	}
 	waitFor(t, func() bool { return s.Stats().Dropped[reasonCorrupt] == 1 })
 }
+
+func readCheckpoint(path string) (checkpoint, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return checkpoint{}, false
+	}
+	return decodeCheckpoint(b)
+}

@@ -587,13 +587,15 @@ func loadLane(st *store, t *topic, prio int, dir string, repair bool) ([]Recover
 		segRecs = append(segRecs, r)
 	}
 	ckPath := filepath.Join(dir, ckptName)
-	ck, ckOK := readCheckpoint(ckPath)
-	headDamaged := false
-	if b, err := os.ReadFile(ckPath); err == nil && !ckOK {
-		// Unreadable: the cursor starts at the first segment, and what was
-		// acknowledged in it comes again. Nothing is lost.
-		headDamaged = true
-		recs = append(recs, Recovery{Kind: DamageHead, Segment: ckPath, Bytes: int64(len(b))})
+	var ck checkpoint
+	ckOK, headDamaged := false, false
+	if b, err := os.ReadFile(ckPath); err == nil {
+		if ck, ckOK = decodeCheckpoint(b); !ckOK {
+			// Unreadable: the cursor starts at the first segment, and what
+			// was acknowledged in it comes again. Nothing is lost.
+			headDamaged = true
+			recs = append(recs, Recovery{Kind: DamageHead, Segment: ckPath, Bytes: int64(len(b))})
+		}
 	}
 	if ckOK {
 		// Segments wholly before the head were released but not yet
@@ -725,14 +727,6 @@ func (t *topic) lane(prio int) *lane {
 		}
 	}
 	return nil
-}
-
-func readCheckpoint(path string) (checkpoint, bool) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return checkpoint{}, false
-	}
-	return decodeCheckpoint(b)
 }
 
 func writeCheckpoint(dir string, c checkpoint) error {
