@@ -62,20 +62,8 @@ func startCommandSink(t *testing.T, url, version string, d *device, mod func(*Co
 	})
 	sinks++
 	events := connectors.NewEvents(0)
-	env, err := connectors.NewEnv(connectors.EnvConfig{Name: fmt.Sprintf("cmd%d", sinks), Site: "s1",
+	env := startEnv(t, m, connectors.EnvConfig{Name: fmt.Sprintf("cmd%d", sinks), Site: "s1",
 		DataDir: t.TempDir(), WriteTag: d.write, Events: events})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Start(t.Context(), env); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = m.Stop(ctx)
-		_ = env.Shutdown(ctx)
-	})
 	waitPhase(t, env, connectors.PhaseUp)
 	return m, env, events
 }

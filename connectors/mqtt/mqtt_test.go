@@ -55,7 +55,13 @@ func startSink(t *testing.T, m *MQTT) *connectors.Env {
 	// A distinct module name per sink: the client ID derives from it, and two
 	// clients with one ID take the session from each other (MQTT takeover).
 	sinks++
-	env, err := connectors.NewEnv(connectors.EnvConfig{Name: fmt.Sprintf("uplink%d", sinks), Site: "s1", DataDir: t.TempDir()})
+	return startEnv(t, m, connectors.EnvConfig{Name: fmt.Sprintf("uplink%d", sinks), Site: "s1", DataDir: t.TempDir()})
+}
+
+// startEnv starts m in an Env made from cfg, both stopped when t ends.
+func startEnv(t *testing.T, m *MQTT, cfg connectors.EnvConfig) *connectors.Env {
+	t.Helper()
+	env, err := connectors.NewEnv(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
