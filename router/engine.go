@@ -18,13 +18,6 @@ import (
 	"github.com/ferry-gateway/ferry/router/transform"
 )
 
-// Metadata a sink's durable queue carries, so a spool in front of a sink
-// can sort batches into lanes and expire them.
-const (
-	MetaPriority = outlet.MetaPriority
-	MetaTTL      = outlet.MetaTTL
-)
-
 // SinkTopic is the bus topic a sink's routed batches arrive on.
 func SinkTopic(sink string) string { return connectors.Topic("router", sink) }
 
