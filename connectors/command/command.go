@@ -280,14 +280,14 @@ func (k *Cache) Begin(c *Command) (first bool, r Result, done bool) {
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if e, ok := k.m[key(c)]; ok {
+	kk := key(c)
+	if e, ok := k.m[kk]; ok {
 		return false, e.r, e.done
 	}
 	if len(k.order) >= k.size {
 		delete(k.m, k.order[0])
 		k.order = k.order[1:]
 	}
-	kk := key(c)
 	k.order = append(k.order, kk)
 	k.m[kk] = &entry{}
 	return true, Result{}, false
