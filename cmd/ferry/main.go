@@ -111,10 +111,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	c, ok := lookup(args[0])
 	if !ok {
-		fmt.Fprintf(stderr, "ferry: unknown command %q", args[0])
-		if s := suggest(args[0]); s != "" {
-			fmt.Fprintf(stderr, "; did you mean %q?", s)
-		}
+		unknownCommand(stderr, "ferry", args[0])
 		fmt.Fprintf(stderr, "\nRun 'ferry help' for the list of commands.\n")
 		return 2
 	}
@@ -165,14 +162,20 @@ func helpCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	c, ok := lookup(args[0])
 	if !ok || c.run == nil {
-		fmt.Fprintf(stderr, "ferry help: unknown command %q", args[0])
-		if s := suggest(args[0]); s != "" {
-			fmt.Fprintf(stderr, "; did you mean %q?", s)
-		}
+		unknownCommand(stderr, "ferry help", args[0])
 		fmt.Fprintln(stderr)
 		return 2
 	}
 	return c.run(ctx, append(args[1:len(args):len(args)], "--help"), stdout, stdout)
+}
+
+// unknownCommand names a mistyped command and the one it likely meant,
+// without ending the line.
+func unknownCommand(w io.Writer, prefix, typed string) {
+	fmt.Fprintf(w, "%s: unknown command %q", prefix, typed)
+	if s := suggest(typed); s != "" {
+		fmt.Fprintf(w, "; did you mean %q?", s)
+	}
 }
 
 func lookup(name string) (command, bool) {
