@@ -45,17 +45,31 @@ func order(mods []*running) [groupCount][]*running {
 // of the next try, last_error the cause) until it starts or the pipeline
 // stops. A started sink gets its runner, reading its outlet. An
 // active/standby source campaigns for its lease instead.
-func (p *Pipeline) launch(m *running) {
+func (p *Pipeline) launch(m *running) { _ = p.supervise(m, true) }
+
+// launchOnce starts a module with one try, for a reload: a module that does
+// not start fails the reload, which then keeps the old config running. On
+// success it is supervised as launch would.
+func (p *Pipeline) launchOnce(m *running) error { return p.supervise(m, false) }
+
+// supervise is launch (retry) or launchOnce (not): the first try before it
+// returns, then a goroutine that retries a failed start (when asked) and
+// runs the started module until the pipeline stops it.
+func (p *Pipeline) supervise(m *running, retry bool) error {
 	if m.ActiveStandby && p.elector != nil {
 		p.campaign(m)
-		return
+		return nil
 	}
 	ctx, end := context.WithCancel(p.runCtx)
+	err := p.startOnce(ctx, m)
+	if err != nil && !retry {
+		end()
+		return fmt.Errorf("%s: start: %w", m.Name, err)
+	}
 	done := make(chan struct{})
 	p.mu.Lock()
 	m.end, m.done = end, done
 	p.mu.Unlock()
-	err := p.startOnce(ctx, m)
 	go func() {
 		defer close(done)
 		bo := p.retry
@@ -68,29 +82,6 @@ func (p *Pipeline) launch(m *running) {
 			p.renew(m)
 			err = p.startOnce(ctx, m)
 		}
-		p.run(ctx, m)
-	}()
-}
-
-// launchOnce starts a module with one try, for a reload: a module that does
-// not start fails the reload, which then keeps the old config running. On
-// success it is supervised as launch would.
-func (p *Pipeline) launchOnce(m *running) error {
-	if m.ActiveStandby && p.elector != nil {
-		p.campaign(m)
-		return nil
-	}
-	ctx, end := context.WithCancel(p.runCtx)
-	if err := p.startOnce(ctx, m); err != nil {
-		end()
-		return fmt.Errorf("%s: start: %w", m.Name, err)
-	}
-	done := make(chan struct{})
-	p.mu.Lock()
-	m.end, m.done = end, done
-	p.mu.Unlock()
-	go func() {
-		defer close(done)
 		p.run(ctx, m)
 	}()
 	return nil
