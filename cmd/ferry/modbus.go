@@ -71,7 +71,7 @@ func scanCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "%s unit %d, %s %d-%d: %d read in %s\n", pos[1], *unit, a, first, last, len(bits), mbPlural(reqs, "request"))
 		fmt.Fprintln(w, "address\tmodicon\tvalue\t")
 		for i, b := range bits {
-			fmt.Fprintf(w, "%d\t%s\t%t\t\n", first+i, mbModicon(a, first+i), b)
+			fmt.Fprintf(w, "%d\t%s\t%t\t\n", first+i, discover.Modicon(a, first+i), b)
 		}
 		_ = w.Flush()
 		return mbScanEnd(stderr, end, err)
@@ -185,10 +185,6 @@ func mbParseRange(s string) (int, int, error) {
 	}
 	return first, last, nil
 }
-
-// The scan's notation and readings are the status page's (admin/discover),
-// so the two always agree.
-func mbModicon(a modbus.Area, addr int) string { return discover.Modicon(a, addr) }
 
 // mbFloat64 prints a float64 as discover.Float prints a float32: tiny and
 // huge ones, seldom readings, in short exponent form.
