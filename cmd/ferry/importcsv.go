@@ -46,7 +46,7 @@ func importCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
 			for _, e := range rows {
 				fmt.Fprintln(stderr, e)
 			}
-			fmt.Fprintf(stderr, "ferry import: %s: %s; nothing written\n", file, mbPlural(len(rows), "problem"))
+			fmt.Fprintf(stderr, "ferry import: %s: %s; nothing written\n", file, plural(len(rows), "problem"))
 		} else {
 			fmt.Fprintln(stderr, "ferry import:", err)
 		}

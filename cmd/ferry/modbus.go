@@ -68,7 +68,7 @@ func scanCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return c.Bits(ctx, uint8(*unit), a, start, n)
 		}, first, last, err)
 		bits, reqs = append(bits, more...), reqs+n
-		fmt.Fprintf(stdout, "%s unit %d, %s %d-%d: %d read in %s\n", pos[1], *unit, a, first, last, len(bits), mbPlural(reqs, "request"))
+		fmt.Fprintf(stdout, "%s unit %d, %s %d-%d: %d read in %s\n", pos[1], *unit, a, first, last, len(bits), plural(reqs, "request"))
 		fmt.Fprintln(w, "address\tmodicon\tvalue\t")
 		for i, b := range bits {
 			fmt.Fprintf(w, "%d\t%s\t%t\t\n", first+i, discover.Modicon(a, first+i), b)
@@ -81,7 +81,7 @@ func scanCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return c.Registers(ctx, uint8(*unit), a, start, n)
 	}, first, last, err)
 	regs, reqs = append(regs, more...), reqs+n
-	fmt.Fprintf(stdout, "%s unit %d, %s %d-%d: %d registers read in %s\n", pos[1], *unit, a, first, last, len(regs), mbPlural(reqs, "request"))
+	fmt.Fprintf(stdout, "%s unit %d, %s %d-%d: %d registers read in %s\n", pos[1], *unit, a, first, last, len(regs), plural(reqs, "request"))
 	o := order.String()
 	fmt.Fprintln(w, "address\tmodicon\thex\tuint16\tint16\tchars\tfloat32 ABCD\tfloat32 CDAB\tfloat32 BADC\tfloat32 DCBA\t"+
 		"int32 "+o+"\tuint32 "+o+"\tint64 "+o+"\tfloat64 "+o+"\t")
@@ -155,13 +155,6 @@ func mbScanEnd(stderr io.Writer, end string, err error) int {
 	return mbScanErr(stderr, err)
 }
 
-func mbPlural(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return strconv.Itoa(n) + " " + word + "s"
-}
-
 func mbScanErr(stderr io.Writer, err error) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "ferry scan:", err)
@@ -227,7 +220,7 @@ func planCmd(_ context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		for _, p := range plans {
 			fmt.Fprintf(stdout, "%s/%s: %s unit %d, every %s: %s in %s\n",
-				m.Name, p.Device, p.Endpoint, p.Unit, p.PollInterval, mbPlural(p.Tags, "tag"), mbPlural(len(p.Requests), "request"))
+				m.Name, p.Device, p.Endpoint, p.Unit, p.PollInterval, plural(p.Tags, "tag"), plural(len(p.Requests), "request"))
 			w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 			for _, r := range p.Requests {
 				fmt.Fprintf(w, "  fc %d\t%s\t%d-%d\t(%d)\t%s\n", r.Function, r.Area, r.Start, r.Start+r.Count-1, r.Count, strings.Join(r.Tags, " "))
