@@ -52,20 +52,7 @@ routes:
 // pipeline starts testConfig; it is stopped when the test ends.
 func pipeline(t *testing.T) *router.Pipeline {
 	t.Helper()
-	cfg, err := router.Load("admin.yaml", []byte(testConfig), conf.Resolver{})
-	if err != nil {
-		t.Fatalf("config:\n%v", err)
-	}
-	cfg.DataDir = t.TempDir()
-	p, err := router.New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Start(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { stopPipeline(t, p) })
-	return p
+	return startConfig(t, testConfig)
 }
 
 func stopPipeline(t *testing.T, p *router.Pipeline) {
