@@ -19,10 +19,15 @@ func counter(t *testing.T, cfg simopcua.Config) (*simopcua.Server, *rig) {
 	t.Helper()
 	cfg.Tags, cfg.PerLine = 1, 1
 	s := sim(t, cfg)
-	// A lifetime and watchdog longer than the pauses below: a server
-	// rightly ends a subscription that gets no Publish request for its
-	// lifetime, which is not what these tests are about.
-	c := decode(t, config(s, fastTop+`subscription:
+	return s, run(t, decode(t, counterConfig(s)))
+}
+
+// counterConfig subscribes to the sim's first tag as "counter". A
+// lifetime and watchdog longer than the pauses of the tests: a server
+// rightly ends a subscription that gets no Publish request for its
+// lifetime, which is not what these tests are about.
+func counterConfig(s *simopcua.Server) string {
+	return config(s, fastTop+`subscription:
   publishing_interval: 20ms
   keepalive_count: 5
   lifetime_count: 100
@@ -30,8 +35,7 @@ func counter(t *testing.T, cfg simopcua.Config) (*simopcua.Server, *rig) {
   publish_requests: 6
 nodes:
   - {id: "`+s.NodeIDURI(s.Tag(0))+`", name: counter}
-`))
-	return s, run(t, c)
+`)
 }
 
 // rising checks that every counter value it sees is above the last one.
@@ -156,11 +160,7 @@ func TestMissingSequenceNumber(t *testing.T) {
 			wantNext(1)
 			s.LosePublish(1)
 			s.Tick() // generation 2 goes missing
-			for deadline := time.Now().Add(10 * time.Second); s.Stats().NotificationsLost == 0; time.Sleep(5 * time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatal("the sim lost no message")
-				}
-			}
+			poll(t, 10*time.Second, "the sim losing a message", func() bool { return s.Stats().NotificationsLost > 0 })
 			if tc.recover {
 				wantNext(2)
 			}

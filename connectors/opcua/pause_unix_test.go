@@ -31,15 +31,7 @@ func TestOrderProcessPaused(t *testing.T) {
 		t.Skip("20 pauses of 350 ms")
 	}
 	s := sim(t, simopcua.Config{Tags: 1, PerLine: 1, Interval: 100 * time.Millisecond})
-	cfg := config(s, fastTop+`subscription:
-  publishing_interval: 20ms
-  keepalive_count: 5
-  lifetime_count: 100
-  watchdog: 2s
-  publish_requests: 6
-nodes:
-  - {id: "`+s.NodeIDURI(s.Tag(0))+`", name: counter}
-`)
+	cfg := counterConfig(s)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestPausedProcessChild$", "-test.count=1")
