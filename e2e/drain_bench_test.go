@@ -123,7 +123,7 @@ func fillSpool(b testing.TB, dir string, batches, per, priority int) {
 				Value: bus.Double(float64(k)), SourceTime: now, IngestTime: now, Seq: uint64(n*per + k), Unit: "C"})
 		}
 		m := bus.NewMessage(&bt)
-		m.Metadata.Set(router.MetaPriority, fmt.Sprint(priority))
+		m.Metadata.Set(spool.MetaPriority, fmt.Sprint(priority))
 		if err := sp.Publish(router.SinkTopic("cloud"), m); err != nil {
 			b.Fatal(err)
 		}

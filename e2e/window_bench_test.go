@@ -118,7 +118,7 @@ func fillDevices(b testing.TB, dir string, batches, devices, per int) {
 			}
 		}
 		m := bus.NewMessage(&bt)
-		m.Metadata.Set(router.MetaPriority, "0")
+		m.Metadata.Set(spool.MetaPriority, "0")
 		if err := sp.Publish(router.SinkTopic("cloud"), m); err != nil {
 			b.Fatal(err)
 		}

@@ -13,7 +13,7 @@
 //     every second, so after a crash up to a second of acknowledged messages
 //     comes again (downstream de-duplicates on source and seq).
 //   - Lanes. Each topic has one lane per ferry-priority metadata value
-//     (router.MetaPriority); a subscriber drains the highest lane first and
+//     (outlet.MetaPriority, set by the router); a subscriber drains the highest lane first and
 //     each lane in order.
 //   - Bounded. Config.Quota bounds the bytes of entries waiting, over all
 //     lanes. When full, drop-oldest drops whole entries from the head of the

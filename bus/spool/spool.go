@@ -19,9 +19,8 @@ import (
 	"github.com/ferry-gateway/ferry/bus"
 )
 
-// Metadata keys the spool reads. They have the values of router.MetaPriority
-// and router.MetaTTL, which the router sets on a sink's batches; the spool
-// may not import the router, so it names them again here.
+// Metadata keys the spool reads. The router's outlets (router/outlet) set
+// them on a sink's batches, using these names.
 const (
 	MetaPriority = "ferry-priority" // lane: an int, higher drains first; default 0
 	MetaTTL      = "ferry-ttl"      // a Go duration after which the entry expires
