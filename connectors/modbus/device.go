@@ -284,8 +284,7 @@ func (d *device) read(ctx context.Context, area Area, start uint16, count int) (
 
 // observe counts one exchange in diagnostics and metrics.
 func (d *device) observe(took time.Duration, err error) {
-	d.diag.observe(took, err)
-	if err == nil || errors.As(err, new(*ExceptionError)) {
+	if d.diag.observe(took, err) {
 		d.met.responses.Inc()
 		d.met.latency.Observe(took.Seconds())
 	}

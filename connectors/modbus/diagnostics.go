@@ -26,13 +26,14 @@ type diag struct {
 	writes, notKept                         atomic.Uint64
 }
 
-// observe records one exchange that took took and ended in err.
-func (g *diag) observe(took time.Duration, err error) {
+// observe records one exchange that took took and ended in err, and
+// reports whether the device answered (with data or an exception).
+func (g *diag) observe(took time.Duration, err error) (answered bool) {
 	g.requests.Add(1)
 	if err == nil {
 		g.responses.Add(1)
 		g.latency(took)
-		return
+		return true
 	}
 	var ee *ExceptionError
 	switch {
@@ -40,12 +41,14 @@ func (g *diag) observe(took time.Duration, err error) {
 		g.responses.Add(1) // an exception is an answer
 		g.exceptions[ee.Code].Add(1)
 		g.latency(took)
+		return true
 	case errors.Is(err, ErrNoAnswer):
 		g.timeouts.Add(1)
 	case errors.Is(err, ErrClosed):
 	default:
 		g.failures.Add(1)
 	}
+	return false
 }
 
 func (g *diag) latency(d time.Duration) {
