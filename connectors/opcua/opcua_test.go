@@ -429,6 +429,10 @@ nodes:
 	for i := range rounds {
 		since := time.Now().UnixNano()
 		r.until(t, 15*time.Second, "data", func(rec bus.Record) bool { return rec.Quality == bus.Good && rec.IngestTime > since })
+		// Data can reach the bus a moment before the server counts the
+		// session that carries it as active (a held message emitted on
+		// reconnect): wait for the count, never for a second session.
+		poll(t, 10*time.Second, "one active session", func() bool { return s.Stats().SessionsActive == 1 })
 		if st := s.Stats(); st.SessionsActive != 1 || st.MaxSessionsActive != 1 {
 			t.Fatalf("round %d: %d sessions active, at most %d at once; want 1", i, st.SessionsActive, st.MaxSessionsActive)
 		}
