@@ -273,9 +273,18 @@ func (k *conn5) send(topic string, payload []byte, pp props) (func(context.Conte
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-k.lost:
-			return errors.New("connection lost before PUBACK")
+			return lostBeforeAck(k.why.get())
 		}
 	}, nil
+}
+
+// lostBeforeAck says a publish's connection ended before its PUBACK, and
+// why when the connection knows.
+func lostBeforeAck(why error) error {
+	if why != nil {
+		return fmt.Errorf("connection lost before PUBACK: %w", why)
+	}
+	return errors.New("connection lost before PUBACK")
 }
 
 // trackingSession wraps paho's session store to learn when each publish is
@@ -414,7 +423,7 @@ func (k *conn311) send(topic string, payload []byte, _ props) (func(context.Cont
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-k.lost:
-			return errors.New("connection lost before PUBACK")
+			return lostBeforeAck(k.why.get())
 		}
 	}, nil
 }
