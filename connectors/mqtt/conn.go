@@ -16,6 +16,7 @@ import (
 	paho5 "github.com/eclipse/paho.golang/paho"
 	"github.com/eclipse/paho.golang/paho/session"
 	"github.com/eclipse/paho.golang/paho/session/state"
+	memstore "github.com/eclipse/paho.golang/paho/store/memory"
 	paho311 "github.com/eclipse/paho.mqtt.golang"
 )
 
@@ -194,7 +195,7 @@ func dial5(ctx context.Context, c *Config, clientID string, cr creds, tc *tls.Co
 			return true, nil
 		})
 	}
-	k.session = &trackingSession{SessionManager: state.NewInMemory(), why: &k.why}
+	k.session = &trackingSession{SessionManager: state.New(noCopies{}, memstore.New()), why: &k.why}
 	k.cl = paho5.NewClient(paho5.ClientConfig{
 		Conn:              nc,
 		Session:           k.session,
@@ -277,6 +278,23 @@ func (k *conn5) send(topic string, payload []byte, pp props) (func(context.Conte
 		}
 	}, nil
 }
+
+// noCopies is the client side of the MQTT 5 session store, keeping
+// nothing. paho's in-memory store serialises every PUBLISH into a buffer of
+// its own so it can resend it on a resumed session; ferry's sessions never
+// resume (clean start, a new store per connection), and a publish that a
+// lost connection did not acknowledge is sent again by the outlet, so that
+// copy (a third of what the uplink allocated) would never be read.
+type noCopies struct{}
+
+func (noCopies) Put(uint16, byte, io.WriterTo) error { return nil }
+func (noCopies) Get(id uint16) (io.ReadCloser, error) {
+	return nil, fmt.Errorf("packet %d: no copy is kept (sessions never resume)", id)
+}
+func (noCopies) Delete(uint16) error     { return nil }
+func (noCopies) Quarantine(uint16) error { return nil }
+func (noCopies) List() ([]uint16, error) { return nil, nil }
+func (noCopies) Reset() error            { return nil }
 
 // lostBeforeAck says a publish's connection ended before its PUBACK, and
 // why when the connection knows.
