@@ -57,3 +57,35 @@ func TestDecodeMessageRefuses(t *testing.T) {
 		})
 	}
 }
+
+// TestLend: a lent message carries the batch itself to Batch, a copy of
+// its records to DecodeMessage, and nothing once it is returned; only the
+// in-process bus is one to lend on.
+func TestLend(t *testing.T) {
+	in := variedBatch(20)
+	m := Lend(in)
+	if len(m.Payload) != 0 || m.Metadata.Get(MetaContentType) != ContentTypeLent {
+		t.Fatalf("lent message: payload %d bytes, content type %q", len(m.Payload), m.Metadata.Get(MetaContentType))
+	}
+	var d Decoder
+	got, err := d.Batch(m.Copy(), &Batch{}) // subscribers get copies of the message
+	if err != nil || got != in {
+		t.Fatalf("Batch: %p, %v; want the lent batch %p", got, err, in)
+	}
+	var out Batch
+	if err := d.DecodeMessage(m, &out); err != nil {
+		t.Fatal(err)
+	}
+	if diff := diffRecords(out.Records, in.Records); diff != "" || &out.Records[0] == &in.Records[0] {
+		t.Errorf("DecodeMessage of a lent batch: want a copy of its records; %s", diff)
+	}
+	Return(m)
+	if _, err := d.Batch(m, &Batch{}); !errors.Is(err, errNotLent) || !strings.Contains(err.Error(), m.UUID) {
+		t.Errorf("after Return: %v", err)
+	}
+	mem := NewMemory(nil)
+	defer mem.Close()
+	if !InProcess(mem) || InProcess(struct{ PubSub }{mem}) {
+		t.Error("InProcess must hold for the in-process bus, and only for it")
+	}
+}

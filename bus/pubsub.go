@@ -19,12 +19,23 @@ type PubSub interface {
 // NewMemory returns the in-process backend. Publish blocks until every
 // subscriber has acknowledged: that keeps batches in order (watermill's
 // GoChannel reorders otherwise) and gives back-pressure from sinks to
-// sources instead of unbounded queues.
+// sources instead of unbounded queues. Because the publisher waits, a batch
+// can cross it by reference (Lend) instead of encoded.
 func NewMemory(logger *slog.Logger) PubSub {
-	return gochannel.NewGoChannel(gochannel.Config{
+	return memory{gochannel.NewGoChannel(gochannel.Config{
 		OutputChannelBuffer:            16,
 		BlockPublishUntilSubscriberAck: true,
-	}, WatermillLogger(logger))
+	}, WatermillLogger(logger))}
+}
+
+type memory struct{ *gochannel.GoChannel }
+
+// InProcess reports whether p is the in-process bus, whose Publish returns
+// only once every subscriber in this process has acknowledged: a batch
+// published on it may be lent (Lend) rather than encoded.
+func InProcess(p message.Publisher) bool {
+	_, ok := p.(memory)
+	return ok
 }
 
 // WatermillLogger adapts slog for watermill, one level quieter: watermill

@@ -110,7 +110,7 @@ func TestEmitStampsAndRefusesUndeclaredOutput(t *testing.T) {
 	go func() { _ = env.Emit(t.Context(), b) }()
 	m := <-msgs
 	var got bus.Batch
-	if err := bus.DecodeBatch(m.Payload, &got); err != nil {
+	if err := new(bus.Decoder).DecodeMessage(m, &got); err != nil {
 		t.Fatal(err)
 	}
 	m.Ack()

@@ -33,6 +33,7 @@ type Env struct {
 
 	dataDir string
 	pub     message.Publisher
+	lend    bool // pub is the in-process bus: batches cross it by reference
 	source  string
 	seq     SeqSource
 	fenced  bool // seq errors mean this instance may not emit (lease lost)
@@ -116,6 +117,7 @@ func NewEnv(c EnvConfig) (*Env, error) {
 		Logger:  c.Logger.With("module", c.Name, "connector", c.Type),
 		dataDir: c.DataDir,
 		pub:     c.Publisher,
+		lend:    bus.InProcess(c.Publisher),
 		source:  c.Source,
 		in:      c.Metrics.RecordsIn.WithLabelValues(c.Name),
 		out:     c.Metrics.RecordsOut.WithLabelValues(c.Name),
@@ -422,8 +424,9 @@ func (e *Env) Emit(ctx context.Context, b *bus.Batch) error {
 }
 
 // EmitTo stamps every record (source module, ingest time when unset, source
-// time when unset, sequence number) and publishes the batch. The batch is
-// encoded before EmitTo returns, so the caller may reuse it.
+// time when unset, sequence number) and publishes the batch. Once EmitTo
+// returns the bus has taken (encoded, or on the in-process bus read) the
+// batch, so the caller may reuse it.
 func (e *Env) EmitTo(ctx context.Context, output string, b *bus.Batch) error {
 	if b == nil || len(b.Records) == 0 {
 		return nil
@@ -485,9 +488,19 @@ func (e *Env) EmitTo(ctx context.Context, output string, b *bus.Batch) error {
 		gap.stamp(&b.Records[0])
 	}
 	e.CountIn(n)
-	msg := bus.NewMessage(b)
+	var msg *message.Message
+	if e.lend {
+		// Read by the router before Publish returns (the in-process bus
+		// waits for its subscribers), so nothing is encoded.
+		msg = bus.Lend(b)
+		defer bus.Return(msg)
+	} else {
+		msg = bus.NewMessage(b)
+	}
 	if gap != nil {
-		b.Records[0].Attrs = callerAttrs // encoded: a reused batch must not repeat the announcement
+		// After the publish (a loan is read until then), and so a reused
+		// batch does not repeat the announcement.
+		defer func() { b.Records[0].Attrs = callerAttrs }()
 	}
 	msg.SetContext(ctx)
 	// A bus that can refuse (NATS away, its stream full) is waited for:

@@ -34,7 +34,11 @@ type Runner struct {
 // because the memory bus drops what nobody listens to. It does not start c.
 func NewRunner(t testing.TB, c connectors.Connector, ec connectors.EnvConfig) *Runner {
 	t.Helper()
-	r := &Runner{c: c, Bus: bus.NewMemory(nil)}
+	// The in-process bus, hidden behind an interface of its own so the
+	// Env encodes what it emits rather than lending it (bus.InProcess):
+	// every connector's test then checks its batches survive the encoding
+	// a durable or NATS bus applies.
+	r := &Runner{c: c, Bus: struct{ bus.PubSub }{bus.NewMemory(nil)}}
 	if ec.Name == "" {
 		ec.Name = "dut"
 	}

@@ -112,7 +112,7 @@ func BenchmarkGenerate(b *testing.B) {
 	for n < b.N {
 		m := <-msgs
 		var batch bus.Batch
-		_ = bus.DecodeBatch(m.Payload, &batch)
+		_ = new(bus.Decoder).DecodeMessage(m, &batch)
 		n += len(batch.Records)
 		m.Ack()
 	}

@@ -75,7 +75,7 @@ func TestWebhook(t *testing.T) {
 		select {
 		case m := <-msgs:
 			var b bus.Batch
-			if err := bus.DecodeBatch(m.Payload, &b); err != nil {
+			if err := new(bus.Decoder).DecodeMessage(m, &b); err != nil {
 				t.Fatal(err)
 			}
 			m.Ack()

@@ -185,7 +185,7 @@ func TestShimsPublishIn(t *testing.T) {
 		select {
 		case m := <-msgs:
 			var batch bus.Batch
-			if err := bus.DecodeBatch(m.Payload, &batch); err != nil {
+			if err := new(bus.Decoder).DecodeMessage(m, &batch); err != nil {
 				t.Fatal(err)
 			}
 			m.Ack()

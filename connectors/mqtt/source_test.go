@@ -77,7 +77,7 @@ func TestSubscribeParsesShimPayloads(t *testing.T) {
 				select {
 				case msg := <-msgs:
 					var b bus.Batch
-					if err := bus.DecodeBatch(msg.Payload, &b); err != nil {
+					if err := new(bus.Decoder).DecodeMessage(msg, &b); err != nil {
 						t.Fatal(err)
 					}
 					msg.Ack()

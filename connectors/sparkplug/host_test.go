@@ -68,7 +68,7 @@ func collect(t *testing.T, msgs <-chan *message.Message, n int, keep func(bus.Re
 		select {
 		case m := <-msgs:
 			var b bus.Batch
-			if err := bus.DecodeBatch(m.Payload, &b); err != nil {
+			if err := new(bus.Decoder).DecodeMessage(m, &b); err != nil {
 				t.Fatal(err)
 			}
 			m.Ack()
