@@ -9,6 +9,7 @@ import (
 	"os"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -31,8 +32,12 @@ type Config struct {
 	// (memory_limit:), which `ferry run` hands to debug.SetMemoryLimit: 0
 	// when the file does not set it, -1 for "off".
 	MemoryLimit int64
-	Modules     []*Module // in file order
-	Routes      []*RouteConfig
+	// Procs is how many threads run Go code at once (procs:), which
+	// `ferry run` hands to runtime.GOMAXPROCS: 0 when the file does not
+	// set it, -1 for "auto" (the runtime's own choice).
+	Procs   int
+	Modules []*Module // in file order
+	Routes  []*RouteConfig
 	// Warnings are what loads but probably does not do what was meant, in
 	// file order: `ferry validate` prints them (and exits 0), and `ferry
 	// run` logs them at start.
@@ -215,6 +220,7 @@ type fileConfig struct {
 	Admin       AdminConfig    `yaml:"admin"`
 	Bus         BusConfig      `yaml:"bus"`
 	MemoryLimit string         `yaml:"memory_limit"`
+	Procs       string         `yaml:"procs"`
 	Connectors  yaml.Node      `yaml:"connectors"`
 	Routes      []*RouteConfig `yaml:"routes"`
 }
@@ -270,6 +276,9 @@ func Load(file string, data []byte, r conf.Resolver) (*Config, error) {
 	if e := c.loadMemoryLimit(src, fc.MemoryLimit); e != nil {
 		errs = append(errs, e)
 	}
+	if e := c.loadProcs(src, fc.Procs); e != nil {
+		errs = append(errs, e)
+	}
 	if c.Admin.Addr != "off" {
 		if _, _, err := conf.HostPort(c.Admin.Addr); err != nil {
 			errs = append(errs, src.At(conf.Locate(src.Root, "admin.addr"), "admin.addr", "%q is not host:port (or \"off\")", c.Admin.Addr))
@@ -303,6 +312,32 @@ func (c *Config) loadMemoryLimit(src *conf.Source, v string) *conf.Error {
 	}
 	c.MemoryLimit = int64(n)
 	return nil
+}
+
+// loadProcs reads procs: a number of threads, or "auto".
+func (c *Config) loadProcs(src *conf.Source, v string) *conf.Error {
+	if v == "" {
+		return nil
+	}
+	n, err := ParseProcs(v)
+	if err != nil {
+		return src.At(conf.Locate(src.Root, "procs"), "procs", "%v", err)
+	}
+	c.Procs = n
+	return nil
+}
+
+// ParseProcs reads a procs: value or --procs flag: a positive number of
+// threads, or "auto" (-1).
+func ParseProcs(v string) (int, error) {
+	if v == "auto" {
+		return -1, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1024 {
+		return 0, fmt.Errorf("%q is not a number of threads such as 1 or 2, or \"auto\" (as many as the machine or container has CPUs)", v)
+	}
+	return n, nil
 }
 
 // pastedSection catches one connector's settings where a file or the

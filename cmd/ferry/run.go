@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/ferry-gateway/ferry/admin"
@@ -23,6 +24,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	dataDir := fs.String("data-dir", "", "data `directory` (overrides data_dir)")
 	adminAddr := fs.String("admin-addr", "", "admin HTTP address `host:port`, or \"off\" (overrides admin.addr)")
 	memLimit := fs.String("memory-limit", "", "soft limit on the Go runtime's memory, e.g. 32MiB, or \"off\" (overrides GOMEMLIMIT and memory_limit; default 32MiB)")
+	procsFlag := fs.String("procs", "", "threads running Go code at once, e.g. 2, or \"auto\" for one per CPU (overrides GOMAXPROCS and procs; default 1)")
 	demoOffset := fs.Int("demo-port-offset", 0, "the demo only: add N to every port it uses (two demos side by side)")
 	var lf logFlags
 	lf.register(fs)
@@ -68,8 +70,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	override(cfg)
-	// The limit is set before the pipeline starts, so that start-up (a
-	// spool's index, the first batches) already runs under it.
+	// The memory limit and procs are set before the pipeline starts, so
+	// that start-up (a spool's index, the first batches) already runs
+	// under them.
 	setLimit := func(c *router.Config) error {
 		n, from, err := memoryLimit(*memLimit, c.MemoryLimit)
 		if err != nil {
@@ -79,6 +82,14 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			applyMemoryLimit(n)
 		}
 		logger.Info("memory limit", "limit", limitText(n), "from", from, "gogc", gogcText())
+		procs, from, err := procs(*procsFlag, c.Procs)
+		if err != nil {
+			return err
+		}
+		if from != "GOMAXPROCS" {
+			procs = applyProcs(procs)
+		}
+		logger.Info("procs", "procs", procs, "from", from, "cpus", runtime.NumCPU())
 		return nil
 	}
 	if err := setLimit(cfg); err != nil {
@@ -91,10 +102,11 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "ferry run:", err)
 		return 1
 	}
-	last := cfg.MemoryLimit
+	lastLimit, lastProcs := cfg.MemoryLimit, cfg.Procs
 	rl := &reloader{file: *file, p: p, logger: logger, override: override, applied: func(c *router.Config) {
-		if c.MemoryLimit != last { // a reload changes the limit only when the file's changed
-			last = c.MemoryLimit
+		// A reload changes the runtime's settings only when the file's changed.
+		if c.MemoryLimit != lastLimit || c.Procs != lastProcs {
+			lastLimit, lastProcs = c.MemoryLimit, c.Procs
 			_ = setLimit(c)
 		}
 	}}

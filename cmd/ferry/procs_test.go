@@ -1,0 +1,78 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestMain pins GOMAXPROCS through its variable, which `ferry run` takes
+// as the operator's choice: the tests that run ferry in this process then
+// leave the test binary's own parallelism alone.
+func TestMain(m *testing.M) {
+	if os.Getenv("GOMAXPROCS") == "" {
+		os.Setenv("GOMAXPROCS", strconv.Itoa(runtime.GOMAXPROCS(0)))
+	}
+	os.Exit(m.Run())
+}
+
+func TestProcsPrecedence(t *testing.T) {
+	t.Setenv("GOMAXPROCS", "")
+	for _, c := range []struct {
+		flag       string
+		config     int
+		want       int
+		wantFrom   string
+		wantErrors bool
+	}{
+		{"", 0, DefaultProcs, "default", false},
+		{"", 3, 3, "procs", false},
+		{"", -1, -1, "procs", false},
+		{"2", 3, 2, "--procs", false},
+		{"auto", 3, -1, "--procs", false},
+		{"two", 0, 0, "", true},
+		{"0", 0, 0, "", true},
+	} {
+		got, from, err := procs(c.flag, c.config)
+		if (err != nil) != c.wantErrors || got != c.want || from != c.wantFrom {
+			t.Errorf("procs(%q, %d) = %d, %q, %v; want %d, %q (error %v)", c.flag, c.config, got, from, err, c.want, c.wantFrom, c.wantErrors)
+		}
+	}
+	t.Setenv("GOMAXPROCS", "3")
+	if _, from, _ := procs("", 2); from != "GOMAXPROCS" {
+		t.Errorf("with GOMAXPROCS set, procs came from %s", from)
+	}
+	if n, from, _ := procs("1", 2); from != "--procs" || n != 1 {
+		t.Errorf("with GOMAXPROCS and the flag set: %d from %s", n, from)
+	}
+}
+
+func TestApplyProcs(t *testing.T) {
+	old := runtime.GOMAXPROCS(0)
+	t.Cleanup(func() { runtime.GOMAXPROCS(old) })
+	if got := applyProcs(1); got != 1 {
+		t.Errorf("applyProcs(1) = %d", got)
+	}
+	if got := applyProcs(-1); got < 1 || got > runtime.NumCPU() {
+		t.Errorf("auto gave %d threads on %d CPUs", got, runtime.NumCPU())
+	}
+}
+
+func TestRunRefusesBadProcs(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "ferry.yaml")
+	yaml := "connectors:\n  gen: {type: generator, interval: 1h, tags: [{name: t}]}\n  out: {type: file, path: out.jsonl}\nroutes:\n  - {from: gen, to: out}\n"
+	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	code := dispatch(context.Background(), []string{"run", "-c", cfg, "--procs", "many", "--admin-addr", "off", "--data-dir", dir}, &out, &errb)
+	if code != 2 || !strings.Contains(errb.String(), `--procs "many"`) {
+		t.Errorf("exit %d, stderr %q; want 2 and the flag named", code, errb.String())
+	}
+}
