@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -33,6 +34,8 @@ func BenchmarkEndToEnd(b *testing.B) {
 }
 
 func endToEnd(b *testing.B, kind string, rate int) {
+	// As `ferry run` does by default.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(router.DefaultProcs))
 	broker := testbroker.Mosquitto(b)
 	busCfg := ""
 	if kind == "nats" {

@@ -327,6 +327,22 @@ func (c *Config) loadProcs(src *conf.Source, v string) *conf.Error {
 	return nil
 }
 
+// DefaultProcs is how many threads `ferry run` runs Go code on at once
+// (GOMAXPROCS) when neither --procs, GOMAXPROCS nor procs: says otherwise.
+//
+// A gateway's work arrives in small pieces (a poll's reply, a batch to
+// publish, an acknowledgement) and waits on the network in between. With a
+// second thread allowed, the runtime hands each piece between threads and
+// wakes them to look for work, and on a small box that costs more than the
+// work: at 10,000 values/s from Modbus or OPC UA to MQTT, one thread used
+// a fifth less CPU than two (BENCHMARKS.md). One thread carries far more
+// than a gateway sees (the router alone routes over a million records/s on
+// it); blocking system calls (a spool's fsync) do not hold it, the runtime
+// runs other goroutines on another thread meanwhile. Raise it (procs: 2, or
+// auto) where one gateway does heavy parallel work: many TLS uplinks with
+// compression, or the embedded NATS server under load.
+const DefaultProcs = 1
+
 // ParseProcs reads a procs: value or --procs flag: a positive number of
 // threads, or "auto" (-1).
 func ParseProcs(v string) (int, error) {

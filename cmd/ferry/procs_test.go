@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/ferry-gateway/ferry/router"
 )
 
 // TestMain pins GOMAXPROCS through its variable, which `ferry run` takes
@@ -30,7 +32,7 @@ func TestProcsPrecedence(t *testing.T) {
 		wantFrom   string
 		wantErrors bool
 	}{
-		{"", 0, DefaultProcs, "default", false},
+		{"", 0, router.DefaultProcs, "default", false},
 		{"", 3, 3, "procs", false},
 		{"", -1, -1, "procs", false},
 		{"2", 3, 2, "--procs", false},
