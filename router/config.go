@@ -3,6 +3,7 @@
 package router
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"net"
@@ -150,7 +151,12 @@ type Module struct {
 	Type      string
 	Info      connectors.Info
 	Connector connectors.Connector
-	Node      *yaml.Node // its section, for reload comparisons and messages
+	// Node is its section while the file loads, for messages; Load drops
+	// it (the tree of a thousand tags is a megabyte) and keeps Section.
+	Node *yaml.Node
+	// Section is the digest of its section's canonical form: a reload
+	// keeps a module whose section did not change.
+	Section [sha256.Size]byte
 	// Spool, when set, is the durable queue in front of this sink
 	// (store_and_forward: in its section). With JetStream set, the queue
 	// is the sink's stream on the NATS bus instead, bounded by
@@ -294,7 +300,25 @@ func Load(file string, data []byte, r conf.Resolver) (*Config, error) {
 	}
 	c.Warnings = append(c.Warnings, c.flowWarnings(src)...)
 	conf.SortWarnings(c.Warnings)
+	for _, m := range c.Modules {
+		m.Section, m.Node = sectionDigest(m.Node), nil
+	}
 	return c, nil
+}
+
+// sectionDigest digests a module's section as YAML re-encodes it, so that
+// comments, quoting and layout do not count as a change.
+func sectionDigest(n *yaml.Node) [sha256.Size]byte {
+	var text string
+	var v any
+	if err := n.Decode(&v); err != nil {
+		text = fmt.Sprint(n)
+	} else if out, err := yaml.Marshal(v); err != nil {
+		text = fmt.Sprint(v)
+	} else {
+		text = string(out)
+	}
+	return sha256.Sum256([]byte(text))
 }
 
 // loadMemoryLimit reads memory_limit: a size, or "off".

@@ -6,8 +6,6 @@ import (
 	"slices"
 	"time"
 
-	"go.yaml.in/yaml/v3"
-
 	"github.com/ferry-gateway/ferry/bus"
 	"github.com/ferry-gateway/ferry/connectors"
 )
@@ -106,7 +104,7 @@ func (p *Pipeline) reload(ctx context.Context, nc *Config) (ReloadResult, error)
 	}
 	for _, m := range nc.Modules {
 		o := old[m.Name]
-		if o != nil && o.Type == m.Type && sameSection(o.Node, m.Node) {
+		if o != nil && o.Type == m.Type && o.Section == m.Section {
 			next = append(next, o)
 			delete(old, m.Name)
 			continue
@@ -265,27 +263,6 @@ func (p *Pipeline) reload(ctx context.Context, nc *Config) (ReloadResult, error)
 		}
 	}
 	return res, nil
-}
-
-// sameSection compares two connector sections by their YAML, ignoring
-// comments and layout.
-func sameSection(a, b *yaml.Node) bool {
-	return canonical(a) == canonical(b)
-}
-
-func canonical(n *yaml.Node) string {
-	if n == nil {
-		return ""
-	}
-	var v any
-	if err := n.Decode(&v); err != nil {
-		return fmt.Sprint(n)
-	}
-	out, err := yaml.Marshal(v)
-	if err != nil {
-		return fmt.Sprint(v)
-	}
-	return string(out)
 }
 
 // ReloadStatus is the outcome of the last reload, for /api/status.
