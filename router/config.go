@@ -306,19 +306,29 @@ func Load(file string, data []byte, r conf.Resolver) (*Config, error) {
 	return c, nil
 }
 
-// sectionDigest digests a module's section as YAML re-encodes it, so that
-// comments, quoting and layout do not count as a change.
+// sectionDigest digests a module's section: kinds, resolved tags and
+// values, so that comments, quoting and layout do not count as a change.
+// It walks the tree rather than re-encoding it: a thousand tags re-encoded
+// at every start would take megabytes the process then holds at its peak.
 func sectionDigest(n *yaml.Node) [sha256.Size]byte {
-	var text string
-	var v any
-	if err := n.Decode(&v); err != nil {
-		text = fmt.Sprint(n)
-	} else if out, err := yaml.Marshal(v); err != nil {
-		text = fmt.Sprint(v)
-	} else {
-		text = string(out)
+	h := sha256.New()
+	var walk func(n *yaml.Node)
+	walk = func(n *yaml.Node) {
+		if n == nil {
+			return
+		}
+		if n.Kind == yaml.AliasNode {
+			walk(n.Alias)
+			return
+		}
+		fmt.Fprintf(h, "%d %s %d:%s(", n.Kind, n.ShortTag(), len(n.Value), n.Value)
+		for _, c := range n.Content {
+			walk(c)
+		}
+		h.Write([]byte{')'})
 	}
-	return sha256.Sum256([]byte(text))
+	walk(n)
+	return [sha256.Size]byte(h.Sum(nil))
 }
 
 // loadMemoryLimit reads memory_limit: a size, or "off".

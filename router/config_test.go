@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"go.yaml.in/yaml/v3"
+
 	// A fixed set of connectors, so golden messages listing the registered
 	// types do not change whenever a connector is added: the built-in ones,
 	// modbus for checks of a device's section, and mqtt for an uplink.
@@ -103,6 +105,38 @@ func TestErrorsArePositioned(t *testing.T) {
 			if !ok || len(parts) < 3 || parts[0] == "" || parts[1] == "" || parts[0] == "0" {
 				t.Errorf("%s: line not positioned: %q", g, line)
 			}
+		}
+	}
+}
+
+// TestSectionDigest: a reload keeps a module whose section reads the same
+// (comments, quoting and layout aside) and restarts one whose values changed.
+func TestSectionDigest(t *testing.T) {
+	digest := func(text string) [32]byte {
+		t.Helper()
+		var doc yaml.Node
+		if err := yaml.Unmarshal([]byte(text), &doc); err != nil {
+			t.Fatal(err)
+		}
+		return sectionDigest(doc.Content[0])
+	}
+	base := digest("type: modbus\npoll_interval: 1s\ntags: [{name: a, address: 1}]\n")
+	for _, same := range []string{
+		"# the press\ntype: modbus   # over TCP\npoll_interval: \"1s\"\ntags:\n  - name: a\n    address: 1\n",
+		"{type: 'modbus', poll_interval: 1s, tags: [{name: \"a\", address: 1}]}\n",
+	} {
+		if digest(same) != base {
+			t.Errorf("%q counts as a change", same)
+		}
+	}
+	for _, changed := range []string{
+		"type: modbus\npoll_interval: 2s\ntags: [{name: a, address: 1}]\n",
+		"type: modbus\npoll_interval: 1s\ntags: [{name: a, address: \"1\"}]\n",
+		"type: modbus\npoll_interval: 1s\ntags: [{name: a, address: 1}, {name: b, address: 2}]\n",
+		"type: modbus\npoll_interval: 1s\ntags: [{name: a}]\naddress: 1\n",
+	} {
+		if digest(changed) == base {
+			t.Errorf("%q does not count as a change", changed)
 		}
 	}
 }
