@@ -59,16 +59,20 @@ func TestApplyMemoryLimit(t *testing.T) {
 	}
 }
 
-func TestRunRefusesABadMemoryLimit(t *testing.T) {
+// TestRunRefusesBadRuntimeFlags: a bad --memory-limit or --procs stops
+// `ferry run` with exit 2, naming the flag and the value.
+func TestRunRefusesBadRuntimeFlags(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "ferry.yaml")
 	yaml := "connectors:\n  gen: {type: generator, interval: 1h, tags: [{name: t}]}\n  out: {type: file, path: out.jsonl}\nroutes:\n  - {from: gen, to: out}\n"
 	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var out, errb bytes.Buffer
-	code := dispatch(context.Background(), []string{"run", "-c", cfg, "--memory-limit", "lots", "--admin-addr", "off", "--data-dir", dir}, &out, &errb)
-	if code != 2 || !strings.Contains(errb.String(), `--memory-limit "lots"`) {
-		t.Errorf("exit %d, stderr %q; want 2 and the flag named", code, errb.String())
+	for _, c := range [][2]string{{"--memory-limit", "lots"}, {"--procs", "many"}} {
+		var out, errb bytes.Buffer
+		code := dispatch(context.Background(), []string{"run", "-c", cfg, c[0], c[1], "--admin-addr", "off", "--data-dir", dir}, &out, &errb)
+		if want := c[0] + ` "` + c[1] + `"`; code != 2 || !strings.Contains(errb.String(), want) {
+			t.Errorf("%s %s: exit %d, stderr %q; want 2 and %s", c[0], c[1], code, errb.String(), want)
+		}
 	}
 }

@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/ferry-gateway/ferry/router"
@@ -62,19 +58,5 @@ func TestApplyProcs(t *testing.T) {
 	}
 	if got := applyProcs(-1); got < 1 || got > runtime.NumCPU() {
 		t.Errorf("auto gave %d threads on %d CPUs", got, runtime.NumCPU())
-	}
-}
-
-func TestRunRefusesBadProcs(t *testing.T) {
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "ferry.yaml")
-	yaml := "connectors:\n  gen: {type: generator, interval: 1h, tags: [{name: t}]}\n  out: {type: file, path: out.jsonl}\nroutes:\n  - {from: gen, to: out}\n"
-	if err := os.WriteFile(cfg, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var out, errb bytes.Buffer
-	code := dispatch(context.Background(), []string{"run", "-c", cfg, "--procs", "many", "--admin-addr", "off", "--data-dir", dir}, &out, &errb)
-	if code != 2 || !strings.Contains(errb.String(), `--procs "many"`) {
-		t.Errorf("exit %d, stderr %q; want 2 and the flag named", code, errb.String())
 	}
 }
