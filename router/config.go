@@ -368,8 +368,8 @@ func (c *Config) loadProcs(src *conf.Source, v string) *conf.Error {
 // publish, an acknowledgement) and waits on the network in between. With a
 // second thread allowed, the runtime hands each piece between threads and
 // wakes them to look for work, and on a small box that costs more than the
-// work: at 10,000 values/s from Modbus or OPC UA to MQTT, one thread used
-// a fifth less CPU than two (BENCHMARKS.md). One thread carries far more
+// work: at 10,000 values/s to MQTT, one thread used a fifth less CPU than
+// two from Modbus and a tenth less from OPC UA (BENCHMARKS.md). One thread carries far more
 // than a gateway sees (the router alone routes over a million records/s on
 // it); blocking system calls (a spool's fsync) do not hold it, the runtime
 // runs other goroutines on another thread meanwhile. Raise it (procs: 2, or
