@@ -197,7 +197,7 @@ func dial5(ctx context.Context, c *Config, clientID string, cr creds, tc *tls.Co
 	}
 	k.session = &trackingSession{SessionManager: state.New(noCopies{}, memstore.New()), why: &k.why}
 	k.cl = paho5.NewClient(paho5.ClientConfig{
-		Conn:              nc,
+		Conn:              packetWriter(nc),
 		Session:           k.session,
 		OnPublishReceived: onPublish,
 		OnClientError: func(err error) {
@@ -230,6 +230,22 @@ func dial5(ctx context.Context, c *Config, clientID string, cr creds, tc *tls.Co
 		lost()
 	}()
 	return k, nil
+}
+
+// packetWriter makes nc safe for paho's concurrent writers. paho writes a
+// packet as several buffers and, besides the sender, writes from its own
+// goroutines (the PINGREQ it sends at once after CONNACK and every
+// keep-alive, PUBACKs for what arrives); it holds a lock around each
+// packet only when the connection offers one. A TCP connection writes the
+// buffers with one writev under its own lock, so its packets cannot mix;
+// TLS writes them one record each, so a PINGREQ could land inside a
+// PUBLISH, which the broker refuses as malformed and answers by closing
+// the connection (seen under load: "malformed packet: topic").
+func packetWriter(nc net.Conn) net.Conn {
+	if _, ok := nc.(*net.TCPConn); ok {
+		return nc
+	}
+	return packets.NewThreadSafeConn(nc)
 }
 
 func signal(ch chan struct{}) {

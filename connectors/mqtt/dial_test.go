@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -42,10 +43,8 @@ func TestUplinkSocketsHaveNoDelay(t *testing.T) {
 				startSink(t, m)
 				ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 				defer cancel()
-				// Delivery is not what is tested: a connection that drops
-				// under a loaded machine was still dialled, and is checked.
 				if err := m.Write(ctx, batch(0, 2)); err != nil {
-					t.Logf("write: %v", err)
+					t.Fatal(err)
 				}
 				var got []net.Conn
 				for len(conns) > 0 {
@@ -84,5 +83,28 @@ func checkNoDelay(t *testing.T, nc net.Conn, scheme string) {
 	}
 	if on == 0 {
 		t.Fatal("TCP_NODELAY is off on the uplink's socket")
+	}
+}
+
+// TestPacketWriterLocksTLS: paho locks around each packet only on a
+// connection that is a sync.Locker. Over TLS (a record per buffer) its
+// PINGREQ could otherwise land inside a PUBLISH; a TCP connection keeps its
+// one-writev write.
+func TestPacketWriterLocksTLS(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if got := packetWriter(nc); got != nc {
+		t.Errorf("a TCP connection was wrapped (%T): its writes would lose writev", got)
+	}
+	if _, ok := packetWriter(tls.Client(nc, &tls.Config{})).(sync.Locker); !ok {
+		t.Error("a TLS connection is not a sync.Locker: paho's writers can interleave inside a packet")
 	}
 }
