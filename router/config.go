@@ -154,7 +154,7 @@ type Module struct {
 	// Node is its section while the file loads, for messages; Load drops
 	// it (the tree of a thousand tags is a megabyte) and keeps Section.
 	Node *yaml.Node
-	// Section is the digest of its section's canonical form: a reload
+	// Section is the digest of its section (sectionDigest): a reload
 	// keeps a module whose section did not change.
 	Section [sha256.Size]byte
 	// Spool, when set, is the durable queue in front of this sink
@@ -369,12 +369,13 @@ func (c *Config) loadProcs(src *conf.Source, v string) *conf.Error {
 // second thread allowed, the runtime hands each piece between threads and
 // wakes them to look for work, and on a small box that costs more than the
 // work: at 10,000 values/s to MQTT, one thread used a fifth less CPU than
-// two from Modbus and a tenth less from OPC UA (BENCHMARKS.md). One thread carries far more
-// than a gateway sees (the router alone routes over a million records/s on
-// it); blocking system calls (a spool's fsync) do not hold it, the runtime
-// runs other goroutines on another thread meanwhile. Raise it (procs: 2, or
-// auto) where one gateway does heavy parallel work: many TLS uplinks with
-// compression, or the embedded NATS server under load.
+// two from Modbus and a tenth less from OPC UA (BENCHMARKS.md). One thread
+// carries far more than a gateway sees (the router alone routes over a
+// million records/s on it); blocking system calls (a spool's fsync) do not
+// hold it, the runtime runs other goroutines on another thread meanwhile.
+// Raise it (procs: 2, or auto) where one gateway does heavy parallel work:
+// many TLS uplinks with compression, or the embedded NATS server under
+// load.
 const DefaultProcs = 1
 
 // ParseProcs reads a procs: value or --procs flag: a positive number of

@@ -73,7 +73,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// The memory limit and procs are set before the pipeline starts, so
 	// that start-up (a spool's index, the first batches) already runs
 	// under them.
-	setLimit := func(c *router.Config) error {
+	setRuntime := func(c *router.Config) error {
 		n, from, err := memoryLimit(*memLimit, c.MemoryLimit)
 		if err != nil {
 			return err
@@ -82,17 +82,17 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			applyMemoryLimit(n)
 		}
 		logger.Info("memory limit", "limit", limitText(n), "from", from, "gogc", gogcText())
-		procs, from, err := procs(*procsFlag, c.Procs)
+		threads, from, err := procs(*procsFlag, c.Procs)
 		if err != nil {
 			return err
 		}
 		if from != "GOMAXPROCS" {
-			procs = applyProcs(procs)
+			threads = applyProcs(threads)
 		}
-		logger.Info("procs", "procs", procs, "from", from, "cpus", runtime.NumCPU())
+		logger.Info("procs", "procs", threads, "from", from, "cpus", runtime.NumCPU())
 		return nil
 	}
-	if err := setLimit(cfg); err != nil {
+	if err := setRuntime(cfg); err != nil {
 		fmt.Fprintln(stderr, "ferry run:", err)
 		return 2
 	}
@@ -107,7 +107,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		// A reload changes the runtime's settings only when the file's changed.
 		if c.MemoryLimit != lastLimit || c.Procs != lastProcs {
 			lastLimit, lastProcs = c.MemoryLimit, c.Procs
-			_ = setLimit(c)
+			_ = setRuntime(c)
 		}
 	}}
 	var srv *admin.Server
