@@ -49,6 +49,11 @@ func TestLiveFirstAfterAnOutage(t *testing.T) {
 	if d := res.drain; d.LiveSent == 0 || d.Backfilled == 0 {
 		t.Fatalf("the status's drain block does not tell what happened: %+v", d)
 	}
+	// Read a moment later, the series are at least what the block said.
+	if res.metricLive < float64(res.drain.LiveSent) || res.metricBackfill < float64(res.drain.Backfilled) {
+		t.Fatalf("ferry_drain_batches_total live %v, backfill %v; the drain block said %+v",
+			res.metricLive, res.metricBackfill, res.drain)
+	}
 	t.Logf("backlog %d records drained %v after the restore; live p99 %v; %d marked backfill, %d duplicates",
 		res.backlog, res.drained, res.liveP99, res.backfilled, res.dups)
 }
@@ -121,6 +126,9 @@ type liveFirstResult struct {
 	linkRate   int64                 // the link's limit, bytes/s
 	linkUsed   int64                 // bytes/s that crossed it from the restore until the backlog was done
 	drain      outlet.LiveFirstStats // the uplink's drain block on /api/status at the end
+	// metricLive and metricBackfill are ferry_drain_batches_total's live
+	// and backfill series for the uplink, read just after the drain block.
+	metricLive, metricBackfill float64
 }
 
 func liveFirstRun(tb testing.TB, c liveFirstCase) liveFirstResult {
@@ -200,6 +208,8 @@ routes:
 			res.drain = *m.Spool.Drain
 		}
 	}
+	res.metricLive = metric(p, "ferry_drain_batches_total", map[string]string{"sink": "cloud", "path": "live"})
+	res.metricBackfill = metric(p, "ferry_drain_batches_total", map[string]string{"sink": "cloud", "path": "backfill"})
 	return res
 }
 

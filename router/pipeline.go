@@ -108,6 +108,7 @@ func New(c *Config, logger *slog.Logger) (*Pipeline, error) {
 		Name: "ferry_outlet_dropped_records_total",
 		Help: "Records a sink's in-memory buffer dropped: full (on_full: drop-oldest made room) or shutdown (still buffered when ferry stopped).",
 	}, []string{"sink", "reason"}))
+	reg.MustRegister(newDrainMetrics(p))
 	p.local = bus.NewMemory(logger)
 	p.bus = p.local
 	if c.Bus.NATS() {
