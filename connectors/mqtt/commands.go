@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -23,9 +24,25 @@ type commander struct {
 	filter  string // the subscription, {site} and {module} filled in
 	prefix  string // filter without the trailing #
 	results string
+	// methods, with the azure-iot-hub preset, is IoT Hub's direct-method
+	// filter: a method "write" is a command, answered on its response
+	// topic with an HTTP-like status.
+	methods string
 	queue   chan *command.Command
 	cache   *command.Cache
 }
+
+// IoT Hub's direct methods: requests arrive on
+// $iothub/methods/POST/<method>/?$rid=<id>, answers go to
+// $iothub/methods/res/<status>/?$rid=<id>.
+const (
+	methodsFilter  = "$iothub/methods/POST/#"
+	methodsPrefix  = "$iothub/methods/POST/"
+	methodResponse = "$iothub/methods/res/"
+	// methodWrite is the one method ferry serves: its payload is a
+	// command, as a cloud-to-device message's is.
+	methodWrite = "write"
+)
 
 // commandQueue bounds the commands waiting for the device: more are
 // refused at once rather than left to expire.
@@ -34,32 +51,93 @@ const commandQueue = 64
 func newCommander(m *MQTT, site, module string) *commander {
 	r := strings.NewReplacer("{site}", site, "{module}", module)
 	filter := r.Replace(m.Commands.Topic)
-	return &commander{
+	k := &commander{
 		m: m, cfg: m.Commands, filter: filter,
 		prefix:  strings.TrimSuffix(filter, "#"),
 		results: r.Replace(m.Commands.Results),
 		queue:   make(chan *command.Command, commandQueue),
 		cache:   command.NewCache(m.Commands.Remember),
 	}
+	if m.azure != nil {
+		k.methods = methodsFilter
+	}
+	return k
+}
+
+// filters are the subscriptions commands arrive on.
+func (k *commander) filters() []string {
+	if k.methods != "" {
+		return []string{k.filter, k.methods}
+	}
+	return []string{k.filter}
 }
 
 // matches reports whether a received message is a command.
-func (k *commander) matches(topic string) bool { return topics.Match(k.filter, topic) }
+func (k *commander) matches(topic string) bool {
+	return topics.Match(k.filter, topic) || k.methods != "" && strings.HasPrefix(topic, methodsPrefix)
+}
+
+// parseMethod reads a direct-method request: the method's name, its
+// request id, and the command its payload holds. The reply topic carries
+// a {status} filled in from the result.
+func parseMethod(topic string, payload []byte, now time.Time) (*command.Command, error) {
+	name, query, _ := strings.Cut(strings.TrimPrefix(topic, methodsPrefix), "/?")
+	rid := ""
+	if q, err := url.ParseQuery(query); err == nil {
+		rid = q.Get("$rid")
+	}
+	var c *command.Command
+	var err error
+	if name == methodWrite {
+		c, err = command.ParsePayload(payload, now)
+	} else {
+		c = &command.Command{Received: now}
+		err = fmt.Errorf("%w: %w: method %q: the one method is %q, with a command as its payload", command.ErrRefused, errNoMethod, name, methodWrite)
+	}
+	if c == nil {
+		c = &command.Command{Received: now}
+	}
+	c.Reply = methodResponse + "{status}/?$rid=" + rid
+	return c, err
+}
+
+// errNoMethod answers a direct method ferry does not serve (status 404).
+var errNoMethod = errors.New("no such method")
+
+// methodStatus is the status of a direct method's answer: 200 done, 404
+// an unknown method, 400 refused (the command or the device's rules), 500
+// failed on the device.
+func methodStatus(r command.Result, err error) string {
+	switch {
+	case errors.Is(err, errNoMethod):
+		return "404"
+	case r.Status == command.StatusOK:
+		return "200"
+	case r.Status == command.StatusRefused:
+		return "400"
+	}
+	return "500"
+}
 
 // receive parses a command on paho's delivery goroutine and queues it for
 // the worker: a slow device must not hold up the connection.
 func (k *commander) receive(msg inbound) {
 	var c *command.Command
 	var err error
-	if k.cfg.fromPayload {
+	switch {
+	case k.methods != "" && strings.HasPrefix(msg.topic, methodsPrefix):
+		c, err = parseMethod(msg.topic, msg.payload, time.Now())
+	case k.cfg.fromPayload:
 		c, err = command.ParsePayload(msg.payload, time.Now())
-	} else {
+	default:
 		c, err = command.Parse(strings.TrimPrefix(msg.topic, k.prefix), msg.payload, time.Now())
 	}
-	c.Reply, c.Correlation = msg.responseTopic, msg.correlation
+	if c.Reply == "" {
+		c.Reply, c.Correlation = msg.responseTopic, msg.correlation
+	}
 	k.m.env.Event(connectors.Event{Kind: connectors.EventCommand, Message: k.describe("command received", c)})
 	if err != nil {
-		k.reply(c, command.NewResult(c, err))
+		k.replyErr(c, command.NewResult(c, err), err)
 		return
 	}
 	first, r, done := k.cache.Begin(c)
@@ -119,15 +197,23 @@ func (k *commander) execute(ctx context.Context, c *command.Command, rules comma
 	k.reply(c, r)
 }
 
-// reply publishes r at QoS 1 on the command's response topic (MQTT 5), or
-// on <results>/<device>/<tag>, and records it as an event.
-func (k *commander) reply(c *command.Command, r command.Result) {
+// reply publishes r at QoS 1 on the command's response topic (MQTT 5, or
+// a direct method's), or on <results>/<device>/<tag>, and records it as an
+// event.
+func (k *commander) reply(c *command.Command, r command.Result) { k.replyErr(c, r, nil) }
+
+// replyErr is reply for a command that could not be taken, err saying why
+// (a direct method's status tells an unknown method from a refusal).
+func (k *commander) replyErr(c *command.Command, r command.Result, err error) {
 	ev := connectors.Event{Kind: connectors.EventCommand, Message: k.describe("command "+r.Status, c), Error: r.Error}
 	k.m.env.Event(ev)
 	if r.Status != command.StatusOK {
 		k.m.env.Logger.Info("command not done", "device", c.Device, "tag", c.Tag, "id", c.ID, "status", r.Status, "error", r.Error)
 	}
 	topic, kind := c.Reply, ""
+	if strings.HasPrefix(topic, methodResponse) {
+		topic = strings.Replace(topic, "{status}", methodStatus(r, err), 1)
+	}
 	if topic == "" {
 		topic = strings.TrimSuffix(k.results, "/") + "/" + c.Device + "/" + c.Tag
 		if k.m.azure != nil {
@@ -152,7 +238,9 @@ func (m *MQTT) publish(topic string, payload []byte, p props, kind string) error
 	if c == nil {
 		return connectors.ErrNotConnected
 	}
-	if m.azure != nil {
+	if m.azure != nil && !strings.HasPrefix(topic, "$iothub/") {
+		// Device-to-cloud messages carry their property bag; IoT Hub's
+		// own topics (a direct method's answer) do not take one.
 		topic += azureBag(p, kind)
 	}
 	m.sendMu.Lock()

@@ -267,7 +267,10 @@ func (m *MQTT) ended(c conn, lived time.Duration, quick *int) (bool, error) {
 func (m *MQTT) subscribeAll(ctx context.Context, c conn) error {
 	subs := m.Subscribe
 	if m.cmd != nil {
-		subs = append(slices.Clip(subs), Subscription{Topic: m.cmd.filter, QoS: m.Commands.QoS})
+		subs = slices.Clip(subs)
+		for _, f := range m.cmd.filters() {
+			subs = append(subs, Subscription{Topic: f, QoS: m.Commands.QoS})
+		}
 	}
 	for _, s := range subs {
 		sctx, cancel := context.WithTimeout(ctx, m.AckTimeout.D())

@@ -131,6 +131,10 @@ func (h *fakeHub) OnACLCheck(cl *mochi.Client, topic string, write bool) bool {
 	if !write && strings.HasPrefix(topic, "devices/"+h.device+"/messages/devicebound/") {
 		return true
 	}
+	// Direct methods: requests in, answers out.
+	if !write && strings.HasPrefix(topic, "$iothub/methods/POST/") || write && strings.HasPrefix(topic, "$iothub/methods/res/") {
+		return true
+	}
 	return h.refuse("%s on %s", map[bool]string{true: "publish", false: "subscribe"}[write], topic)
 }
 
@@ -249,6 +253,62 @@ func TestAzureIoTHubPreset(t *testing.T) {
 	tokens, refusals, _ := hub.snapshot()
 	if tokens[0] == tokens[1] || len(refusals) > 0 {
 		t.Fatalf("tokens %q; refusals %q", tokens, refusals)
+	}
+}
+
+// TestAzureDirectMethods: a direct method "write" is a command, answered
+// on IoT Hub's response topic with the request id and a status (200 done,
+// 400 refused, 500 failed on the device, 404 a method ferry does not
+// serve), and a result body; the answer carries no property bag.
+func TestAzureDirectMethods(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	hub := &fakeHub{host: "hub.test.azure-devices.net", device: "dev1", key: key}
+	startHub(t, hub, nil)
+	d := &device{}
+	cs := "HostName=hub.test.azure-devices.net;DeviceId=dev1;SharedAccessKey=" + base64.StdEncoding.EncodeToString(key)
+	startCommandSink(t, "tcp://"+hub.addr, "", d, func(c *Config) {
+		c.Commands = nil
+		c.Preset, c.ConnectionString = presetAzure, cs
+		c.Version = ""
+		c.SetDefaults()
+	})
+	type answer struct {
+		topic  string
+		result command.Result
+	}
+	answers := make(chan answer, 8)
+	if err := hub.srv.Subscribe("$iothub/methods/res/#", 1, func(_ *mochi.Client, _ packets.Subscription, pk packets.Packet) {
+		var r command.Result
+		_ = json.Unmarshal(pk.Payload, &r)
+		answers <- answer{pk.TopicName, r}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		method, payload, status, result string
+		writes                          int64
+	}{
+		{"write", `{"id":"a1","device":"press-1","tag":"setpoint","value":42}`, "200", command.StatusOK, 1},
+		{"write", `{"id":"a2","device":"press-1","tag":"setpoint","value":5000}`, "400", command.StatusRefused, 1},
+		{"write", `{"id":"a3","device":"press-1","tag":"locked","value":1}`, "500", command.StatusFailed, 1},
+		{"reboot", `{}`, "404", command.StatusRefused, 1},
+	} {
+		rid := c.method + "-" + c.status
+		if err := hub.srv.Publish("$iothub/methods/POST/"+c.method+"/?$rid="+rid, []byte(c.payload), false, 0); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case a := <-answers:
+			if want := "$iothub/methods/res/" + c.status + "/?$rid=" + rid; a.topic != want || a.result.Status != c.result || d.writes.Load() != c.writes {
+				t.Errorf("%s %s: answer on %s (want %s), result %+v, %d writes", c.method, c.payload, a.topic, want, a.result, d.writes.Load())
+			}
+		case <-time.After(10 * time.Second):
+			_, refusals, _ := hub.snapshot()
+			t.Fatalf("%s %s: no answer; hub refusals %q", c.method, c.payload, refusals)
+		}
+	}
+	if _, refusals, _ := hub.snapshot(); len(refusals) > 0 {
+		t.Errorf("hub refused %q", refusals)
 	}
 }
 
