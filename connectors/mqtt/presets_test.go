@@ -184,16 +184,22 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// startAzureHub starts the stand-in for an IoT Hub with device dev1 and
+// returns it with the device's connection string.
+func startAzureHub(t *testing.T) (*fakeHub, string) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	hub := &fakeHub{host: "hub.test.azure-devices.net", device: "dev1", key: key}
+	startHub(t, hub, nil)
+	return hub, "HostName=hub.test.azure-devices.net;DeviceId=dev1;SharedAccessKey=" + base64.StdEncoding.EncodeToString(key)
+}
+
 // TestAzureIoTHubPreset: from a connection string alone the uplink signs
 // in as IoT Hub wants, sends device-to-cloud messages with their property
 // bag, renews its SAS token before it expires, and takes cloud-to-device
 // messages as commands, answering on the events topic.
 func TestAzureIoTHubPreset(t *testing.T) {
-	key := []byte("0123456789abcdef0123456789abcdef")
-	hub := &fakeHub{host: "hub.test.azure-devices.net", device: "dev1", key: key}
-	startHub(t, hub, nil)
+	hub, cs := startAzureHub(t)
 	d := &device{}
-	cs := "HostName=hub.test.azure-devices.net;DeviceId=dev1;SharedAccessKey=" + base64.StdEncoding.EncodeToString(key)
 	m, _, events := startCommandSink(t, "tcp://"+hub.addr, "", d, func(c *Config) {
 		c.Commands = nil // the preset sets cloud-to-device
 		c.Preset, c.ConnectionString = presetAzure, cs
@@ -261,11 +267,8 @@ func TestAzureIoTHubPreset(t *testing.T) {
 // 400 refused, 500 failed on the device, 404 a method ferry does not
 // serve), and a result body; the answer carries no property bag.
 func TestAzureDirectMethods(t *testing.T) {
-	key := []byte("0123456789abcdef0123456789abcdef")
-	hub := &fakeHub{host: "hub.test.azure-devices.net", device: "dev1", key: key}
-	startHub(t, hub, nil)
+	hub, cs := startAzureHub(t)
 	d := &device{}
-	cs := "HostName=hub.test.azure-devices.net;DeviceId=dev1;SharedAccessKey=" + base64.StdEncoding.EncodeToString(key)
 	startCommandSink(t, "tcp://"+hub.addr, "", d, func(c *Config) {
 		c.Commands = nil
 		c.Preset, c.ConnectionString = presetAzure, cs
