@@ -431,6 +431,13 @@ func (t *tail) same(off int64, b []byte) bool {
 // it is found; then the file is read from its start.
 func (t *tail) onTruncate() error {
 	g := t.findCopy(uint32(len(t.head)), hashBytes(t.head))
+	if g == nil && t.pos == 0 {
+		// Nothing read yet (the truncation came between a read and its
+		// check), so nothing to recognise the copy by: as at the end of an
+		// unread file, the copy made since the last one holds what the
+		// truncation took.
+		g = t.newerCopy()
+	}
 	if g == nil {
 		lost := t.seen - t.pos
 		t.lost(lost)
