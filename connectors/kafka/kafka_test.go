@@ -2,19 +2,12 @@ package kafka
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -29,6 +22,7 @@ import (
 	"github.com/ferry-gateway/ferry/connectors/conntest"
 	"github.com/ferry-gateway/ferry/connectors/sampletest"
 	"github.com/ferry-gateway/ferry/internal/conf"
+	"github.com/ferry-gateway/ferry/internal/testpki"
 	"github.com/ferry-gateway/ferry/internal/tlsconf"
 	"github.com/ferry-gateway/ferry/router/outlet"
 )
@@ -372,7 +366,8 @@ func TestSASL(t *testing.T) {
 // TestTLS: the sink verifies the broker against its CA.
 func TestTLS(t *testing.T) {
 	dir := t.TempDir()
-	caFile, cert := testPKI(t, dir)
+	ca := testpki.New(t)
+	caFile, cert := ca.WriteCA(dir), ca.Issue("kafka.test", x509.ExtKeyUsageServerAuth)
 	k := startCluster(t, kfake.TLS(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}))
 	s := newSink(t, k.addr(), func(c *Config) { c.TLS = &tlsconf.Config{CAFile: caFile} })
 	startSink(t, s)
@@ -423,32 +418,4 @@ func waitPhase(t *testing.T, env *connectors.Env, p connectors.Phase) {
 		}
 		<-tick.C
 	}
-}
-
-// testPKI writes a CA certificate and returns its path and a certificate
-// for 127.0.0.1 signed by it.
-func testPKI(t *testing.T, dir string) (string, tls.Certificate) {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test ca"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "kafka.test"},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }

@@ -5,18 +5,22 @@ package mqtt
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"net"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ferry-gateway/ferry/internal/testpki"
 )
 
 // TestUplinkSocketsHaveNoDelay reads TCP_NODELAY off the socket of every
 // connection the uplink opens, both protocol versions, plain and TLS: with
 // Nagle on, a pipelined uplink's PUBLISHes wait for delayed ACKs (issue 15).
 func TestUplinkSocketsHaveNoDelay(t *testing.T) {
-	caPEM, serverCert := testPKI(t, t.TempDir())
+	ca := testpki.New(t)
+	caPEM, serverCert := ca.WriteCA(t.TempDir()), ca.Issue("cloud.test", x509.ExtKeyUsageServerAuth)
 	plain := startCloud(t, nil)
 	secure := startCloud(t, &tls.Config{Certificates: []tls.Certificate{serverCert}})
 	conns := make(chan net.Conn, 16)

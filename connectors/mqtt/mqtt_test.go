@@ -2,18 +2,9 @@ package mqtt
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +18,7 @@ import (
 	"github.com/ferry-gateway/ferry/connectors/sampletest"
 	"github.com/ferry-gateway/ferry/internal/conf"
 	"github.com/ferry-gateway/ferry/internal/testbroker"
+	"github.com/ferry-gateway/ferry/internal/testpki"
 	"github.com/ferry-gateway/ferry/sim/cloud"
 	"github.com/ferry-gateway/ferry/sim/flaky"
 )
@@ -269,7 +261,8 @@ func waitPhase(t *testing.T, env *connectors.Env, p connectors.Phase) {
 
 func TestTLS(t *testing.T) {
 	dir := t.TempDir()
-	caPEM, serverCert := testPKI(t, dir)
+	ca := testpki.New(t)
+	caPEM, serverCert := ca.WriteCA(dir), ca.Issue("cloud.test", x509.ExtKeyUsageServerAuth)
 	c := startCloud(t, &tls.Config{Certificates: []tls.Certificate{serverCert}})
 	for _, v := range Versions {
 		m := newSink(t, "tls://"+c.MQTTAddr(), v, func(c *Config) {
@@ -292,35 +285,6 @@ func TestTLS(t *testing.T) {
 	if e := env.State().Snapshot().LastError; !strings.Contains(e, "certificate") {
 		t.Fatalf("last error %q does not name the certificate problem", e)
 	}
-}
-
-// testPKI writes a CA certificate and returns its path and a server
-// certificate for cloud.test signed by it.
-func testPKI(t *testing.T, dir string) (string, tls.Certificate) {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test ca"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "cloud.test"},
-		DNSNames: []string{"cloud.test"}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caPath := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(caPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return caPath, tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
 func TestValidate(t *testing.T) {

@@ -2,24 +2,15 @@ package mqtt
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
-	"math/big"
-	"net"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,6 +25,7 @@ import (
 	"github.com/ferry-gateway/ferry/connectors"
 	"github.com/ferry-gateway/ferry/connectors/command"
 	"github.com/ferry-gateway/ferry/internal/conf"
+	"github.com/ferry-gateway/ferry/internal/testpki"
 )
 
 // fakeHub is the embedded broker (mochi) standing in for a cloud hub: a
@@ -335,13 +327,15 @@ func TestAzureWrongKeyIsRefused(t *testing.T) {
 // than the payload limit arrives whole, in order, in messages under it.
 func TestAWSIoTCorePreset(t *testing.T) {
 	dir := t.TempDir()
-	pki := newClientPKI(t, dir, "thing-1")
+	ca := testpki.New(t)
+	caFile := ca.WriteCA(dir)
+	certFile, keyFile := ca.WritePair(dir, "client", ca.Issue("thing-1", x509.ExtKeyUsageClientAuth))
 	hub := &fakeHub{certCN: "thing-1", maxPayload: 4096}
-	startHub(t, hub, &tls.Config{Certificates: []tls.Certificate{pki.server}, ClientCAs: pki.pool,
+	startHub(t, hub, &tls.Config{Certificates: []tls.Certificate{ca.Issue("cloud.test", x509.ExtKeyUsageServerAuth)}, ClientCAs: ca.Pool(),
 		ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12})
 	m := newSink(t, "mqtts://"+hub.addr, "5", func(c *Config) {
 		c.Preset = presetAWS
-		c.TLS.CAFile, c.TLS.CertFile, c.TLS.KeyFile, c.TLS.ServerName = pki.caFile, pki.certFile, pki.keyFile, "cloud.test"
+		c.TLS.CAFile, c.TLS.CertFile, c.TLS.KeyFile, c.TLS.ServerName = caFile, certFile, keyFile, "cloud.test"
 		c.MaxPayload = 4096
 		c.Topic = "ferry/{site}/line"
 	})
@@ -409,54 +403,4 @@ func TestPresetValidation(t *testing.T) {
 	if aws.MaxPayload != awsMaxPayload {
 		t.Fatalf("aws max_payload %d", aws.MaxPayload)
 	}
-}
-
-type clientPKI struct {
-	caFile, certFile, keyFile string
-	server                    tls.Certificate
-	pool                      *x509.CertPool
-}
-
-// newClientPKI makes a CA, a server certificate for cloud.test and a
-// client certificate for cn, the files a device would have.
-func newClientPKI(t *testing.T, dir, cn string) clientPKI {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test ca"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
-		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	issue := func(serial int64, cn string, usage x509.ExtKeyUsage) ([]byte, *ecdsa.PrivateKey) {
-		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-			DNSNames: []string{cn}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			ExtKeyUsage: []x509.ExtKeyUsage{usage}, KeyUsage: x509.KeyUsageDigitalSignature}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return der, key
-	}
-	p := clientPKI{pool: x509.NewCertPool()}
-	p.pool.AddCert(ca)
-	sDER, sKey := issue(2, "cloud.test", x509.ExtKeyUsageServerAuth)
-	p.server = tls.Certificate{Certificate: [][]byte{sDER}, PrivateKey: sKey}
-	cDER, cKey := issue(3, cn, x509.ExtKeyUsageClientAuth)
-	kDER, _ := x509.MarshalECPrivateKey(cKey)
-	write := func(name, typ string, der []byte) string {
-		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	p.caFile = write("ca.pem", "CERTIFICATE", caDER)
-	p.certFile = write("client.pem", "CERTIFICATE", cDER)
-	p.keyFile = write("client.key", "EC PRIVATE KEY", kDER)
-	return p
 }
