@@ -293,6 +293,15 @@ func collectConsole(ctx context.Context) func() []chromedp.ConsoleMessage {
 	}
 }
 
+// pageEvent is a row of the events panel.
+type pageEvent struct {
+	ID     uint64 `json:"id"`
+	Kind   string `json:"kind"`
+	Module string `json:"module"`
+	Change string `json:"change"`
+	Text   string `json:"text"`
+}
+
 // pageState is what a person reads on the page, taken from its DOM.
 type pageState struct {
 	Modules []struct {
@@ -320,14 +329,8 @@ type pageState struct {
 		Marked   bool   `json:"marked"`   // the card is framed as dropping
 	} `json:"buffers"`
 	// Events are the rows of the events panel, top first.
-	Events []struct {
-		ID     uint64 `json:"id"`
-		Kind   string `json:"kind"`
-		Module string `json:"module"`
-		Change string `json:"change"`
-		Text   string `json:"text"`
-	} `json:"events"`
-	EventsLive string `json:"eventsLive"`
+	Events     []pageEvent `json:"events"`
+	EventsLive string      `json:"eventsLive"`
 }
 
 const readPage = `(() => {
@@ -690,25 +693,13 @@ func TestBrowserCommissioning(t *testing.T) {
 	}
 	link.SetMode(flaky.Cut)
 	waitPage(t, ctx, "the uplink going down in the events", func(s pageState) bool {
-		return slices.ContainsFunc(s.Events, func(e struct {
-			ID     uint64 `json:"id"`
-			Kind   string `json:"kind"`
-			Module string `json:"module"`
-			Change string `json:"change"`
-			Text   string `json:"text"`
-		}) bool {
+		return slices.ContainsFunc(s.Events, func(e pageEvent) bool {
 			return e.Module == "cloud" && strings.HasSuffix(e.Change, "→ down")
 		})
 	})
 	link.SetMode(flaky.Up)
 	waitPage(t, ctx, "the uplink coming back up in the events", func(s pageState) bool {
-		return slices.ContainsFunc(s.Events, func(e struct {
-			ID     uint64 `json:"id"`
-			Kind   string `json:"kind"`
-			Module string `json:"module"`
-			Change string `json:"change"`
-			Text   string `json:"text"`
-		}) bool {
+		return slices.ContainsFunc(s.Events, func(e pageEvent) bool {
 			return e.Module == "cloud" && e.Change == "down → up"
 		})
 	})
