@@ -167,7 +167,9 @@ func startHookWith(t *testing.T, mod func(*Config)) hookRig {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = r.Stop(ctx)
+		if err := r.Stop(ctx); err != nil {
+			t.Error(err)
+		}
 	})
 	return hookRig{h, r}
 }

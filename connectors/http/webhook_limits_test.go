@@ -3,7 +3,6 @@ package http
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/ferry-gateway/ferry/connectors"
 	"github.com/ferry-gateway/ferry/connectors/conntest"
 	"github.com/ferry-gateway/ferry/internal/conf"
 	"github.com/ferry-gateway/ferry/internal/waitfor"
@@ -26,24 +24,11 @@ import (
 // startHook runs a webhook with the given limits on the conntest rig.
 func startHook(t *testing.T, concurrent int, bodyTimeout time.Duration) (*HTTP, *conntest.Runner) {
 	t.Helper()
-	h := &HTTP{Config: Config{Listen: "127.0.0.1:0", Token: "t0ken", MaxBody: 1024,
-		MaxConcurrent: concurrent, BodyTimeout: conf.Duration(bodyTimeout), BatchInterval: conf.Duration(5 * time.Millisecond)}}
-	h.SetDefaults()
-	if err := h.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	r := conntest.NewRunner(t, h, connectors.EnvConfig{Name: "hook"})
-	if err := h.Start(t.Context(), r.Env); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := r.Stop(ctx); err != nil {
-			t.Error(err)
-		}
+	rig := startHookWith(t, func(c *Config) {
+		c.MaxBody, c.MaxConcurrent, c.BodyTimeout = 1024, concurrent, conf.Duration(bodyTimeout)
+		c.BatchInterval = conf.Duration(5 * time.Millisecond)
 	})
-	return h, r
+	return rig.h, rig.r
 }
 
 func (h *HTTP) refusedCount(reason string) float64 {
