@@ -71,16 +71,8 @@ func TestCrashLosesNothingAccepted(t *testing.T) {
 	bin := ferryBinary(t)
 	for _, policy := range []string{"always", "interval"} {
 		t.Run(policy, func(t *testing.T) {
-			c, err := cloud.Start(t.Context(), cloud.Config{HTTPAddr: "off"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			link, err := flaky.Start(t.Context(), flaky.Config{Target: c.MQTTAddr()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer link.Close()
+			r := newRig(t)
+			c, link := r.cloud, r.link
 			link.SetMode(flaky.Cut)
 
 			dir := t.TempDir()

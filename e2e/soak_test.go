@@ -73,16 +73,8 @@ func TestSoak(t *testing.T) {
 	t.Logf("soak: %v at %d records/s, %d cycles of %v, the link down for the first %v of each (cut and blackhole in turn)",
 		total, soakRate, cycles, cycle, down)
 
-	c, err := cloud.Start(t.Context(), cloud.Config{HTTPAddr: "off"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	link, err := flaky.Start(t.Context(), flaky.Config{Target: c.MQTTAddr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer link.Close()
+	r := newRig(t)
+	c, link := r.cloud, r.link
 	ctx, cancel := context.WithTimeout(t.Context(), total+10*time.Minute)
 	defer cancel()
 
