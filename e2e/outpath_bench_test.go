@@ -47,6 +47,9 @@ import (
 //	                       where it validates, else json); the old one's is json
 //	FERRY_OUTPATH_ENV      space-separated NAME=VALUE given to both ferry
 //	                       processes alone (GOGC=50 GOMEMLIMIT=16MiB)
+//	FERRY_OUTPATH_SMAPS    a directory: each run copies the ferry process's
+//	                       /proc/PID/smaps there at the end of its window,
+//	                       to see which mappings hold the resident memory
 //
 // ./bench/run builds both binaries (the before one from a git archive of
 // the commit before issue 14) and runs
@@ -279,6 +282,11 @@ routes:
 	time.Sleep(window) // benchmark only: the measuring window
 	cpu1, v1, p1, t1 := opCPU(pid), values.Load(), payload.Load(), time.Now()
 	hwm, anon := opStatus(pid, "VmHWM"), opStatus(pid, "RssAnon")
+	if d := os.Getenv("FERRY_OUTPATH_SMAPS"); d != "" {
+		if smaps, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps", pid)); err == nil {
+			_ = os.WriteFile(filepath.Join(d, site+".smaps"), smaps, 0o644)
+		}
+	}
 	if v1 == v0 {
 		fail("no value delivered in the window")
 	}

@@ -3,6 +3,7 @@
 package router
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -258,7 +259,8 @@ func Load(file string, data []byte, r conf.Resolver) (*Config, error) {
 	}
 	// Before Interpolate, which replaces a ${...} with the secret itself.
 	warnings := src.ClearSecrets()
-	errs := src.Interpolate(r)
+	rec := conf.Record(r)
+	errs := src.Interpolate(rec.Resolver())
 	if src.Root.Kind != yaml.MappingNode {
 		return nil, append(errs, src.At(src.Root, "", "expected a mapping with site, data_dir, admin, bus, connectors and routes")).Err()
 	}
@@ -293,7 +295,7 @@ func Load(file string, data []byte, r conf.Resolver) (*Config, error) {
 		}
 	}
 
-	errs = append(errs, c.loadModules(src, &fc.Connectors)...)
+	errs = append(errs, c.loadModules(src, &fc.Connectors, resection(file, data, rec))...)
 	errs = append(errs, c.compileRouteConfigs(src)...)
 	if err := errs.Err(); err != nil {
 		return nil, err
@@ -411,7 +413,24 @@ func pastedSection(src *conf.Source, n *yaml.Node, path string) *conf.Error {
 	return src.At(conf.MapKey(n, "type"), conf.Join(path, "type"), "connectors: holds one connector's settings (type: %s) without a name; give it one: \"  %s:\" under connectors:, then these lines indented under it", typ.Value, name)
 }
 
-func (c *Config) loadModules(src *conf.Source, n *yaml.Node) conf.Errors {
+// resection finds a module's section again after Load has let the tree go:
+// it parses the file's bytes once more and interpolates them with the
+// answers the first load got, so the section is the one loaded, whatever
+// the environment and secret files say by now. Keeping the bytes (kilobytes)
+// instead of the tree (a megabyte for a thousand tags) is what it is for.
+func resection(file string, data []byte, rec *conf.Recorder) func(name string) (*conf.Source, *yaml.Node) {
+	data = bytes.Clone(data)
+	return func(name string) (*conf.Source, *yaml.Node) {
+		src, err := conf.Parse(file, data)
+		if err != nil {
+			return nil, nil
+		}
+		_ = src.Interpolate(rec.Replay())
+		return src, conf.MapValue(conf.MapValue(src.Root, "connectors"), name)
+	}
+}
+
+func (c *Config) loadModules(src *conf.Source, n *yaml.Node, again func(name string) (*conf.Source, *yaml.Node)) conf.Errors {
 	var errs conf.Errors
 	if n.Kind == 0 {
 		return nil
@@ -459,7 +478,9 @@ func (c *Config) loadModules(src *conf.Source, n *yaml.Node) conf.Errors {
 		m.fresh = func() connectors.Connector {
 			// The section decoded once already; it decodes the same again.
 			c := info.New()
-			_ = connectors.Decode(src, body, c, path)
+			if src, body := again(name); body != nil {
+				_ = connectors.Decode(src, body, c, path)
+			}
 			return c
 		}
 		if sf := conf.MapValue(body, "store_and_forward"); sf != nil {

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"runtime"
 	"runtime/debug"
+	"strings"
 
 	"github.com/ferry-gateway/ferry/internal/conf"
 )
@@ -75,4 +77,17 @@ func gogcText() string {
 		return v
 	}
 	return "100"
+}
+
+// noHeapProfile stops the runtime sampling allocations for heap profiles.
+// Nothing in ferry reads them, but the embedded NATS server links
+// net/http/pprof, and with a heap profiler linked in the runtime walks the
+// stack of one allocation in every 512 KiB and keeps a record per call
+// site for good: work, heap and pages of the binary's function tables that
+// nobody asked for. It runs first in main, as the runtime asks;
+// GODEBUG=memprofilerate=N still turns profiling on for whoever wants one.
+func noHeapProfile() {
+	if !strings.Contains(os.Getenv("GODEBUG"), "memprofilerate=") {
+		runtime.MemProfileRate = 0
+	}
 }

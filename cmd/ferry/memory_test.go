@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"testing"
@@ -73,6 +74,21 @@ func TestRunRefusesBadRuntimeFlags(t *testing.T) {
 		code := dispatch(context.Background(), []string{"run", "-c", cfg, c[0], c[1], "--admin-addr", "off", "--data-dir", dir}, &out, &errb)
 		if want := c[0] + ` "` + c[1] + `"`; code != 2 || !strings.Contains(errb.String(), want) {
 			t.Errorf("%s %s: exit %d, stderr %q; want 2 and %s", c[0], c[1], code, errb.String(), want)
+		}
+	}
+}
+
+func TestNoHeapProfile(t *testing.T) {
+	defer func(r int) { runtime.MemProfileRate = r }(runtime.MemProfileRate)
+	for _, c := range []struct {
+		godebug string
+		want    int
+	}{{"", 0}, {"madvdontneed=1", 0}, {"memprofilerate=1", 4096}} {
+		runtime.MemProfileRate = 4096
+		t.Setenv("GODEBUG", c.godebug)
+		noHeapProfile()
+		if runtime.MemProfileRate != c.want {
+			t.Errorf("GODEBUG=%q: MemProfileRate %d, want %d", c.godebug, runtime.MemProfileRate, c.want)
 		}
 	}
 }

@@ -137,3 +137,61 @@ func quote(s string) string {
 	}
 	return `"` + s + `"`
 }
+
+// Recorder wraps a Resolver and remembers every answer it gave, so that the
+// same document can be interpolated again later to exactly the same values
+// (Replay), even if the environment or a secret file has changed since.
+type Recorder struct {
+	r     Resolver
+	env   map[string]envAnswer
+	files map[string]fileAnswer
+}
+
+type envAnswer struct {
+	v  string
+	ok bool
+}
+
+type fileAnswer struct {
+	b   []byte
+	err error
+}
+
+// Record starts remembering r's answers.
+func Record(r Resolver) *Recorder {
+	return &Recorder{r: r, env: map[string]envAnswer{}, files: map[string]fileAnswer{}}
+}
+
+// Resolver answers from the wrapped one and remembers.
+func (c *Recorder) Resolver() Resolver {
+	return Resolver{
+		Env: func(k string) (string, bool) {
+			v, ok := c.r.env(k)
+			c.env[k] = envAnswer{v, ok}
+			return v, ok
+		},
+		ReadFile: func(p string) ([]byte, error) {
+			b, err := c.r.readFile(p)
+			c.files[p] = fileAnswer{b, err}
+			return b, err
+		},
+	}
+}
+
+// Replay answers what was remembered; anything never asked is unset (an
+// environment variable) or not found (a file).
+func (c *Recorder) Replay() Resolver {
+	return Resolver{
+		Env: func(k string) (string, bool) {
+			a := c.env[k]
+			return a.v, a.ok
+		},
+		ReadFile: func(p string) ([]byte, error) {
+			a, ok := c.files[p]
+			if !ok {
+				return nil, os.ErrNotExist
+			}
+			return a.b, a.err
+		},
+	}
+}
