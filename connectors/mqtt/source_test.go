@@ -2,6 +2,7 @@ package mqtt
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -102,5 +103,66 @@ func TestSubscribeParsesShimPayloads(t *testing.T) {
 				t.Errorf("%d errors counted, want 2 malformed payloads", e)
 			}
 		})
+	}
+}
+
+// TestBurstBeyondReceiveWindow: a burst of 3,072 QoS 1 messages on an MQTT 5
+// subscription all arrive from mochi (the broker ferry embeds). ferry does
+// not announce a Receive Maximum: paho sizes a channel by it (65,535 when
+// none, half a megabyte a connect), but with 1,024 announced mochi stranded
+// a thousand of these messages (2,073 arrived), its send quota lost track
+// of what was queued behind the window.
+func TestBurstBeyondReceiveWindow(t *testing.T) {
+	b := startCountingBroker(t)
+	m := newSink(t, "tcp://"+b.addr, "5", func(c *Config) {
+		c.Username = "burst"
+		c.Subscribe = []Subscription{{Topic: "burst/#", QoS: 1, Parse: parse.Config{Format: "raw", Device: "d", Tag: "{topic.1}"}}}
+	})
+	ps := bus.NewMemory(nil)
+	env, err := connectors.NewEnv(connectors.EnvConfig{Name: "burst", Site: "s", DataDir: t.TempDir(), Publisher: ps, Outputs: m.Outputs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, _ := ps.Subscribe(t.Context(), "burst/out")
+	if err := m.Start(t.Context(), env); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = ps.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = m.Stop(ctx)
+		_ = env.Shutdown(ctx)
+	}()
+	waitPhase(t, env, connectors.PhaseUp)
+	b.mu.Lock()
+	got := b.recvMax["burst"]
+	b.mu.Unlock()
+	if got != 0 && got != 65535 {
+		t.Fatalf("CONNECT announced Receive Maximum %d: mochi strands QoS 1 messages queued behind a small window", got)
+	}
+
+	const n = 3 * 1024
+	for i := range n {
+		if err := b.srv.Publish(fmt.Sprintf("burst/t%d", i), []byte("1"), false, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seen := map[string]bool{}
+	deadline := time.After(30 * time.Second)
+	for len(seen) < n {
+		select {
+		case msg := <-msgs:
+			var batch bus.Batch
+			if err := new(bus.Decoder).DecodeMessage(msg, &batch); err != nil {
+				t.Fatal(err)
+			}
+			msg.Ack()
+			for _, r := range batch.Records {
+				seen[r.Tag] = true
+			}
+		case <-deadline:
+			t.Fatalf("%d of %d messages arrived", len(seen), n)
+		}
 	}
 }

@@ -33,15 +33,17 @@ import (
 type countingBroker struct {
 	mochi.HookBase
 	addr string
+	srv  *mochi.Server
 
 	mu       sync.Mutex
 	connects map[string]int
+	recvMax  map[string]uint16 // the Receive Maximum of each user's last CONNECT
 }
 
 func startCountingBroker(t *testing.T) *countingBroker {
 	t.Helper()
-	b := &countingBroker{connects: map[string]int{}}
-	srv := mochi.New(&mochi.Options{Logger: slog.New(slog.DiscardHandler)})
+	b := &countingBroker{connects: map[string]int{}, recvMax: map[string]uint16{}}
+	srv := mochi.New(&mochi.Options{Logger: slog.New(slog.DiscardHandler), InlineClient: true})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +58,7 @@ func startCountingBroker(t *testing.T) *countingBroker {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = srv.Close() })
-	b.addr = tcp.Address()
+	b.addr, b.srv = tcp.Address(), srv
 	return b
 }
 
@@ -67,6 +69,7 @@ func (b *countingBroker) Provides(h byte) bool { return h == mochi.OnConnect }
 func (b *countingBroker) OnConnect(_ *mochi.Client, pk packets.Packet) error {
 	b.mu.Lock()
 	b.connects[string(pk.Connect.Username)]++
+	b.recvMax[string(pk.Connect.Username)] = pk.Properties.ReceiveMaximum
 	b.mu.Unlock()
 	return nil
 }
