@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -30,28 +31,9 @@ func TestSubscribeParsesShimPayloads(t *testing.T) {
 					{Topic: "shim/raw/+/+", QoS: 1, Parse: parse.Config{Format: "raw", Device: "{topic.2}", Tag: "{topic.3}"}},
 				}
 			})
-			ps := bus.NewMemory(nil)
 			sinks++
 			name := "src" + v
-			env, err := connectors.NewEnv(connectors.EnvConfig{Name: name, Site: "s", DataDir: t.TempDir(), Publisher: ps, Outputs: m.Outputs()})
-			if err != nil {
-				t.Fatal(err)
-			}
-			msgs, _ := ps.Subscribe(t.Context(), name+"/out")
-			if err := m.Start(t.Context(), env); err != nil {
-				t.Fatal(err)
-			}
-			defer func() {
-				// Close the bus first: a failed check may leave a batch
-				// unacknowledged, and the emitter blocked on it.
-				_ = ps.Close()
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				_ = m.Stop(ctx)
-				if err := env.Shutdown(ctx); err != nil {
-					t.Error(err)
-				}
-			}()
+			env, msgs := startSource(t, m, name)
 			waitPhase(t, env, connectors.PhaseUp)
 
 			shim := paho.NewClient(paho.NewClientOptions().AddBroker("tcp://" + addr).SetClientID("shim" + v))
@@ -118,22 +100,7 @@ func TestBurstBeyondReceiveWindow(t *testing.T) {
 		c.Username = "burst"
 		c.Subscribe = []Subscription{{Topic: "burst/#", QoS: 1, Parse: parse.Config{Format: "raw", Device: "d", Tag: "{topic.1}"}}}
 	})
-	ps := bus.NewMemory(nil)
-	env, err := connectors.NewEnv(connectors.EnvConfig{Name: "burst", Site: "s", DataDir: t.TempDir(), Publisher: ps, Outputs: m.Outputs()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	msgs, _ := ps.Subscribe(t.Context(), "burst/out")
-	if err := m.Start(t.Context(), env); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = ps.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = m.Stop(ctx)
-		_ = env.Shutdown(ctx)
-	}()
+	env, msgs := startSource(t, m, "burst")
 	waitPhase(t, env, connectors.PhaseUp)
 	b.mu.Lock()
 	got := b.recvMax["burst"]
@@ -165,4 +132,32 @@ func TestBurstBeyondReceiveWindow(t *testing.T) {
 			t.Fatalf("%d of %d messages arrived", len(seen), n)
 		}
 	}
+}
+
+// startSource starts m as the source name on an in-memory bus, up, and
+// returns its Env and the messages it publishes; all stop when t ends.
+func startSource(t *testing.T, m *MQTT, name string) (*connectors.Env, <-chan *message.Message) {
+	t.Helper()
+	ps := bus.NewMemory(nil)
+	env, err := connectors.NewEnv(connectors.EnvConfig{Name: name, Site: "s", DataDir: t.TempDir(), Publisher: ps, Outputs: m.Outputs()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs, _ := ps.Subscribe(t.Context(), name+"/out")
+	if err := m.Start(t.Context(), env); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Close the bus first: a failed check may leave a batch
+		// unacknowledged, and the emitter blocked on it.
+		_ = ps.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = m.Stop(ctx)
+		if err := env.Shutdown(ctx); err != nil {
+			t.Error(err)
+		}
+	})
+	waitPhase(t, env, connectors.PhaseUp)
+	return env, msgs
 }
