@@ -177,8 +177,11 @@ routes:
 	if len(writes) != 4 || !strings.Contains(writes[0].Message, "press/setpoint = 321: ok") || writes[1].Error == "" {
 		t.Errorf("write events: %+v", writes)
 	}
-	if d := getJSON[tagDetail](t, srv.URL+"/api/tag?source=mb&device=press&tag=setpoint"); d.Writable != "maybe" && d.Writable != "yes" {
-		t.Errorf("setpoint writable %q", d.Writable)
+	// The Modbus connector knows: writable: true, or not.
+	for tag, want := range map[string]string{"setpoint": "yes", "status": "no"} {
+		if d := getJSON[tagDetail](t, srv.URL+"/api/tag?source=mb&device=press&tag="+tag); d.Writable != want {
+			t.Errorf("%s writable %q, want %q", tag, d.Writable, want)
+		}
 	}
 }
 

@@ -15,6 +15,22 @@ import (
 	"github.com/ferry-gateway/ferry/connectors/command"
 )
 
+// TagWritable says whether the page may offer a write for a tag: exactly
+// when its section says writable: true, which validation allows on coil and
+// holding tags only. known is false for a device or tag this connector does
+// not read (or before it started).
+func (m *Modbus) TagWritable(device, tag string) (writable, known bool) {
+	d, err := m.device(device)
+	if err != nil {
+		return false, false
+	}
+	i, ok := d.byTag[tag]
+	if !ok {
+		return false, false
+	}
+	return d.spec.tags[i].writable, true
+}
+
 // WriteTag writes v to a writable coil or holding tag: encoded with the
 // tag's type and byte order, scale and offset applied in reverse. A coil is
 // written with function 5 (15 with single_coil_write: fc15), one register
