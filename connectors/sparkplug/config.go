@@ -46,6 +46,12 @@ type EdgeConfig struct {
 	// match wins); without one, ferry's value kind decides.
 	Types    []TypeRule `yaml:"types"`
 	Commands Commands   `yaml:"commands"`
+	// DeviceTimeout, when set, sends a device's DDEATH once no record of
+	// it has come for that long: its source stopped, crashed or lost the
+	// device without reporting BAD values. Its next record births it
+	// again. Off by default: a source that reports by exception (an OPC UA
+	// subscription with a deadband) may rightly be silent for hours.
+	DeviceTimeout conf.Duration `yaml:"device_timeout"`
 }
 
 // TypeRule maps tags (a glob over "<device>/<tag>") to a datatype.
@@ -197,6 +203,9 @@ func (c *EdgeConfig) Validate() error {
 	}
 	if c.Commands.Timeout.D() <= 0 {
 		p.Add("commands.timeout", "must be positive")
+	}
+	if c.DeviceTimeout < 0 {
+		p.Add("device_timeout", "must not be negative (0 turns it off)")
 	}
 	return p.Err()
 }

@@ -83,7 +83,9 @@ type device struct {
 	metrics  map[string]*metric
 	order    []*metric
 	born     bool // DBIRTH sent in this session and no DDEATH since
-	dead     bool // every metric BAD: DDEATH sent (or due)
+	dead     bool // every metric BAD, or silent past device_timeout: DDEATH sent (or due)
+	silent   bool // dead because silent: its next record is logged as its return
+	last     time.Time
 }
 
 type metric struct {
@@ -137,7 +139,55 @@ func (e *Edge) Start(_ context.Context, env *connectors.Env) error {
 	env.Connecting()
 	env.Go("link", e.link)
 	env.Go("commands", e.commands)
+	if e.DeviceTimeout > 0 {
+		env.Go("device-timeout", e.watchSilence)
+	}
 	return nil
+}
+
+// watchSilence sends the DDEATH of every device silent for device_timeout.
+func (e *Edge) watchSilence(ctx context.Context) error {
+	limit := e.DeviceTimeout.D()
+	tick := time.NewTicker(min(max(limit/4, 10*time.Millisecond), time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-tick.C:
+			e.expire(now, limit)
+		}
+	}
+}
+
+// expire ends the born devices with no record since limit before now.
+// Without a connection nothing is judged: the outlet holds what comes
+// meanwhile, and the next births give every device a full limit again.
+func (e *Edge) expire(now time.Time, limit time.Duration) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c := e.c
+	if !e.ready || c == nil {
+		return
+	}
+	var toks []paho.Token
+	for _, d := range e.order {
+		if !d.born || now.Sub(d.last) < limit {
+			continue
+		}
+		dd := &spb.Payload{Timestamp: proto.Uint64(msOf(now.UnixNano()))}
+		toks = append(toks, e.sendLocked(c, deviceTopic(e.GroupID, DDEATH, e.EdgeNodeID, d.id), DDEATH, dd))
+		d.born, d.dead, d.silent = false, true, true
+		e.env.Logger.Info("device silent; sent its DDEATH", "device", d.name, "silent_for", now.Sub(d.last).Round(time.Millisecond).String())
+	}
+	if len(toks) == 0 {
+		return
+	}
+	if err := e.waitLocked(c, toks); err != nil {
+		e.dropLocked(c, nil)
+		c.close(0)
+		e.env.Error(fmt.Errorf("ddeath: %w", err))
+	}
 }
 
 // nextBdSeq is the bdSeq of the next CONNECT: one more than the last, kept
@@ -372,6 +422,7 @@ func (e *Edge) birth(c *client, rebirth bool) error {
 		d.born = false
 		if !d.dead && len(d.order) > 0 {
 			toks = append(toks, e.dbirthLocked(c, d))
+			d.last = time.Unix(0, now) // device_timeout counts from its birth
 		}
 	}
 	err := e.waitLocked(c, toks)
@@ -533,6 +584,11 @@ func (e *Edge) Write(_ context.Context, b *bus.Batch) error {
 
 func (e *Edge) writeDevice(c *client, toks []paho.Token, name string, recs []bus.Record) []paho.Token {
 	d := e.deviceLocked(name)
+	d.last = time.Now()
+	if d.silent {
+		d.silent = false
+		e.env.Logger.Info("device reporting again", "device", d.name)
+	}
 	needBirth := !d.born
 	first := map[*metric]int{} // a new metric's first record goes in the DBIRTH
 	anyBad := false
