@@ -89,3 +89,31 @@ func TestLend(t *testing.T) {
 		t.Error("InProcess must hold for the in-process bus, and only for it")
 	}
 }
+
+// A subscriber of the in-process bus refuses a message with Refuse: its
+// Publish returns the reason, once; a message acknowledged as usual
+// publishes without error.
+func TestRefuse(t *testing.T) {
+	mem := NewMemory(nil)
+	defer mem.Close()
+	msgs, err := mem.Subscribe(t.Context(), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		n := 0
+		for m := range msgs {
+			if n++; n == 1 {
+				Refuse(m, ErrStopping)
+				continue
+			}
+			m.Ack()
+		}
+	}()
+	if err := mem.Publish("t", NewMessage(&Batch{})); !errors.Is(err, ErrStopping) {
+		t.Errorf("refused publish returned %v, want ErrStopping", err)
+	}
+	if err := mem.Publish("t", NewMessage(&Batch{})); err != nil {
+		t.Errorf("acknowledged publish returned %v", err)
+	}
+}

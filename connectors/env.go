@@ -512,6 +512,9 @@ func (e *Env) EmitTo(ctx context.Context, output string, b *bus.Batch) error {
 			break
 		}
 		err = fmt.Errorf("%s: publish %s: %w", e.Name, topic, err)
+		if errors.Is(err, bus.ErrStopping) {
+			return err // not taken, and no use retrying: the source keeps it
+		}
 		e.Error(err)
 		t := time.NewTimer(bo.Next())
 		select {

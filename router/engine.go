@@ -266,6 +266,14 @@ func (e *Engine) Flush(ctx context.Context) error {
 				}
 				break
 			}
+			if errors.Is(err, bus.ErrStopping) {
+				// The pipeline is stopping: give the input back now rather
+				// than hold its source until the stop's deadline.
+				for _, o := range e.lanes {
+					o.batch.Reset()
+				}
+				return fmt.Errorf("router: publish to %s: %w: %w", l.sink, errPublish, err)
+			}
 			if !blocked && e.OnBlock != nil {
 				e.OnBlock(l.sink, err)
 			}
@@ -307,6 +315,7 @@ func (e *Engine) Handle(ctx context.Context, topic string, msg *message.Message)
 type delivery struct {
 	topic string
 	msg   *message.Message
+	local bool // from the in-process bus, which can refuse it (bus.Refuse)
 }
 
 // Subscribe subscribes to every input topic. It returns once the
@@ -333,16 +342,17 @@ func (e *Engine) subscribe(topics []string) error {
 		if e.subscribed[topic] {
 			continue
 		}
-		ch, err := e.subFor(topic).Subscribe(e.subCtx, topic)
+		sub := e.subFor(topic)
+		ch, err := sub.Subscribe(e.subCtx, topic)
 		if err != nil {
 			return fmt.Errorf("router: subscribe %s: %w", topic, err)
 		}
 		e.subscribed[topic] = true
-		ctx, out := e.subCtx, e.out
+		ctx, out, local := e.subCtx, e.out, bus.InProcess(sub)
 		go func() {
 			for m := range ch {
 				select {
-				case out <- delivery{topic, m}:
+				case out <- delivery{topic, m, local}:
 				case <-ctx.Done():
 					m.Nack()
 					return
@@ -370,6 +380,12 @@ func (e *Engine) Run(ctx context.Context, in <-chan delivery) {
 				return
 			}
 			err := e.Handle(ctx, d.topic, d.msg)
+			if d.local && errors.Is(err, bus.ErrStopping) {
+				// Given back on the in-process bus it would come again at
+				// once and hold its source: refused, the source keeps it.
+				bus.Refuse(d.msg, err)
+				continue
+			}
 			if errors.Is(err, errPublish) || ctx.Err() != nil {
 				// Stopping before the sinks surely took it: given back, the
 				// batch comes again (JetStream hands it to another

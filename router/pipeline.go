@@ -72,9 +72,10 @@ type running struct {
 	// the spool or memory buffer behind it. It outlives the connector:
 	// a reload or a restart swaps the runner reading it, so no batch
 	// falls in a gap.
-	out   outlet.Queue
-	mem   *outlet.Memory // nil unless the outlet is in memory
-	spool *spool.Spool   // nil unless the sink stores and forwards locally
+	out    outlet.Queue
+	mem    *outlet.Memory // nil unless the outlet is in memory
+	spool  *spool.Spool   // nil unless the sink stores and forwards locally
+	spoolQ *outlet.Bus    // the queue on spool
 
 	// ownBus, for a source added by a reload, is a bus of its own: the
 	// shared one cannot take new subscriptions while batches are in flight
@@ -183,7 +184,7 @@ func (p *Pipeline) openOutlet(r *running) error {
 			return fmt.Errorf("%s: spool: %w", m.Name, err)
 		}
 		q := outlet.NewBus(sp, SinkTopic(m.Name))
-		r.spool, r.out = sp, q
+		r.spool, r.spoolQ, r.out = sp, q, q
 		if m.Drain != nil {
 			r.out = outlet.NewLiveFirst(q, *m.Drain, p.logger.With("module", m.Name, "component", "outlet"))
 		}
@@ -471,6 +472,9 @@ func (p *Pipeline) Stop(ctx context.Context) error {
 	for _, m := range groups[groupSinks] {
 		if m.mem != nil {
 			m.mem.Stopping()
+		}
+		if m.spoolQ != nil {
+			m.spoolQ.Stopping()
 		}
 	}
 	srcCtx, cancel := context.WithTimeout(ctx, remaining(ctx)/2)

@@ -568,3 +568,46 @@ func init() {
 	connectors.Register(connectors.Info{Name: "testpicky2", Roles: connectors.RoleSink,
 		New: func() connectors.Connector { return picky2{} }})
 }
+
+// A source held back by a full spool under on_full: block (its sink
+// refusing everything) does not hold up a stop: the spool stops waiting
+// for room, the source's emit is refused (bus.Refuse: it keeps the batch,
+// which the spool never accepted), and Stop returns long before its
+// deadline instead of spending half of it on the source.
+func TestStopWithBlockingSpoolFull(t *testing.T) {
+	c := load(t, `
+connectors:
+  gen:
+    type: generator
+    interval: 1ms
+    tags: [{name: t, signal: counter, count: 20}]
+  refusing:
+    type: testcapture
+    fail: 1000000
+    store_and_forward: {quota: 64KiB, segment_size: 64KiB, on_full: block}
+routes:
+  - {from: gen, to: refusing}
+`)
+	p := start(t, c)
+	// Full: the next batch (20 records, some 530 bytes) does not fit, and
+	// the generator waits in its emit.
+	spool := func() *SpoolStatus {
+		for _, m := range p.Status().Modules {
+			if m.Name == "refusing" && m.Spool != nil {
+				return m.Spool
+			}
+		}
+		return &SpoolStatus{}
+	}
+	waitfor.Until(t, 20*time.Second, func() bool { return spool().Bytes > 64<<10-530 },
+		func() string { return fmt.Sprintf("the spool does not fill: %+v", spool()) })
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	if err := p.Stop(ctx); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if took := time.Since(t0); took > 15*time.Second {
+		t.Fatalf("Stop took %v with the spool full: it waited out the sources' share of its deadline", took)
+	}
+}

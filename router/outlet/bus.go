@@ -16,6 +16,10 @@ import (
 type Bus struct {
 	ps    bus.PubSub
 	topic string
+	// halt ends a Put waiting on the backend (a full spool under
+	// on_full: block) once Stopping is called.
+	halt context.Context
+	stop context.CancelFunc
 
 	mu   sync.Mutex
 	msgs <-chan *message.Message
@@ -24,7 +28,18 @@ type Bus struct {
 }
 
 // NewBus returns the queue on ps's topic. It subscribes at the first Next.
-func NewBus(ps bus.PubSub, topic string) *Bus { return &Bus{ps: ps, topic: topic} }
+func NewBus(ps bus.PubSub, topic string) *Bus {
+	halt, stop := context.WithCancel(context.Background())
+	return &Bus{ps: ps, topic: topic, halt: halt, stop: stop}
+}
+
+// Stopping makes a Put that waits for room, and every later one that
+// would, give up with bus.ErrStopping: the pipeline is shutting down and the
+// sources behind the queue must be able to finish. What the queue did not
+// take it never promised to keep; the source still has it (a file's
+// offset not committed, a broker's message not acknowledged) or it was a
+// sample of the moment.
+func (q *Bus) Stopping() { q.stop() }
 
 // Put encodes b (the one place a routed batch is encoded) and publishes it.
 func (q *Bus) Put(ctx context.Context, b *bus.Batch, m Meta) error {
@@ -32,12 +47,19 @@ func (q *Bus) Put(ctx context.Context, b *bus.Batch, m Meta) error {
 }
 
 func (q *Bus) publish(ctx context.Context, msg *message.Message, m Meta) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(q.halt, cancel)()
 	msg.SetContext(ctx)
 	msg.Metadata.Set(MetaPriority, m.priority())
 	if m.TTL > 0 {
 		msg.Metadata.Set(MetaTTL, m.TTL.String())
 	}
-	return q.ps.Publish(q.topic, msg)
+	err := q.ps.Publish(q.topic, msg)
+	if err != nil && q.halt.Err() != nil {
+		return fmt.Errorf("%w: %w", bus.ErrStopping, err)
+	}
+	return err
 }
 
 func (q *Bus) subscription() (<-chan *message.Message, error) {
