@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -411,6 +412,20 @@ func pastedSection(src *conf.Source, n *yaml.Node, path string) *conf.Error {
 		return src.At(conf.MapKey(n, "type"), "type", "this file holds one connector's settings (type: %s) at its top level, as a connector's README shows them; a ferry.yaml puts them under connectors: and a name of your choosing: \"connectors:\", then \"  %s:\", then these lines indented under it", typ.Value, name)
 	}
 	return src.At(conf.MapKey(n, "type"), conf.Join(path, "type"), "connectors: holds one connector's settings (type: %s) without a name; give it one: \"  %s:\" under connectors:, then these lines indented under it", typ.Value, name)
+}
+
+// SpoolDir is where a sink with a local spool keeps it: its
+// store_and_forward dir, under the data dir when relative, by default
+// <data_dir>/spool/<sink>.
+func SpoolDir(dataDir string, m *Module) string {
+	switch d := m.Spool.Dir; {
+	case d == "":
+		return filepath.Join(dataDir, "spool", m.Name)
+	case !filepath.IsAbs(d):
+		return filepath.Join(dataDir, d)
+	default:
+		return d
+	}
 }
 
 // resection finds a module's section again after Load has let the tree go:

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -172,12 +171,7 @@ func (p *Pipeline) openOutlet(r *running) error {
 		r.out = outlet.NewBus(p.nats, SinkTopic(m.Name))
 	case m.Spool != nil:
 		sc := *m.Spool
-		switch {
-		case sc.Dir == "":
-			sc.Dir = filepath.Join(p.cfg.DataDir, "spool", m.Name)
-		case !filepath.IsAbs(sc.Dir):
-			sc.Dir = filepath.Join(p.cfg.DataDir, sc.Dir)
-		}
+		sc.Dir = SpoolDir(p.cfg.DataDir, m)
 		sc.Registerer = p.reg
 		sp, err := spool.Open(sc, p.logger.With("module", m.Name, "component", "spool"))
 		if err != nil {

@@ -17,8 +17,8 @@ import (
 	"github.com/ferry-gateway/ferry/router"
 )
 
-const spoolUsage = "usage: ferry spool inspect [--data-dir DIR]\n" +
-	"       ferry spool verify [--data-dir DIR | --dir SPOOLDIR] [--key-file FILE]"
+const spoolUsage = "usage: ferry spool inspect [-c FILE | --data-dir DIR]\n" +
+	"       ferry spool verify [-c FILE | --data-dir DIR | --dir SPOOLDIR] [--key-file FILE]"
 
 // spoolCmd is `ferry spool inspect|verify`. Both read a spool without
 // opening it for writing (no lock, no repair), so they work while ferry
@@ -43,21 +43,19 @@ func spoolCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 // spool under a data dir (it needs no key).
 func spoolInspect(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flags("spool inspect", stderr)
+	file := configFlag(fs, "the config `file`: its data_dir, and the spools its sinks keep elsewhere (store_and_forward.dir)")
 	dataDir := fs.String("data-dir", router.DefaultDataDir, "ferry's data directory")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	root := filepath.Join(*dataDir, "spool")
-	names, err := spoolNames(root)
-	if err != nil {
-		fmt.Fprintf(stderr, "ferry spool inspect: no spools under %s: %v\n", *dataDir, err)
-		return 1
+	targets, code := spoolTargetsFor(fs, "spool inspect", *file, *dataDir, stderr)
+	if targets == nil {
+		return code
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SINK\tLANE\tPRIORITY\tBATCHES\tRECORDS\tBYTES\tDISK\tOLDEST")
-	code := 0
-	for _, name := range names {
-		dir := filepath.Join(root, name)
+	for _, tg := range targets {
+		name, dir := tg.name, tg.dir
 		st, err := spool.Inspect(dir)
 		if err != nil {
 			fmt.Fprintf(stderr, "%s: %v\n", name, err)
@@ -83,47 +81,42 @@ func spoolInspect(_ context.Context, args []string, stdout, stderr io.Writer) in
 // Exit 1 when any spool is damaged or could not be read as a spool.
 func spoolVerify(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flags("spool verify", stderr)
+	file := configFlag(fs, "the config `file`: verify the spools under its data_dir and those its sinks keep elsewhere, each with its key_file")
 	dataDir := fs.String("data-dir", router.DefaultDataDir, "ferry's data directory: verify every spool under DIR/spool")
 	one := fs.String("dir", "", "verify only the spool in this directory")
-	keyFile := fs.String("key-file", "", "the spool's key_file: also decrypt and authenticate every encrypted entry")
+	keyFile := fs.String("key-file", "", "the spool's key_file: also decrypt and authenticate every encrypted entry (with -c, instead of the sinks' own)")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	if *one != "" && isSet(fs, "data-dir") {
-		fmt.Fprintln(stderr, "ferry spool verify: --dir and --data-dir exclude each other")
+	if *one != "" && (isSet(fs, "data-dir") || *file != "") {
+		fmt.Fprintln(stderr, "ferry spool verify: --dir excludes --data-dir and -c")
 		return 2
 	}
-	var dirs []string
-	if *one != "" {
-		dirs = []string{*one}
-	} else {
-		root := filepath.Join(*dataDir, "spool")
-		names, err := spoolNames(root)
-		if err == nil && len(names) == 0 {
-			err = errors.New("the directory is empty")
-		}
-		if err != nil {
-			fmt.Fprintf(stderr, "ferry spool verify: no spools under %s: %v\n", *dataDir, err)
-			return 1
-		}
-		for _, n := range names {
-			dirs = append(dirs, filepath.Join(root, n))
+	targets := []spoolTarget{{dir: *one}}
+	if *one == "" {
+		var code int
+		if targets, code = spoolTargetsFor(fs, "spool verify", *file, *dataDir, stderr); targets == nil {
+			return code
 		}
 	}
 	var damaged, failed int
 	var lostEntries, lostRecords int64
 	exact, entriesExact := true, true
-	for i, dir := range dirs {
+	for i, tg := range targets {
 		if i > 0 {
 			fmt.Fprintln(stdout)
 		}
-		rep, err := spool.Verify(dir, *keyFile)
+		key := tg.keyFile
+		if *keyFile != "" {
+			key = *keyFile
+		}
+		rep, err := spool.Verify(tg.dir, key)
 		if err != nil {
-			fmt.Fprintf(stdout, "%s: cannot verify: %v\n", dir, err)
+			fmt.Fprintf(stdout, "%s: cannot verify: %v\n", tg.dir, err)
 			failed++
 			continue
 		}
-		printReport(stdout, rep, *keyFile)
+		printReport(stdout, rep, key)
 		if !rep.Healthy() {
 			damaged++
 		}
@@ -135,7 +128,7 @@ func spoolVerify(_ context.Context, args []string, stdout, stderr io.Writer) int
 			entriesExact = entriesExact && d.Kind != spool.DamageTornTail
 		}
 	}
-	summary := fmt.Sprintf("%s, %d damaged", plural(len(dirs), "spool"), damaged)
+	summary := fmt.Sprintf("%s, %d damaged", plural(len(targets), "spool"), damaged)
 	if failed > 0 {
 		summary += fmt.Sprintf(", %d unreadable", failed)
 	}
@@ -255,6 +248,69 @@ func consequence(kind string) string {
 }
 
 // spoolNames lists the spool directories under root, sorted.
+// spoolTarget is one spool a command reads.
+type spoolTarget struct {
+	name, dir, keyFile string
+}
+
+// spoolTargets lists the spools under dataDir/spool and, with a config
+// file, those of its sinks (from its data_dir, a store_and_forward dir of
+// their own included, each with its key_file). A spool on disk that no
+// sink of the config names any more is listed too: it may still hold data.
+func spoolTargets(file, dataDir string) ([]spoolTarget, string, error) {
+	var targets []spoolTarget
+	known := map[string]bool{}
+	if file != "" {
+		cfg, err := router.LoadFile(file)
+		if err != nil {
+			return nil, "", err
+		}
+		dataDir = cfg.DataDir
+		for _, m := range cfg.Modules {
+			if m.Spool == nil || m.JetStream {
+				continue
+			}
+			dir := router.SpoolDir(dataDir, m)
+			targets = append(targets, spoolTarget{name: m.Name, dir: dir, keyFile: m.Spool.KeyFile})
+			known[filepath.Clean(dir)] = true
+		}
+	}
+	root := filepath.Join(dataDir, "spool")
+	names, err := spoolNames(root)
+	if err != nil && (file == "" || !errors.Is(err, os.ErrNotExist)) {
+		return nil, dataDir, err
+	}
+	for _, n := range names {
+		if dir := filepath.Join(root, n); !known[filepath.Clean(dir)] {
+			targets = append(targets, spoolTarget{name: n, dir: dir})
+		}
+	}
+	return targets, dataDir, nil
+}
+
+// spoolTargetsFor is spoolTargets for a command: -c and --data-dir exclude
+// each other, and no spool at all is an error. On failure it returns nil
+// and the exit code, having said why.
+func spoolTargetsFor(fs *flag.FlagSet, cmd, file, dataDir string, stderr io.Writer) ([]spoolTarget, int) {
+	if file != "" && isSet(fs, "data-dir") {
+		fmt.Fprintf(stderr, "ferry %s: -c and --data-dir exclude each other (the config names its data_dir)\n", cmd)
+		return nil, 2
+	}
+	targets, dir, err := spoolTargets(file, dataDir)
+	if err != nil && dir == "" { // the config did not load
+		fmt.Fprintf(stderr, "ferry %s: %v\n", cmd, err)
+		return nil, 1
+	}
+	if err == nil && len(targets) == 0 {
+		err = errors.New("there are none")
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "ferry %s: no spools under %s: %v\n", cmd, dir, err)
+		return nil, 1
+	}
+	return targets, 0
+}
+
 func spoolNames(root string) ([]string, error) {
 	entries, err := os.ReadDir(root)
 	if err != nil {

@@ -222,7 +222,9 @@ func TestSpoolVerifyErrors(t *testing.T) {
 	}{
 		{[]string{"spool"}, 2, "ferry spool verify"},
 		{[]string{"spool", "check"}, 2, "ferry spool verify"},
-		{[]string{"spool", "verify", "--dir", dir, "--data-dir", dir}, 2, "exclude each other"},
+		{[]string{"spool", "verify", "--dir", dir, "--data-dir", dir}, 2, "--dir excludes --data-dir and -c"},
+		{[]string{"spool", "inspect", "-c", "x.yaml", "--data-dir", dir}, 2, "exclude each other"},
+		{[]string{"spool", "verify", "-c", filepath.Join(t.TempDir(), "none.yaml")}, 1, "none.yaml"},
 		{[]string{"spool", "verify", "--bogus"}, 2, "flag provided but not defined"},
 		{[]string{"spool", "verify", "extra"}, 2, "unexpected argument"},
 		{[]string{"spool", "verify", "--data-dir", t.TempDir()}, 1, "no spools under"},
@@ -233,5 +235,38 @@ func TestSpoolVerifyErrors(t *testing.T) {
 		if code != c.code || !strings.Contains(out+errs, c.want) {
 			t.Errorf("%v: exit %d, want %d and %q in\n%s%s", c.args, code, c.code, c.want, out, errs)
 		}
+	}
+}
+
+// TestSpoolWithConfig: -c takes the data dir from the config, finds a
+// sink's spool kept in a dir of its own, and verifies it with its own
+// key_file; a spool left by a sink the config no longer has is listed too.
+func TestSpoolWithConfig(t *testing.T) {
+	data, elsewhere := t.TempDir(), filepath.Join(t.TempDir(), "vault")
+	key := writeKeyFile(t)
+	writeSpool(t, elsewhere, key, 40)
+	writeSpool(t, filepath.Join(data, "spool", "old-sink"), "", 40)
+	cfg := filepath.Join(t.TempDir(), "ferry.yaml")
+	text := fmt.Sprintf(`data_dir: %s
+connectors:
+  gen: {type: generator, interval: 1s, tags: [{name: t}]}
+  cloud:
+    type: file
+    path: out.jsonl
+    store_and_forward: {dir: %s, key_file: %s}
+routes:
+  - {from: gen, to: cloud}
+`, data, elsewhere, key)
+	if err := os.WriteFile(cfg, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := run(t, t.Context(), "spool", "verify", "-c", cfg)
+	if code != 0 || !strings.Contains(out, elsewhere+": healthy") || !strings.Contains(out, "every entry authenticated with "+key) ||
+		!strings.Contains(out, "old-sink: healthy") || !strings.Contains(out, "2 spools, 0 damaged") {
+		t.Errorf("verify -c: exit %d\n%s%s", code, out, errs)
+	}
+	code, out, errs = run(t, t.Context(), "spool", "inspect", "--config", cfg)
+	if code != 0 || !strings.Contains(out, "cloud") || !strings.Contains(out, "old-sink") {
+		t.Errorf("inspect -c: exit %d\n%s%s", code, out, errs)
 	}
 }
