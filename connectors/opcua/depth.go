@@ -56,6 +56,30 @@ func (s *session) serverUnits(ctx context.Context, items []*item) {
 	}
 }
 
+// ---- access levels
+
+// serverAccess reads each item's UserAccessLevel (what this session's user
+// may do with the node), so the page can say which tags take writes. A
+// server that cannot say is logged once; its tags are then "maybe".
+func (s *session) serverAccess(ctx context.Context, items []*item) {
+	nodes := make([]*ua.NodeID, len(items))
+	for i, it := range items {
+		nodes[i] = it.node
+	}
+	vals, err := s.readAttr(ctx, nodes, ua.AttributeIDUserAccessLevel)
+	for i, dv := range vals {
+		if dv == nil || dv.Status != ua.StatusOK || dv.Value == nil {
+			continue
+		}
+		if b, ok := dv.Value.Value().(uint8); ok {
+			items[i].access, items[i].accessOK = b, true
+		}
+	}
+	if err != nil && ctx.Err() == nil {
+		s.o.logBurst("access levels not read", slog.String("error", err.Error()))
+	}
+}
+
 // properties returns, per item, the NodeId of its property with browse
 // name name (namespace 0), or nil; in Browse calls of at most
 // MaxNodesPerBrowse.
@@ -93,6 +117,12 @@ func (s *session) properties(ctx context.Context, items []*item, name string) ([
 // readValues reads the Value of each node (nil entries are skipped and
 // come back nil) in calls of at most MaxNodesPerRead.
 func (s *session) readValues(ctx context.Context, nodes []*ua.NodeID) ([]*ua.DataValue, error) {
+	return s.readAttr(ctx, nodes, ua.AttributeIDValue)
+}
+
+// readAttr reads attribute attr of every node (nil ones are skipped), in
+// Read calls of at most MaxNodesPerRead.
+func (s *session) readAttr(ctx context.Context, nodes []*ua.NodeID, attr ua.AttributeID) ([]*ua.DataValue, error) {
 	out := make([]*ua.DataValue, len(nodes))
 	var idx []int
 	for i, n := range nodes {
@@ -105,11 +135,11 @@ func (s *session) readValues(ctx context.Context, nodes []*ua.NodeID) ([]*ua.Dat
 		part := idx[start:min(start+per, len(idx))]
 		req := &ua.ReadRequest{TimestampsToReturn: ua.TimestampsToReturnNeither}
 		for _, i := range part {
-			req.NodesToRead = append(req.NodesToRead, &ua.ReadValueID{NodeID: nodes[i], AttributeID: ua.AttributeIDValue, DataEncoding: &ua.QualifiedName{}})
+			req.NodesToRead = append(req.NodesToRead, &ua.ReadValueID{NodeID: nodes[i], AttributeID: attr, DataEncoding: &ua.QualifiedName{}})
 		}
 		res, err := call[*ua.ReadResponse](ctx, s, req)
 		if err != nil {
-			return nil, fmt.Errorf("read properties: %w", err)
+			return nil, fmt.Errorf("read attribute %d: %w", attr, err)
 		}
 		for k, i := range part {
 			if k < len(res.Results) {

@@ -24,6 +24,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gopcua/opcua/ua"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ferry-gateway/ferry/bus"
@@ -241,6 +242,24 @@ func (o *OPCUA) WriteTag(ctx context.Context, device, tag string, v bus.Value) e
 		return fmt.Errorf("%s/%s: %w", device, tag, connectors.ErrNotConnected)
 	}
 	return s.write(ctx, it, v)
+}
+
+// TagWritable says whether the page may offer a write for a tag: from the
+// node's UserAccessLevel as the server told this session (CurrentWrite);
+// a method is always called. known is false for a tag this connector does
+// not read, or whose access level the server did not give.
+func (o *OPCUA) TagWritable(device, tag string) (writable, known bool) {
+	t := o.table.Load()
+	if device != o.device || t == nil {
+		return false, false
+	}
+	if it := t.byTag[tag]; it != nil {
+		return it.access&byte(ua.AccessLevelTypeCurrentWrite) != 0, it.accessOK
+	}
+	if s := o.cur.Load(); s != nil && s.methods[tag] != nil {
+		return true, true
+	}
+	return false, false
 }
 
 var (

@@ -458,6 +458,12 @@ nodes:
 	r.until(t, 10*time.Second, "connected", func(rec bus.Record) bool { return rec.Tag == "setpoint" })
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
+	// The page asks first: the server's access levels answer.
+	for tag, want := range map[string][2]bool{"setpoint": {true, true}, "limit": {false, true}, "nope": {false, false}} {
+		if w, known := c.TagWritable("plc", tag); w != want[0] || known != want[1] {
+			t.Errorf("TagWritable(%s) = %v, %v; want %v, %v", tag, w, known, want[0], want[1])
+		}
+	}
 	requireNoErr(t, c.WriteTag(ctx, "plc", "setpoint", bus.Double(42.5)))
 	if v, _, _ := s.Value(simopcua.SetpointPath); v != 42.5 {
 		t.Errorf("setpoint = %v after writing 42.5", v)

@@ -116,6 +116,7 @@ func (s *session) rescan(ctx context.Context) error {
 	if *s.o.UnitsFromServer {
 		s.serverUnits(ctx, added)
 	}
+	s.serverAccess(ctx, added)
 	bad, err := s.monitorMore(ctx, added)
 	if err != nil {
 		return err

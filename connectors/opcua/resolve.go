@@ -19,6 +19,9 @@ type item struct {
 	mon    *MonitorConfig // the node's own monitored item settings, nil for the subscription's
 	root   int            // 1 + the index of the browse root that found it, 0 for a configured node
 	unitOK bool           // unit from the config: the server's EngineeringUnits do not override it
+	// access is the node's UserAccessLevel, when accessOK (serverAccess).
+	access   uint8
+	accessOK bool
 }
 
 // badItem is a configured node that could not be resolved or monitored.

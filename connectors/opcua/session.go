@@ -346,6 +346,7 @@ func (s *session) serve(ctx context.Context) error {
 	if *s.o.UnitsFromServer {
 		s.serverUnits(ctx, items)
 	}
+	s.serverAccess(ctx, items)
 	if s.methods, err = s.resolveMethods(ctx); err != nil {
 		return err
 	}
