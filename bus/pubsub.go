@@ -51,8 +51,8 @@ var refused sync.Map
 
 // Refuse answers msg, received on the in-process bus, with err: its
 // publisher's Publish returns err instead of nil, so the source keeps what
-// it sent (a file offset is not committed, a broker's message not
-// acknowledged). The in-process bus has no other way to say no: a Nack is
+// it sent (a file tail does not move its offset past it). The in-process
+// bus has no other way to say no: a Nack is
 // delivered again at once and holds the publisher until the subscriber
 // goes away.
 func Refuse(msg *message.Message, err error) {

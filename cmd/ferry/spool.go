@@ -247,7 +247,6 @@ func consequence(kind string) string {
 	return "nothing lost"
 }
 
-// spoolNames lists the spool directories under root, sorted.
 // spoolTarget is one spool a command reads.
 type spoolTarget struct {
 	name, dir, keyFile string
@@ -311,6 +310,7 @@ func spoolTargetsFor(fs *flag.FlagSet, cmd, file, dataDir string, stderr io.Writ
 	return targets, 0
 }
 
+// spoolNames lists the spool directories under root, sorted.
 func spoolNames(root string) ([]string, error) {
 	entries, err := os.ReadDir(root)
 	if err != nil {

@@ -36,9 +36,8 @@ func NewBus(ps bus.PubSub, topic string) *Bus {
 // Stopping makes a Put that waits for room, and every later one that
 // would, give up with bus.ErrStopping: the pipeline is shutting down and the
 // sources behind the queue must be able to finish. What the queue did not
-// take it never promised to keep; the source still has it (a file's
-// offset not committed, a broker's message not acknowledged) or it was a
-// sample of the moment.
+// take it never promised to keep: the source still has it (a file tail
+// does not move its offset past it) or it was a sample of the moment.
 func (q *Bus) Stopping() { q.stop() }
 
 // Put encodes b (the one place a routed batch is encoded) and publishes it.
