@@ -251,6 +251,28 @@ func (h *limitsHook) OnPublish(_ *mqtt.Client, pk packets.Packet) (packets.Packe
 
 func (h *limitsHook) OnRetainedExpired(filter string) { h.l.expired(filter) }
 
+// windowHook mends mochi's send window for MQTT 5 clients that announce a
+// Receive Maximum (a client library's flow control). mochi
+// queues the QoS 1 messages beyond the window and, as acknowledgements
+// come, sends them one at a time, but stops tracking each once it is sent:
+// its PUBACK then finds nothing and gives nothing back, and after twice the
+// window every later message for that client stayed queued for good. A
+// PUBACK mochi no longer tracks gives its slot back here.
+type windowHook struct{ mqtt.HookBase }
+
+func (h *windowHook) ID() string { return "ferry-receive-window" }
+
+func (h *windowHook) Provides(b byte) bool { return b == mqtt.OnPacketRead }
+
+func (h *windowHook) OnPacketRead(cl *mqtt.Client, pk packets.Packet) (packets.Packet, error) {
+	if pk.FixedHeader.Type == packets.Puback {
+		if _, tracked := cl.State.Inflight.Get(pk.PacketID); !tracked {
+			cl.State.Inflight.IncreaseSendQuota()
+		}
+	}
+	return pk, nil
+}
+
 // describe is for the start-up log line.
 func (c *Config) describeLimits() []any {
 	return []any{"max_clients", c.MaxClients, "max_packet_size", c.MaxPacketSize.String(),

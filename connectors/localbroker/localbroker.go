@@ -98,11 +98,10 @@ func (b *Broker) Start(_ context.Context, env *connectors.Env) error {
 		Logger:       logfloor.New(env.Logger, slog.LevelWarn),
 	})
 	b.limits = newLimits(b, env)
-	if err := b.srv.AddHook(&authHook{b: b, cfg: &b.Config}, nil); err != nil {
-		return fmt.Errorf("localbroker: %w", err)
-	}
-	if err := b.srv.AddHook(&limitsHook{l: b.limits}, nil); err != nil {
-		return fmt.Errorf("localbroker: %w", err)
+	for _, h := range []mqtt.Hook{&authHook{b: b, cfg: &b.Config}, &limitsHook{l: b.limits}, &windowHook{}} {
+		if err := b.srv.AddHook(h, nil); err != nil {
+			return fmt.Errorf("localbroker: %w", err)
+		}
 	}
 	env.Logger.Info("broker limits", b.describeLimits()...)
 	add := func(l listeners.Listener) error {
