@@ -447,6 +447,11 @@ func (t *tail) onTruncate() error {
 		if err := t.restart(0); err != nil {
 			return err
 		}
+		// The copies there now are older than the file's new start: what
+		// they hold was read, or is counted lost just above. Without this,
+		// a tail that had not yet read a copy would take the oldest one as
+		// unread and read it again.
+		t.hasGen = false
 		t.markGens()
 		return t.commit()
 	}
@@ -801,16 +806,29 @@ func (t *tail) copyNames() []string {
 }
 
 // findCopy returns the copy of the tailed file whose first n bytes have
-// checksum sum, open, or nil. When several match, the newest wins.
+// checksum sum, open, or nil. When several match, the newest wins. A name
+// that vanished between the listing and its open was renamed by a
+// rotation shifting the copies (NAME.1 to NAME.2) at that moment: the
+// directory is listed again, or the copy would be missed, its lines
+// counted lost, and the "oldest copy" rule would read it again later.
 func (t *tail) findCopy(n uint32, sum uint64) *os.File {
 	if n == 0 {
 		return nil // nothing read: nothing to recognise it by
 	}
-	var best *os.File
+	for attempt := 0; ; attempt++ {
+		best, moved := t.findCopyOnce(n, sum)
+		if best != nil || !moved || attempt == 4 {
+			return best
+		}
+	}
+}
+
+func (t *tail) findCopyOnce(n uint32, sum uint64) (best *os.File, moved bool) {
 	var bestT time.Time
 	for _, name := range t.copyNames() {
 		f, err := os.Open(name)
 		if err != nil {
+			moved = moved || errors.Is(err, fs.ErrNotExist)
 			continue
 		}
 		fi, err := f.Stat()
@@ -827,7 +845,7 @@ func (t *tail) findCopy(n uint32, sum uint64) *os.File {
 		}
 		_ = f.Close()
 	}
-	return best
+	return best, moved
 }
 
 // newerCopy returns, open, the numbered copy one generation newer than the
