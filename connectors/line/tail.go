@@ -866,6 +866,7 @@ func (t *tail) newerCopy() *os.File {
 	}
 	for attempt := range 100 {
 		target, prev := -1, fileID{}
+		moved := false // a listed copy was gone by its stat: renamed meanwhile
 		for _, name := range t.copyNames() {
 			n, ok := genNumber(t.path, name)
 			if !ok {
@@ -873,6 +874,7 @@ func (t *tail) newerCopy() *os.File {
 			}
 			id, ok := statID(n)
 			if !ok {
+				moved = true
 				continue
 			}
 			if t.lastGen == (fileID{}) && n > target {
@@ -885,6 +887,11 @@ func (t *tail) newerCopy() *os.File {
 		switch {
 		case target < 0 && t.lastGen != (fileID{}) && attempt < 5:
 			continue // maybe renamed while listed
+		case target < 1 && moved && attempt < 5:
+			// A rotation was shifting the copies (NAME.1 to NAME.2) as
+			// they were listed. Taken for "no copy", the caller would
+			// read the file on and never come back for the copy.
+			continue
 		case target < 1:
 			return nil
 		}
