@@ -885,9 +885,13 @@ func (t *tail) newerCopy() *os.File {
 			}
 		}
 		switch {
-		case target < 0 && t.lastGen != (fileID{}) && attempt < 5:
-			continue // maybe renamed while listed
-		case target < 1 && moved && attempt < 5:
+		case target < 0 && t.lastGen != (fileID{}) && attempt < 20:
+			// Maybe renamed while listed: rotations in quick succession
+			// shift every copy's name, and a listing can miss the one
+			// read last several times running. Taken for "none newer",
+			// the copies between it and the file would never be read.
+			continue
+		case target < 1 && moved && attempt < 20:
 			// A rotation was shifting the copies (NAME.1 to NAME.2) as
 			// they were listed. Taken for "no copy", the caller would
 			// read the file on and never come back for the copy.
