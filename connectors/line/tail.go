@@ -885,11 +885,13 @@ func (t *tail) newerCopy() *os.File {
 			}
 		}
 		switch {
-		case target < 0 && t.lastGen != (fileID{}) && attempt < 20:
-			// Maybe renamed while listed: rotations in quick succession
-			// shift every copy's name, and a listing can miss the one
-			// read last several times running. Taken for "none newer",
-			// the copies between it and the file would never be read.
+		case target < 0 && t.lastGen != (fileID{}) && attempt < 20 && findByID(filepath.Dir(t.path), t.lastGen) != "":
+			// Still there, so renamed while listed: rotations in quick
+			// succession shift every copy's name, and a listing can miss
+			// the one read last several times running. Taken for "none
+			// newer", the copies between it and the file would never be
+			// read. (Gone, compressed or deleted, it is not looked for
+			// again.)
 			continue
 		case target < 1 && moved && attempt < 20:
 			// A rotation was shifting the copies (NAME.1 to NAME.2) as
