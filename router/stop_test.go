@@ -48,34 +48,8 @@ routes:
 	}
 
 	p := start(t, config("type: testcapture\n    fail: 1000000"))
-	spooled := func() int64 {
-		for _, m := range p.Status().Modules {
-			if m.Name == "out" && m.Spool != nil {
-				return m.Spool.Records
-			}
-		}
-		return 0
-	}
-	waitfor.Until(t, 20*time.Second, func() bool {
-		for _, m := range p.Status().Modules {
-			if m.Name == "out" && m.Spool != nil {
-				return m.Spool.Bytes > 64<<10-2<<10
-			}
-		}
-		return false
-	}, waitfor.Say("the spool fills"))
-	if n := spooled(); n >= lines {
-		t.Fatalf("the spool took all %d lines; it was meant to fill first", n)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	t0 := time.Now()
-	if err := p.Stop(ctx); err != nil {
-		t.Fatalf("stop: %v", err)
-	}
-	if took := time.Since(t0); took > 15*time.Second {
-		t.Fatalf("Stop took %v", took)
-	}
+	waitFull(t, p, "out", 64<<10-2<<10)
+	stopPromptly(t, p)
 
 	p = start(t, config("type: testcapture"))
 	defer drainStop(t, p, captures["out"].got)
@@ -94,5 +68,61 @@ routes:
 		if n != 1 || v < 1 || v > lines {
 			t.Errorf("seq=%d arrived %d times", v, n)
 		}
+	}
+}
+
+// A source held back by a full spool under on_full: block (its sink
+// refusing everything) does not hold up a stop: the spool stops waiting
+// for room, the source's emit is refused (bus.Refuse: it keeps the batch,
+// which the spool never accepted), and Stop returns long before its
+// deadline instead of spending half of it on the source.
+func TestStopWithBlockingSpoolFull(t *testing.T) {
+	c := load(t, `
+connectors:
+  gen:
+    type: generator
+    interval: 1ms
+    tags: [{name: t, signal: counter, count: 20}]
+  refusing:
+    type: testcapture
+    fail: 1000000
+    store_and_forward: {quota: 64KiB, segment_size: 64KiB, on_full: block}
+routes:
+  - {from: gen, to: refusing}
+`)
+	p := start(t, c)
+	// Full: the next batch (20 records, some 530 bytes) does not fit, and
+	// the generator waits in its emit.
+	waitFull(t, p, "refusing", 64<<10-530)
+	stopPromptly(t, p)
+}
+
+// waitFull waits until the spool of sink holds more than bytes.
+func waitFull(t *testing.T, p *Pipeline, sink string, bytes int64) {
+	t.Helper()
+	spool := func() *SpoolStatus {
+		for _, m := range p.Status().Modules {
+			if m.Name == sink && m.Spool != nil {
+				return m.Spool
+			}
+		}
+		return &SpoolStatus{}
+	}
+	waitfor.Until(t, 20*time.Second, func() bool { return spool().Bytes > bytes },
+		func() string { return fmt.Sprintf("the spool of %s does not fill: %+v", sink, spool()) })
+}
+
+// stopPromptly stops p with a minute to do it and fails when it took more
+// than a quarter of that: with the old wait, the sources' half of it.
+func stopPromptly(t *testing.T, p *Pipeline) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	if err := p.Stop(ctx); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if took := time.Since(t0); took > 15*time.Second {
+		t.Fatalf("Stop took %v with the spool full: it waited out the sources' share of its deadline", took)
 	}
 }
