@@ -266,19 +266,17 @@ func (e *Engine) Flush(ctx context.Context) error {
 				}
 				break
 			}
-			if errors.Is(err, bus.ErrStopping) {
-				// The pipeline is stopping: give the input back now rather
-				// than hold its source until the stop's deadline.
-				for _, o := range e.lanes {
-					o.batch.Reset()
+			// A queue told the pipeline is stopping refuses at once: the
+			// input goes back now rather than hold its source until the
+			// stop's deadline.
+			stopping := errors.Is(err, bus.ErrStopping)
+			if !stopping {
+				if !blocked && e.OnBlock != nil {
+					e.OnBlock(l.sink, err)
 				}
-				return fmt.Errorf("router: publish to %s: %w: %w", l.sink, errPublish, err)
+				e.pubBurst.Log(e.logger, slog.LevelWarn, "sink's queue refused a batch; retrying", slog.String("sink", l.sink), slog.String("error", err.Error()))
 			}
-			if !blocked && e.OnBlock != nil {
-				e.OnBlock(l.sink, err)
-			}
-			e.pubBurst.Log(e.logger, slog.LevelWarn, "sink's queue refused a batch; retrying", slog.String("sink", l.sink), slog.String("error", err.Error()))
-			if connectors.Sleep(ctx, bo.Next()) != nil {
+			if stopping || connectors.Sleep(ctx, bo.Next()) != nil {
 				// Stopping: the input goes back whole for another
 				// instance (or the next start); what the lanes hold is
 				// dropped with it.

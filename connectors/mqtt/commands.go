@@ -24,10 +24,6 @@ type commander struct {
 	filter  string // the subscription, {site} and {module} filled in
 	prefix  string // filter without the trailing #
 	results string
-	// methods, with the azure-iot-hub preset, is IoT Hub's direct-method
-	// filter: a method "write" is a command, answered on its response
-	// topic with an HTTP-like status.
-	methods string
 	queue   chan *command.Command
 	cache   *command.Cache
 }
@@ -51,49 +47,50 @@ const commandQueue = 64
 func newCommander(m *MQTT, site, module string) *commander {
 	r := strings.NewReplacer("{site}", site, "{module}", module)
 	filter := r.Replace(m.Commands.Topic)
-	k := &commander{
+	return &commander{
 		m: m, cfg: m.Commands, filter: filter,
 		prefix:  strings.TrimSuffix(filter, "#"),
 		results: r.Replace(m.Commands.Results),
 		queue:   make(chan *command.Command, commandQueue),
 		cache:   command.NewCache(m.Commands.Remember),
 	}
-	if m.azure != nil {
-		k.methods = methodsFilter
-	}
-	return k
+}
+
+// isMethod reports whether topic is an IoT Hub direct-method request: with
+// the azure-iot-hub preset a method "write" is a command, answered on its
+// response topic with an HTTP-like status.
+func (k *commander) isMethod(topic string) bool {
+	return k.m.azure != nil && strings.HasPrefix(topic, methodsPrefix)
 }
 
 // filters are the subscriptions commands arrive on.
 func (k *commander) filters() []string {
-	if k.methods != "" {
-		return []string{k.filter, k.methods}
+	if k.m.azure != nil {
+		return []string{k.filter, methodsFilter}
 	}
 	return []string{k.filter}
 }
 
 // matches reports whether a received message is a command.
 func (k *commander) matches(topic string) bool {
-	return topics.Match(k.filter, topic) || k.methods != "" && strings.HasPrefix(topic, methodsPrefix)
+	return topics.Match(k.filter, topic) || k.isMethod(topic)
 }
 
 // parseMethod reads a direct-method request: the method's name, its
 // request id, and the command its payload holds. The reply topic carries
-// a {status} filled in from the result.
+// the status 404 for a method ferry does not serve, else a {status} that
+// reply fills in from the result.
 func parseMethod(topic string, payload []byte, now time.Time) (*command.Command, error) {
 	name, query, _ := strings.Cut(strings.TrimPrefix(topic, methodsPrefix), "/?")
 	rid := ""
 	if q, err := url.ParseQuery(query); err == nil {
 		rid = q.Get("$rid")
 	}
-	var c *command.Command
-	var err error
-	if name == methodWrite {
-		c, err = command.ParsePayload(payload, now)
-	} else {
-		c = &command.Command{Received: now}
-		err = fmt.Errorf("%w: %w: method %q: the one method is %q, with a command as its payload", command.ErrRefused, errNoMethod, name, methodWrite)
+	if name != methodWrite {
+		c := &command.Command{Received: now, Reply: methodResponse + "404/?$rid=" + rid}
+		return c, fmt.Errorf("%w: method %q: the one method is %q, with a command as its payload", command.ErrRefused, name, methodWrite)
 	}
+	c, err := command.ParsePayload(payload, now)
 	if c == nil {
 		c = &command.Command{Received: now}
 	}
@@ -101,16 +98,10 @@ func parseMethod(topic string, payload []byte, now time.Time) (*command.Command,
 	return c, err
 }
 
-// errNoMethod answers a direct method ferry does not serve (status 404).
-var errNoMethod = errors.New("no such method")
-
-// methodStatus is the status of a direct method's answer: 200 done, 404
-// an unknown method, 400 refused (the command or the device's rules), 500
-// failed on the device.
-func methodStatus(r command.Result, err error) string {
+// methodStatus is the status of a direct method's answer: 200 done, 400
+// refused (the command or the device's rules), 500 failed on the device.
+func methodStatus(r command.Result) string {
 	switch {
-	case errors.Is(err, errNoMethod):
-		return "404"
 	case r.Status == command.StatusOK:
 		return "200"
 	case r.Status == command.StatusRefused:
@@ -125,7 +116,7 @@ func (k *commander) receive(msg inbound) {
 	var c *command.Command
 	var err error
 	switch {
-	case k.methods != "" && strings.HasPrefix(msg.topic, methodsPrefix):
+	case k.isMethod(msg.topic):
 		c, err = parseMethod(msg.topic, msg.payload, time.Now())
 	case k.cfg.fromPayload:
 		c, err = command.ParsePayload(msg.payload, time.Now())
@@ -137,7 +128,7 @@ func (k *commander) receive(msg inbound) {
 	}
 	k.m.env.Event(connectors.Event{Kind: connectors.EventCommand, Message: k.describe("command received", c)})
 	if err != nil {
-		k.replyErr(c, command.NewResult(c, err), err)
+		k.reply(c, command.NewResult(c, err))
 		return
 	}
 	first, r, done := k.cache.Begin(c)
@@ -200,11 +191,7 @@ func (k *commander) execute(ctx context.Context, c *command.Command, rules comma
 // reply publishes r at QoS 1 on the command's response topic (MQTT 5, or
 // a direct method's), or on <results>/<device>/<tag>, and records it as an
 // event.
-func (k *commander) reply(c *command.Command, r command.Result) { k.replyErr(c, r, nil) }
-
-// replyErr is reply for a command that could not be taken, err saying why
-// (a direct method's status tells an unknown method from a refusal).
-func (k *commander) replyErr(c *command.Command, r command.Result, err error) {
+func (k *commander) reply(c *command.Command, r command.Result) {
 	ev := connectors.Event{Kind: connectors.EventCommand, Message: k.describe("command "+r.Status, c), Error: r.Error}
 	k.m.env.Event(ev)
 	if r.Status != command.StatusOK {
@@ -212,7 +199,7 @@ func (k *commander) replyErr(c *command.Command, r command.Result, err error) {
 	}
 	topic, kind := c.Reply, ""
 	if strings.HasPrefix(topic, methodResponse) {
-		topic = strings.Replace(topic, "{status}", methodStatus(r, err), 1)
+		topic = strings.Replace(topic, "{status}", methodStatus(r), 1)
 	}
 	if topic == "" {
 		topic = strings.TrimSuffix(k.results, "/") + "/" + c.Device + "/" + c.Tag
